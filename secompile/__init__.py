@@ -1,0 +1,11 @@
+"""secompile: Squeeze-and-Excitation networks as data.
+
+    model = secompile.compile("specs/se_resnext50.yaml")   # a torch.nn.Module
+    report = secompile.count("specs/se_resnext50.yaml")    # analytic MACs / params
+"""
+from .api import build_ir, check_limits, compile, count
+from .spec import LimitError, Problem, Spec, SpecError, load_spec
+
+__version__ = "0.1.0"
+__all__ = ["compile", "count", "build_ir", "check_limits", "load_spec", "Spec", "SpecError",
+           "LimitError", "Problem", "__version__"]

@@ -1,0 +1,90 @@
+"""Analytic multiply-adds and parameters from the IR alone (no torch, no forward pass).
+
+The per-op rules live next to each op's shape rule in `secompile.ir.ops`; this module
+sums them per node, block, stage and network, and builds the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import ops
+from ..ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class Cost:
+    macs: int = 0
+    params: int = 0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.macs + other.macs, self.params + other.params)
+
+
+class Counts:
+    """Per-node costs of a graph, with sums over any scope."""
+
+    def __init__(self, g: Graph):
+        self.graph = g
+        self.nodes: dict[str, Cost] = {}
+        self._scopes: dict[str, Cost] = {}   # every path prefix -> summed cost (one pass)
+        for path, d in g.nodes():
+            ins = [g.shape(i) for i in d["inputs"]]
+            cost = Cost(ops.macs(d["op"], d["attrs"], ins, d["shape"]), ops.params(d["op"], d["attrs"], ins))
+            self.nodes[path] = cost
+            prefix = ""
+            for seg in path.split("."):
+                prefix = f"{prefix}.{seg}" if prefix else seg
+                self._scopes[prefix] = self._scopes.get(prefix, Cost()) + cost
+
+    def scope(self, prefix: str) -> Cost:
+        return self._scopes.get(prefix, Cost())
+
+    @property
+    def total(self) -> Cost:
+        return sum(self.nodes.values(), Cost())
+
+    def by_op(self, *op_names: str) -> Cost:
+        return sum((c for p, c in self.nodes.items() if self.graph.op(p) in op_names), Cost())
+
+    def se(self) -> Cost:
+        return sum((self.scope(s) for s in self.graph.se), Cost())
+
+
+def count(g: Graph) -> Counts:
+    return Counts(g)
+
+
+def _scope_output_shape(g: Graph, prefix: str) -> list:
+    last = [p for p in g.order if p == prefix or p.startswith(prefix + ".")]
+    return list(g.shape(last[-1])) if last else []
+
+
+def report(g: Graph, counts: Counts | None = None) -> dict:
+    """The report object (`report.json`, `secompile count --json`)."""
+    c = counts or Counts(g)
+    total = c.total
+    conv_linear = c.by_op("conv2d", "linear")
+
+    def part(prefix, name):
+        cost = c.scope(prefix)
+        return {"name": name, "path": prefix, "macs": cost.macs, "params": cost.params,
+                "output_shape": _scope_output_shape(g, prefix)}
+
+    stages = []
+    for st in g.stages:
+        d = part(st.path, st.name)
+        d["blocks"] = len(st.blocks)
+        d["se_blocks"] = sum(1 for s in g.se if s.startswith(st.path + "."))
+        stages.append(d)
+    se = c.se()
+    return {
+        "name": g.name,
+        "input": list(g.input_shape),
+        "output": list(g.shape(g.output)),
+        "total": {"macs": total.macs, "params": total.params,
+                  "conv_linear_macs": conv_linear.macs, "nodes": len(g)},
+        "stem": part("stem", "stem") if any(p.startswith("stem.") for p in g.order) else None,
+        "stages": stages,
+        "head": part("head", "head") if any(p.startswith("head.") for p in g.order) else None,
+        "se": {"blocks": len(g.se), "macs": se.macs, "params": se.params},
+    }

@@ -1,0 +1,132 @@
+"""The command line: thin argument parsing over secompile.api.
+
+Exit codes: 0 success, 2 spec errors (one `FILE:LINE:COL: path: message` per line on
+stderr), 1 internal errors (a short message; `--debug` shows the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .spec.errors import SpecError
+
+
+def _add_limits(p):
+    from .api import MAX_MACS, MAX_PARAMS
+    p.add_argument("--max-params", type=float, default=MAX_PARAMS, metavar="N",
+                   help=f"refuse networks with more parameters (default {MAX_PARAMS:.0e})")
+    p.add_argument("--max-macs", type=float, default=MAX_MACS, metavar="N",
+                   help=f"refuse networks with more multiply-adds (default {MAX_MACS:.0e})")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="secompile", description="Squeeze-and-Excitation networks as data: "
+                                 "validate, count, draw and compile YAML network specs.")
+    ap.add_argument("--version", action="version", version=f"secompile {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    ap.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check specs (schema + semantics) and report every problem")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+
+    p = sub.add_parser("count", help="analytic multiply-adds and parameters by stage")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="print the report object as JSON")
+    p.add_argument("--no-se", action="store_true", help="count the network without its SE blocks")
+
+    p = sub.add_parser("build", help="validate, count and compile a spec; write reports (and other outputs)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
+    _add_limits(p)
+
+    sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    return ap
+
+
+def _print_summary(report: dict, file=sys.stdout) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{report['name']}  input {'x'.join(map(str, report['input']))}", title_justify="left")
+    for col in ("part", "blocks", "SE", "output", "MACs (G)", "params (M)"):
+        t.add_column(col, justify="left" if col in ("part", "output") else "right")
+    rows = ([report["stem"]] if report.get("stem") else []) + report["stages"] + \
+        ([report["head"]] if report.get("head") else [])
+    for r in rows:
+        t.add_row(r["name"], str(r.get("blocks", "")), str(r.get("se_blocks", "")),
+                  "x".join(map(str, r["output_shape"])), f"{r['macs'] / 1e9:.3f}", f"{r['params'] / 1e6:.3f}")
+    tot = report["total"]
+    t.add_row("total", "", str(report["se"]["blocks"]), "x".join(map(str, report["output"])),
+              f"{tot['macs'] / 1e9:.3f}", f"{tot['params'] / 1e6:.3f}", style="bold")
+    Console(file=file, width=100).print(t)
+    print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters {tot['params']:,}; "
+          f"SE: {report['se']['blocks']} blocks, +{report['se']['params']:,} params", file=file)
+
+
+def cmd_validate(args) -> int:
+    from .api import build_ir
+    problems = []
+    for s in args.specs:
+        try:
+            g = build_ir(s)
+            if not args.quiet:
+                print(f"{s}: ok ({g.name}: {len(g)} ops, {len(g.se)} SE blocks)")
+        except SpecError as e:
+            problems.extend(e.messages)
+    for m in problems:
+        print(m, file=sys.stderr)
+    return 2 if problems else 0
+
+
+def cmd_count(args) -> int:
+    from .api import count
+    rep = count(args.spec, se=not args.no_se)
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        _print_summary(rep)
+    return 0
+
+
+def cmd_build(args) -> int:
+    from .build import build
+    rep = build(args.spec, args.output, max_params=args.max_params, max_macs=args.max_macs)
+    if not args.quiet:
+        _print_summary(rep)
+        print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .spec.schema import SCHEMA
+    print(json.dumps(SCHEMA, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return {"validate": cmd_validate, "count": cmd_count, "build": cmd_build,
+                "schema": cmd_schema}[args.command](args)
+    except SpecError as e:
+        for m in e.messages:
+            print(m, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # an internal error: short message, traceback only on request
+        if args.debug:
+            raise
+        print(f"secompile: internal error: {type(e).__name__}: {e}\n"
+              "  re-run with --debug for the traceback, and please report it", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""The IR: a networkx graph of typed ops with stable hierarchical paths."""
+from .graph import Composite, Graph, Stage
+
+__all__ = ["Graph", "Composite", "Stage"]

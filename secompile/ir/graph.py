@@ -1,0 +1,152 @@
+"""The IR: a networkx DiGraph of typed ops, keyed by stable hierarchical paths.
+
+Node paths name the hierarchy (`stages.2.blocks.0.branch.conv2.conv`); the torch
+backend turns it into nested modules, so paths double as `state_dict` prefixes.
+`Graph.order` is the deterministic topological order (construction order, with
+inserted nodes placed right after the node they hang off).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from . import ops
+
+
+@dataclass
+class Composite:
+    """A residual / parallel / layer-sequence scope, with the nodes passes need."""
+
+    path: str
+    kind: str                       # 'residual' | 'parallel' | 'layers'
+    input: str                      # node feeding the scope
+    output: str                     # node producing its result
+    template: str | None = None
+    stage: int | None = None        # set for stage-level blocks
+    index: int | None = None        # block index within its stage
+    name: str | None = None         # stage name (blocks) for selectors
+    branch_out: str | None = None   # residual: last node of the residual branch
+    shortcut_out: str | None = None  # residual: shortcut result (== input when identity)
+    merge: str | None = None        # residual/parallel: the merge node
+    mark: object = None             # errors.Mark of the spec item that made it
+    spec_path: str = ""             # its spec path, for messages
+
+
+@dataclass
+class Stage:
+    path: str
+    name: str
+    blocks: list = field(default_factory=list)   # block paths
+
+
+class Graph:
+    def __init__(self, name: str, input_shape: tuple):
+        self.name = name
+        self.input_shape = tuple(input_shape)
+        self.g = nx.DiGraph()
+        self._rank: dict[str, tuple] = {}   # sort key giving the deterministic order
+        self._order: list[str] | None = []
+        self._inserted = 0
+        self.blocks: dict[str, Composite] = {}      # stage-level blocks, in order
+        self.composites: dict[str, Composite] = {}  # every residual/parallel scope, any depth
+        self.stages: list[Stage] = []
+        self.units: list[str] = []                  # top-level scopes: stem, blocks, layer stages, head
+        self.se: dict[str, dict] = {}               # SE scope path -> what was inserted where
+        self.output: str | None = None
+
+    # -- construction ----------------------------------------------------------------
+    def add(self, path: str, op: str, attrs: dict, inputs: list[str], after: str | None = None) -> str:
+        """Add a node, inferring its shape (raises ops.OpError). Returns its path."""
+        if path in self.g:
+            raise ValueError(f"duplicate IR node path {path}")
+        shape = ops.infer(op, attrs, [self.shape(i) for i in inputs])
+        self.g.add_node(path, op=op, attrs=attrs, inputs=list(inputs), shape=shape)
+        for i, src in enumerate(inputs):
+            self.g.add_edge(src, path, index=i)
+        if after is None:
+            self._rank[path] = (len(self._rank),)
+            if self._order is not None:
+                self._order.append(path)
+        else:  # placed after `after` (and after whatever was inserted there before)
+            self._inserted += 1
+            self._rank[path] = self._rank[after] + (self._inserted,)
+            self._order = None
+        return path
+
+    @property
+    def order(self) -> list[str]:
+        if self._order is None:
+            self._order = sorted(self._rank, key=self._rank.__getitem__)
+        return self._order
+
+    def rewire(self, old: str, new: str, consumers: list[str]) -> None:
+        """Make `consumers` read `new` wherever they read `old`."""
+        for c in consumers:
+            data = self.g.nodes[c]
+            data["inputs"] = [new if i == old else i for i in data["inputs"]]
+            self.g.remove_edge(old, c)
+            for idx, src in enumerate(data["inputs"]):
+                if src == new:
+                    self.g.add_edge(new, c, index=idx)
+        if self.output == old:
+            self.output = new
+
+    # -- queries ---------------------------------------------------------------------
+    def __contains__(self, path) -> bool:
+        return path in self.g
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def node(self, path: str) -> dict:
+        return self.g.nodes[path]
+
+    def shape(self, path: str) -> tuple:
+        return self.g.nodes[path]["shape"]
+
+    def op(self, path: str) -> str:
+        return self.g.nodes[path]["op"]
+
+    def inputs(self, path: str) -> list[str]:
+        return self.g.nodes[path]["inputs"]
+
+    def consumers(self, path: str) -> list[str]:
+        return sorted(self.g.successors(path), key=self._rank.__getitem__)
+
+    def nodes(self):
+        """(path, data) in deterministic topological order."""
+        for p in self.order:
+            yield p, self.g.nodes[p]
+
+    def unit_of(self, path: str) -> str | None:
+        for u in self.units:
+            if path == u or path.startswith(u + "."):
+                return u
+        return None
+
+    def copy(self) -> "Graph":
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict:
+        """A plain, JSON-able description (also what the structural hash covers)."""
+        return {
+            "name": self.name,
+            "input": list(self.input_shape),
+            "output": self.output,
+            "nodes": [{"path": p, "op": d["op"], "attrs": _jsonable(d["attrs"]), "inputs": d["inputs"],
+                       "shape": list(d["shape"])} for p, d in self.nodes()],
+        }
+
+    def structural_hash(self) -> str:
+        d = self.to_dict()
+        d.pop("name")
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _jsonable(attrs: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(attrs.items())}

@@ -1,0 +1,280 @@
+"""insert_se: splice Squeeze-and-Excitation blocks into the IR by rule, at any depth.
+
+An SE block on tensor U (C x H x W) is, as in the paper (eqs. 2-4) and the reference
+Caffe models:  pool (avg|max, keepdim) -> fc1 (1x1 conv C -> C/r, bias) -> relu
+-> fc2 (1x1 conv C/r -> C, bias) -> gate (sigmoid|hard_sigmoid) -> scale (U * s).
+
+Rules are resolved to insertion points first (a later rule overrides an earlier one
+at the same point, `position: none` removes one), then spliced. Points that already
+hold an SE block are left alone, so applying a rule twice equals applying it once.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from ..ir import ops
+from ..ir.graph import Composite, Graph
+from ..spec.errors import Problem, SpecError, did_you_mean, format_path
+from ..spec.loader import SourceMap
+
+POSITIONS = ("standard", "pre", "post", "identity")
+SCOPE_NAME = {"standard": "se", "pre": "se_pre", "post": "se_post", "identity": "se_identity"}
+
+
+@dataclass(frozen=True)
+class SEOptions:
+    reduction: int = 16
+    channels: int | None = None
+    squeeze: str = "avg"
+    gate: str = "sigmoid"
+    bias: bool = True
+
+    def reduced(self, c: int) -> int:
+        return self.channels if self.channels is not None else c // self.reduction
+
+
+@dataclass(frozen=True)
+class Point:
+    position: str      # standard | pre | post | identity | after
+    target: str        # block path, or the node/scope path for 'after'
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Segment-wise glob: '*' matches within one dotted segment, '**' any number of segments."""
+    return _match(pattern.split("."), path.split("."))
+
+
+def _match(pat, segs) -> bool:
+    if not pat:
+        return not segs
+    if pat[0] == "**":
+        return any(_match(pat[1:], segs[i:]) for i in range(len(segs) + 1))
+    return bool(segs) and fnmatch.fnmatchcase(segs[0], pat[0]) and _match(pat[1:], segs[1:])
+
+
+def _indices(sel, n):
+    if sel == "all":
+        return set(range(n))
+    sel = [sel] if isinstance(sel, int) else sel
+    return {i % n for i in sel if -n <= i < n}
+
+
+def _select_blocks(g: Graph, sel: dict) -> list[Composite]:
+    stages = _indices(sel.get("stages", "all"), len(g.stages))
+    out = []
+    for b in g.blocks.values():
+        if b.stage not in stages:
+            continue
+        bsel = sel.get("blocks", "all")
+        if isinstance(bsel, str) and bsel != "all":
+            if not fnmatch.fnmatchcase(b.template or "", bsel):
+                continue
+        elif b.index not in _indices(bsel, len(g.stages[b.stage].blocks)):
+            continue
+        if "name" in sel and not fnmatch.fnmatchcase(b.name or "", sel["name"]):
+            continue
+        out.append(b)
+    return out
+
+
+def _scopes(g: Graph) -> list[str]:
+    """Every node path and every scope prefix, in order, SE blocks excluded."""
+    seen, out = set(), []
+    se_scopes = tuple(s + "." for s in g.se)
+    for p in g.order:
+        if p == "input" or p.startswith(se_scopes):
+            continue
+        parts = p.split(".")
+        for i in range(1, len(parts) + 1):
+            s = ".".join(parts[:i])
+            if s not in seen:
+                seen.add(s)
+                out.append(s)
+    return out
+
+
+def _selected_paths(g: Graph, sel: dict, scopes: list[str]) -> list[str]:
+    pats = sel["path"] if isinstance(sel["path"], list) else [sel["path"]]
+    within = None
+    if any(k in sel for k in ("stages", "blocks", "name")):
+        within = tuple(b.path + "." for b in _select_blocks(g, sel))
+    return [s for s in scopes if any(glob_match(p, s) for p in pats)
+            and (within is None or s.startswith(within))]
+
+
+class _Resolver:
+    def __init__(self, g: Graph, smap: SourceMap):
+        self.g, self.smap, self.problems = g, smap, []
+        self.scopes = _scopes(g)
+
+    def points(self, rule: dict, rpath: tuple) -> list[Point]:
+        g, where = self.g, rule["where"]
+        pos = rule.get("position", "after" if "path" in where else "standard")
+        if isinstance(pos, dict):
+            blocks = _select_blocks(g, where)
+            if not blocks:
+                self._nothing(rpath + ("where",), where)
+            targets = []
+            for b in blocks:
+                t = f"{b.path}.{pos['after']}"
+                if t not in set(self.scopes):
+                    self.problems.append(self.smap.problem(rpath + ("position", "after"),
+                                         f"'{pos['after']}' is not inside block {b.path}"
+                                         f"{did_you_mean(t, self.scopes)}"))
+                    return []
+                targets.append(Point("after", t))
+            return targets
+        if "path" in where:
+            paths = _selected_paths(g, where, self.scopes)
+            if not paths:
+                self._nothing(rpath + ("where", "path"), where)
+            if pos not in ("after", "none"):
+                self.problems.append(self.smap.problem(rpath + ("position",),
+                                     f"a path selector inserts after the matched node: use position "
+                                     f"'after', not '{pos}'"))
+                return []
+            return [Point("after", p) for p in paths]
+        blocks = _select_blocks(g, where)
+        if not blocks:
+            self._nothing(rpath + ("where",), where)
+        if pos == "after":
+            self.problems.append(self.smap.problem(rpath + ("position",),
+                                 "position 'after' needs where.path or {after: PATH}"))
+            return []
+        return [Point(pos, b.path) for b in blocks]
+
+    def exclude(self, rule: dict, points: list[Point]) -> list[Point]:
+        ex = rule.get("exclude")
+        if not ex:
+            return points
+        if "path" in ex:
+            gone = set(_selected_paths(self.g, ex, self.scopes))
+            return [p for p in points if p.target not in gone and not any(p.target.startswith(x + ".") for x in gone)]
+        gone = tuple(b.path for b in _select_blocks(self.g, ex))
+        return [p for p in points if not any(p.target == x or p.target.startswith(x + ".") for x in gone)]
+
+    def _nothing(self, path, sel):
+        hint = ""
+        if "path" in sel:
+            pats = sel["path"] if isinstance(sel["path"], list) else [sel["path"]]
+            hint = did_you_mean(pats[0], self.scopes)
+        self.problems.append(self.smap.problem(path, f"selector {_show(sel)} matches nothing{hint}"))
+
+
+def _show(sel: dict) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sel.items()) + "}"
+
+
+def resolve(g: Graph, rules: list, smap: SourceMap) -> tuple[dict, list[Problem]]:
+    """Rules -> {Point: (SEOptions, rule spec path)}; later rules override earlier ones."""
+    r = _Resolver(g, smap)
+    chosen: dict = {}
+    for i, rule in enumerate(rules):
+        rpath = ("se", i)
+        opts = SEOptions(**{k: rule[k] for k in ("reduction", "channels", "squeeze", "gate", "bias") if k in rule})
+        for pt in r.exclude(rule, r.points(rule, rpath)):
+            if rule.get("position") == "none":
+                chosen.pop(Point("standard", pt.target), None)
+                for pos in POSITIONS + ("after",):
+                    chosen.pop(Point(pos, pt.target), None)
+            else:
+                chosen[pt] = (opts, rpath)
+    return chosen, r.problems
+
+
+def insert_se(g: Graph, rules: list, smap: SourceMap) -> Graph:
+    """Return a copy of `g` with SE blocks spliced in. Raises SpecError."""
+    g = g.copy()
+    chosen, problems = resolve(g, rules, smap)
+    rank = {p: i for i, p in enumerate(g.order)}
+    for pt, (opts, rpath) in sorted(chosen.items(), key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
+        try:
+            _splice(g, pt, opts)
+        except _Problem as e:
+            key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
+            problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
+    if problems:
+        raise SpecError(problems)
+    return g
+
+
+class _Problem(Exception):
+    def __init__(self, message, about=None):
+        super().__init__(message)
+        self.about = about
+
+
+def _anchor(g: Graph, pt: Point):
+    """-> (tensor to recalibrate, consumers to rewire, SE scope path, composite to update)."""
+    if pt.position == "after":
+        comp = g.blocks.get(pt.target) or g.composites.get(pt.target)
+        if comp is not None or pt.target in g.units:
+            return _anchor(g, Point("post", pt.target))
+        u = pt.target if pt.target in g else _scope_output(g, pt.target)
+        if g.unit_of(pt.target) in (None, pt.target):
+            raise _Problem(f"'{pt.target}' is not inside a block, the stem or the head; use position post")
+        return u, [c for c in g.consumers(u)], f"{pt.target}_se", None
+    comp = g.blocks.get(pt.target) or g.composites.get(pt.target)
+    if pt.position == "post":
+        if comp is None:   # a unit without a composite (stem, head)
+            u = _scope_output(g, pt.target)
+            return u, g.consumers(u), f"{pt.target}.se_post", None
+        return comp.output, g.consumers(comp.output), f"{comp.path}.se_post", comp
+    if comp.kind != "residual" and pt.position in ("standard", "identity"):
+        raise _Problem(f"position '{pt.position}' needs a residual block; {comp.path} is "
+                       f"{comp.kind} (use post or pre)")
+    scope = f"{comp.path}.{SCOPE_NAME[pt.position]}"
+    if pt.position == "standard":
+        return comp.branch_out, [comp.merge], scope, comp
+    if pt.position == "identity":
+        return comp.shortcut_out, [comp.merge], scope, comp
+    inside = f"{comp.path}.branch." if comp.kind == "residual" else f"{comp.path}."
+    return comp.input, [c for c in g.consumers(comp.input) if c.startswith(inside)], scope, comp
+
+
+def _scope_output(g: Graph, scope: str) -> str:
+    inside = [p for p in g.order if p.startswith(scope + ".")]
+    outs = [p for p in inside if any(not c.startswith(scope + ".") for c in g.consumers(p)) or p == g.output]
+    if len(outs) != 1:
+        raise _Problem(f"'{scope}' has {len(outs)} outputs; select one node inside it")
+    return outs[0]
+
+
+def _splice(g: Graph, pt: Point, o: SEOptions) -> None:
+    u, consumers, s, comp = _anchor(g, pt)
+    if s in g.se:
+        return  # already there: idempotent
+    shape = g.shape(u)
+    if len(shape) != 3:
+        raise _Problem(f"SE needs a feature map (C, H, W); {u} has shape {shape}")
+    c = shape[0]
+    cr = o.reduced(c)
+    if cr < 1:
+        raise _Problem(f"reduction {o.reduction} leaves no channel for {c} channels ({c} // {o.reduction} = 0)",
+                       about="reduction")
+    fc = {"kernel": (1, 1), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1, "bias": o.bias}
+    try:
+        a = g.add(f"{s}.pool", "global_pool", {"mode": o.squeeze, "keepdim": True}, [u], after=u)
+        a = g.add(f"{s}.fc1", "conv2d", {**fc, "out": cr}, [a], after=a)
+        a = g.add(f"{s}.act", "act", {"kind": "relu"}, [a], after=a)
+        a = g.add(f"{s}.fc2", "conv2d", {**fc, "out": c}, [a], after=a)
+        a = g.add(f"{s}.gate", "act", {"kind": o.gate}, [a], after=a)
+        a = g.add(f"{s}.scale", "mul", {}, [u, a], after=a)
+    except ops.OpError as e:
+        raise _Problem(str(e)) from None
+    g.rewire(u, a, consumers)
+    for other in list(g.blocks.values()) + list(g.composites.values()):
+        # scopes that now read the recalibrated tensor: the next block (post) or a nested one (pre)
+        if other.input == u and other is not comp and any(c.startswith(other.path + ".") for c in consumers):
+            other.input = a
+    g.se[s] = {"position": pt.position, "target": pt.target, "input": u, "reduction": o.reduction,
+               "channels": c, "reduced": cr, "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
+    if comp is not None and pt.position == "post":
+        comp.output = a
+        for other in (g.blocks.get(comp.path), g.composites.get(comp.path)):
+            if other is not None:
+                other.output = a
+
+
+__all__ = ["insert_se", "resolve", "glob_match", "SEOptions", "Point", "format_path"]

@@ -1,0 +1,62 @@
+"""Spec errors: every problem carries file, line, column and spec path.
+
+A `SpecError` holds all problems found, so a user fixes a spec in one round trip.
+The CLI prints them one per line as `FILE:LINE:COL: spec.path: message` and exits 2.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+Path = tuple  # spec path: keys (str) and list indices (int)
+
+
+@dataclass(frozen=True, order=True)
+class Mark:
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+
+def format_path(path: Sequence) -> str:
+    """('stages', 2, 'cardinality') -> 'stages[2].cardinality'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<root>"
+
+
+@dataclass(frozen=True)
+class Problem:
+    mark: Mark
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.mark.file}:{self.mark.line}:{self.mark.col}: {self.path}: {self.message}"
+
+
+class SpecError(Exception):
+    """One or more problems with a spec (user error: exit code 2)."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = sorted(set(problems), key=lambda p: (p.mark, p.path, p.message))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def messages(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class LimitError(SpecError):
+    """A spec over a resource limit (size, depth, parameter or MAC budget)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ' (did you mean 'x'?)' suffix, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(word), sorted(set(map(str, choices))), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,146 @@
+"""A tiny, safe expression language for block-template parameters.
+
+A string containing `$` is an expression: `$width`, `"$out // 4"`,
+`"$stride if $stride_at == 'conv1' else 1"`. Names (with or without `$`) refer to the
+template's parameters. Only arithmetic, comparisons, boolean logic, conditional
+expressions and min/max/int/round/abs are allowed; the AST is walked here, never
+handed to Python's eval.
+"""
+from __future__ import annotations
+
+import ast
+import operator
+import re
+
+MAX_LEN = 256
+MAX_INT = 10**15  # keeps `2 ** 2 ** 99`-style values from eating memory
+
+_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+        ast.FloorDiv: operator.floordiv, ast.Div: operator.truediv, ast.Mod: operator.mod,
+        ast.Pow: operator.pow}
+_CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+        ast.Gt: operator.gt, ast.GtE: operator.ge}
+_FUNCS = {"min": min, "max": max, "int": int, "round": round, "abs": abs}
+
+
+class ExprError(ValueError):
+    pass
+
+
+def is_expr(value) -> bool:
+    return isinstance(value, str) and "$" in value
+
+
+def names(text: str) -> set[str]:
+    return set(_NAME.findall(text))
+
+
+def evaluate(text: str, env: dict):
+    """Evaluate expression `text` with parameter values `env`. Raises ExprError."""
+    if len(text) > MAX_LEN:
+        raise ExprError(f"expression longer than {MAX_LEN} characters")
+    src = _NAME.sub(r"\1", text).strip()
+    try:
+        tree = ast.parse(src, mode="eval")
+    except SyntaxError as e:
+        raise ExprError(f"invalid expression {text!r}: {e.msg}") from None
+    return _Eval(env, text).visit(tree.body)
+
+
+class _Eval:
+    def __init__(self, env, text):
+        self.env, self.text = env, text
+
+    def visit(self, node):
+        method = getattr(self, "v_" + type(node).__name__, None)
+        if method is None:
+            raise ExprError(f"{type(node).__name__} is not allowed in expression {self.text!r}")
+        return self._check(method(node))
+
+    def _check(self, value):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise ExprError(f"value out of range in expression {self.text!r}")
+        return value
+
+    def v_Constant(self, n):
+        if isinstance(n.value, (int, float, str, bool)) or n.value is None:
+            return n.value
+        raise ExprError(f"constant {n.value!r} is not allowed")
+
+    def v_Name(self, n):
+        if n.id in ("True", "False", "None"):
+            return {"True": True, "False": False, "None": None}[n.id]
+        if n.id not in self.env:
+            from .errors import did_you_mean
+            raise ExprError(f"unknown parameter '{n.id}' in expression {self.text!r}"
+                            f"{did_you_mean(n.id, self.env)}")
+        return self.env[n.id]
+
+    def v_BinOp(self, n):
+        op = _BIN.get(type(n.op))
+        if op is None:
+            raise ExprError(f"operator {type(n.op).__name__} is not allowed")
+        a, b = self.visit(n.left), self.visit(n.right)
+        if op is operator.pow and (not isinstance(b, (int, float)) or abs(b) > 64):
+            raise ExprError(f"exponent too large in expression {self.text!r}")
+        try:
+            return op(a, b)
+        except ZeroDivisionError:
+            raise ExprError(f"division by zero in expression {self.text!r}") from None
+        except TypeError:
+            raise ExprError(f"cannot apply {type(n.op).__name__} to {a!r} and {b!r} "
+                            f"in expression {self.text!r}") from None
+
+    def v_UnaryOp(self, n):
+        v = self.visit(n.operand)
+        if isinstance(n.op, ast.USub):
+            return -v
+        if isinstance(n.op, ast.UAdd):
+            return +v
+        if isinstance(n.op, ast.Not):
+            return not v
+        raise ExprError("operator not allowed")
+
+    def v_BoolOp(self, n):
+        if isinstance(n.op, ast.And):
+            v = True
+            for x in n.values:
+                v = self.visit(x)
+                if not v:
+                    return v
+            return v
+        v = False
+        for x in n.values:
+            v = self.visit(x)
+            if v:
+                return v
+        return v
+
+    def v_Compare(self, n):
+        left = self.visit(n.left)
+        for op, right_node in zip(n.ops, n.comparators):
+            fn = _CMP.get(type(op))
+            if fn is None:
+                raise ExprError(f"comparison {type(op).__name__} is not allowed")
+            right = self.visit(right_node)
+            try:
+                if not fn(left, right):
+                    return False
+            except TypeError:
+                raise ExprError(f"cannot compare {left!r} and {right!r}") from None
+            left = right
+        return True
+
+    def v_IfExp(self, n):
+        return self.visit(n.body) if self.visit(n.test) else self.visit(n.orelse)
+
+    def v_Call(self, n):
+        if not isinstance(n.func, ast.Name) or n.func.id not in _FUNCS or n.keywords:
+            raise ExprError(f"only {', '.join(sorted(_FUNCS))} may be called in expressions")
+        args = [self.visit(a) for a in n.args]
+        try:
+            return _FUNCS[n.func.id](*args)
+        except (TypeError, ValueError) as e:
+            raise ExprError(f"{n.func.id}(): {e}") from None

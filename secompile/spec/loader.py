@@ -1,0 +1,191 @@
+"""Safe YAML loading with a source map from spec paths to file:line:col.
+
+Only YAML's plain data tags are accepted (no object construction). Duplicate keys
+are errors, alias expansion, nesting depth and file size are bounded, and merge keys
+(`<<: *anchor`) keep working. The result is plain Python data plus a `SourceMap`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import Mark, Problem, SpecError, LimitError, format_path
+
+MAX_BYTES = 4 * 1024 * 1024      # a real spec is a few KB
+MAX_DEPTH = 64                   # nesting of mappings/sequences
+MAX_NODES = 200_000              # nodes after alias expansion ("billion laughs")
+
+_T = "tag:yaml.org,2002:"
+_ALLOWED_TAGS = {_T + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+
+@dataclass
+class SourceMap:
+    """Where each value (and each mapping key) of a loaded document came from."""
+
+    file: str
+    values: dict = field(default_factory=dict)  # path tuple -> Mark of the value
+    keys: dict = field(default_factory=dict)    # path tuple -> Mark of the key naming it
+
+    def mark(self, path, key: bool = False) -> Mark:
+        """The mark of `path`, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        table = self.keys if key else self.values
+        while path:
+            if path in table:
+                return table[path]
+            if path in self.values:
+                return self.values[path]
+            path = path[:-1]
+        return self.values.get((), Mark(self.file, 1, 1))
+
+    def problem(self, path, message: str, key: bool = False, shown_path=None) -> Problem:
+        return Problem(self.mark(path, key), format_path(shown_path if shown_path is not None else path), message)
+
+
+def _mark(file: str, m) -> Mark:
+    return Mark(file, m.line + 1, m.column + 1)
+
+
+def _prescan(text: str, file: str) -> None:
+    """Bound depth and alias use with the event stream (iterative: no recursion)."""
+    depth = 0
+    try:
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise LimitError([Problem(_mark(file, ev.start_mark), "<yaml>",
+                                              f"nesting deeper than {MAX_DEPTH} levels")])
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.MarkedYAMLError as e:
+        raise _syntax_error(e, file) from None
+
+
+def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> SpecError:
+    m = e.problem_mark or e.context_mark
+    mark = _mark(file, m) if m else Mark(file, 1, 1)
+    msg = e.problem or e.context or "invalid YAML"
+    if e.context and e.problem:
+        msg = f"{e.problem} ({e.context})"
+    return SpecError([Problem(mark, "<yaml>", msg)])
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.file = file
+        self.smap = SourceMap(file)
+        self.nodes = 0
+        self.scalar = yaml.constructor.SafeConstructor()
+        self.problems: list[Problem] = []
+
+    def build(self, node, path=()):
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise LimitError([Problem(_mark(self.file, node.start_mark), format_path(path),
+                                      f"document expands to more than {MAX_NODES} nodes "
+                                      "(aliases/anchors expanded); refusing it")])
+        self.smap.values.setdefault(path, _mark(self.file, node.start_mark))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            self._check_tag(node, path)
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        self._check_tag(node, path)
+        return self.scalar.construct_object(node, deep=True)
+
+    def _check_tag(self, node, path):
+        if node.tag not in _ALLOWED_TAGS:
+            raise SpecError([Problem(_mark(self.file, node.start_mark), format_path(path),
+                                     f"tag {node.tag.replace(_T, '!!')} is not allowed "
+                                     "(specs are plain data)")])
+
+    def _pairs(self, node, path):
+        """Key/value nodes of a mapping with `<<` merge keys resolved (explicit keys win)."""
+        explicit, merged = [], []
+        for k, v in node.value:
+            if k.tag == _T + "merge":
+                sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+                for src in sources:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise SpecError([Problem(_mark(self.file, src.start_mark), format_path(path),
+                                                 "a merge key (<<) needs a mapping or a list of mappings")])
+                    merged.extend((mk, mv, True) for mk, mv, _ in self._pairs(src, path))
+            else:
+                explicit.append((k, v, False))
+        return explicit + merged
+
+    def _mapping(self, node, path):
+        self._check_tag(node, path)
+        out, seen = {}, {}
+        for k, v, from_merge in self._pairs(node, path):
+            if not isinstance(k, yaml.ScalarNode):
+                raise SpecError([Problem(_mark(self.file, k.start_mark), format_path(path),
+                                         "mapping keys must be plain scalars")])
+            self._check_tag(k, path)
+            key = self.scalar.construct_object(k)
+            if not isinstance(key, (str, int)) or isinstance(key, bool):
+                key = str(k.value)
+            kmark = _mark(self.file, k.start_mark)
+            if key in seen and from_merge:  # explicit keys and earlier merges win
+                continue
+            if key in seen:
+                raise SpecError([Problem(kmark, format_path(path + (key,)),
+                                         f"duplicate key '{key}' (first defined at line {seen[key].line})")])
+            seen[key] = kmark
+            self.smap.keys[path + (key,)] = kmark
+            out[key] = self.build(v, path + (key,))
+        return out
+
+
+def load_yaml_text(text: str, file: str = "<string>"):
+    """Parse YAML text into plain data and a SourceMap. Raises SpecError."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise LimitError([Problem(Mark(file, 1, 1), "<yaml>",
+                                  f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB; refusing it")])
+    _prescan(text, file)
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        raise _syntax_error(e, file) from None
+    except yaml.YAMLError as e:
+        raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", str(e))]) from None
+    if node is None:
+        raise SpecError([Problem(Mark(file, 1, 1), "<root>", "the spec is empty")])
+    b = _Builder(file)
+    try:
+        data = b.build(node)
+    except yaml.MarkedYAMLError as e:
+        raise _syntax_error(e, file) from None
+    except RecursionError:
+        raise LimitError([Problem(Mark(file, 1, 1), "<yaml>", "document nested too deeply")]) from None
+    return data, b.smap
+
+
+def load_yaml_file(path: str):
+    """Read and parse a YAML file, refusing oversized files before reading them whole."""
+    shown = os.path.relpath(path) if not os.path.isabs(str(path)) else str(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise SpecError([Problem(Mark(shown, 1, 1), "<file>", f"cannot read: {e.strerror}")]) from None
+    if size > MAX_BYTES:
+        raise LimitError([Problem(Mark(shown, 1, 1), "<file>",
+                                  f"file is {size / 2**20:.1f} MiB, larger than the "
+                                  f"{MAX_BYTES // 2**20} MiB limit; refusing it")])
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError([Problem(Mark(shown, 1, 1), "<file>", f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
+    except OSError as e:
+        raise SpecError([Problem(Mark(shown, 1, 1), "<file>", f"cannot read: {e.strerror}")]) from None
+    return load_yaml_text(text, shown)

@@ -1,0 +1,146 @@
+"""The parsed spec: validated data, its source map, and the block templates it can use.
+
+`load_spec` accepts a path, YAML text, a dict or a Spec, follows `include:` (relative
+to the including file), validates every document against the schema and reports all
+problems at once.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import Mark, Problem, SpecError
+from .loader import SourceMap, load_yaml_file, load_yaml_text
+from .schema import validate
+
+MAX_INCLUDE_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Template:
+    """A block template: typed parameters in, a small graph (layers/residual/parallel) out."""
+
+    name: str
+    params: dict          # name -> default value, or a type name ('int', 'float', 'str', 'bool') if required
+    body: dict            # the template mapping as written
+    smap: SourceMap       # of the file that defines it
+    path: tuple           # ('blocks', name) in that file
+
+    REQUIRED_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+    def required(self) -> list[str]:
+        return [k for k, v in self.params.items() if isinstance(v, str) and v in self.REQUIRED_TYPES]
+
+
+@dataclass
+class Spec:
+    name: str
+    data: dict                      # the validated top-level document
+    smap: SourceMap
+    templates: dict = field(default_factory=dict)   # name -> Template
+    base_dir: str = "."
+
+    @property
+    def file(self) -> str:
+        return self.smap.file
+
+    @property
+    def input_shape(self) -> tuple:
+        inp = self.data.get("input", {"channels": 3, "size": 224})
+        size = inp["size"]
+        h, w = (size, size) if isinstance(size, int) else size
+        return (inp["channels"], h, w)
+
+
+def _to_plain(obj):
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, (str, int)) else k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _load_source(source, base_dir):
+    """-> (data, smap, base_dir)."""
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
+                                           and source.strip().endswith((".yaml", ".yml"))):
+        path = os.fspath(source)
+        data, smap = load_yaml_file(path)
+        return data, smap, os.path.dirname(os.path.abspath(path))
+    if isinstance(source, str):
+        data, smap = load_yaml_text(source, "<string>")
+        return data, smap, base_dir or os.getcwd()
+    if isinstance(source, dict):
+        # Dump and re-load so that problems still get a line and column (of the dumped YAML).
+        text = yaml.safe_dump(_to_plain(source), sort_keys=False, default_flow_style=None)
+        data, smap = load_yaml_text(text, "<dict>")
+        return data, smap, base_dir or os.getcwd()
+    raise TypeError(f"a spec is a path, YAML text, a dict or a Spec, not {type(source).__name__}")
+
+
+def load_spec(source, base_dir: str | None = None) -> Spec:
+    """Load, include and validate a spec. Raises SpecError with every problem found."""
+    if isinstance(source, Spec):
+        return source
+    data, smap, base = _load_source(source, base_dir)
+    problems = validate(data, smap) if isinstance(data, dict) else [
+        smap.problem((), "a spec is a mapping with at least 'name' and 'stages'")]
+    if not isinstance(data, dict):
+        raise SpecError(problems)
+    templates: dict = {}
+    origin: dict = {}
+    stack = [os.path.abspath(smap.file)] if not smap.file.startswith("<") else []
+    _collect_includes(data, smap, base, templates, origin, problems, stack)
+    _add_templates(data, smap, templates, origin, problems, own=True)
+    if problems:
+        raise SpecError(problems)
+    return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base)
+
+
+def _add_templates(data, smap, templates, origin, problems, own=False):
+    for name, body in (data.get("blocks") or {}).items():
+        if not isinstance(body, dict):
+            continue
+        if name in templates and not own and origin[name] != smap.file:
+            problems.append(smap.problem(("blocks", name), f"template '{name}' is also defined in "
+                                                          f"{origin[name]}", key=True))
+            continue
+        params = body.get("params") or {}
+        templates[name] = Template(name, dict(params), body, smap, ("blocks", name))
+        origin[name] = smap.file
+
+
+def _collect_includes(data, smap, base, templates, origin, problems, stack):
+    for i, inc in enumerate(data.get("include") or []):
+        if not isinstance(inc, str):
+            continue
+        path = inc if os.path.isabs(inc) else os.path.join(base, inc)
+        apath = os.path.abspath(path)
+        if apath in stack:
+            chain = " -> ".join(os.path.basename(p) for p in stack + [apath])
+            problems.append(smap.problem(("include", i), f"include cycle: {chain}"))
+            continue
+        if len(stack) >= MAX_INCLUDE_DEPTH:
+            problems.append(smap.problem(("include", i), f"includes nested deeper than {MAX_INCLUDE_DEPTH}"))
+            continue
+        if not os.path.isfile(apath):
+            problems.append(smap.problem(("include", i), f"included file '{inc}' not found "
+                                                         f"(looked in {os.path.relpath(base)})"))
+            continue
+        try:
+            sub, sub_smap = load_yaml_file(path)
+        except SpecError as e:
+            problems.extend(e.problems)
+            continue
+        if not isinstance(sub, dict):
+            problems.append(Problem(Mark(sub_smap.file, 1, 1), "<root>",
+                                    "an included file is a mapping with 'blocks' (and 'include')"))
+            continue
+        sub_problems = validate(sub, sub_smap, include=True)
+        problems.extend(sub_problems)
+        if sub_problems:
+            continue
+        _collect_includes(sub, sub_smap, os.path.dirname(apath), templates, origin, problems, stack + [apath])
+        _add_templates(sub, sub_smap, templates, origin, problems)

@@ -1,0 +1,248 @@
+"""The JSON Schema of the spec language (v1) and its validation with located messages.
+
+The schema checks structure and types; semantic checks (shapes, groups, selectors)
+happen while the IR is built. `secompile schema` prints SCHEMA as JSON, and the same
+document is shipped as `schema.json` for editors (yaml-language-server).
+"""
+from __future__ import annotations
+
+import jsonschema
+
+from .errors import did_you_mean, Problem
+from .loader import SourceMap
+
+EXPR = {"type": "string", "pattern": r"\$", "x-expect": "a $-expression"}
+INT = {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/expr"}], "x-expect": "an integer or a $-expression"}
+NUM = {"anyOf": [{"type": "number"}, {"$ref": "#/$defs/expr"}], "x-expect": "a number or a $-expression"}
+BOOL = {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}], "x-expect": "true, false or a $-expression"}
+PAIR = {"anyOf": [{"$ref": "#/$defs/int"},
+                  {"type": "array", "items": {"$ref": "#/$defs/int"}, "minItems": 2, "maxItems": 2}],
+        "x-expect": "an integer, a pair [h, w] or a $-expression"}
+ACTS = ["relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh", "none"]
+
+
+def _obj(props: dict, required=(), extra=False, **kw) -> dict:
+    d = {"type": "object", "properties": props, "additionalProperties": extra, **kw}
+    if required:
+        d["required"] = list(required)
+    return d
+
+
+def _enum_or_expr(values, what):
+    return {"anyOf": [{"enum": values}, {"$ref": "#/$defs/expr"}],
+            "x-expect": f"{what} ({', '.join(map(str, values))}) or a $-expression"}
+
+
+CONV = _obj({
+    "out": {"$ref": "#/$defs/int", "description": "output channels"},
+    "kernel": {"$ref": "#/$defs/pair"},
+    "stride": {"$ref": "#/$defs/pair"},
+    "padding": {"anyOf": [{"$ref": "#/$defs/pair"}, {"enum": ["same", "valid"]}],
+                "x-expect": "an integer, a pair, 'same', 'valid' or a $-expression",
+                "description": "'same' (default: kernel // 2 on each side) or 'valid' (0)"},
+    "dilation": {"$ref": "#/$defs/pair"},
+    "groups": {"$ref": "#/$defs/int"},
+    "bias": {"$ref": "#/$defs/bool", "description": "default: true when norm is none"},
+    "norm": _enum_or_expr(["bn", "none"], "a norm"),
+    "act": _enum_or_expr(ACTS, "an activation"),
+}, required=["out"], description="convolution + BatchNorm + activation (relu unless act says otherwise)")
+
+POOL = _obj({"kernel": {"$ref": "#/$defs/pair"}, "stride": {"$ref": "#/$defs/pair"},
+             "padding": {"$ref": "#/$defs/pair"}, "ceil_mode": {"$ref": "#/$defs/bool"},
+             "count_include_pad": {"$ref": "#/$defs/bool"}}, required=["kernel"])
+EMPTY = {"anyOf": [_obj({}), {"type": "null"}], "x-expect": "{} (no attributes)"}
+
+# Op layers: kind -> attribute schema. Block composites are added below.
+OP_LAYERS = {
+    "conv": CONV,
+    "bn": {"anyOf": [_obj({"eps": {"type": "number"}, "momentum": {"type": "number"}}), {"type": "null"}]},
+    "maxpool": POOL,
+    "avgpool": POOL,
+    "global_avgpool": EMPTY,
+    "global_maxpool": EMPTY,
+    "flatten": EMPTY,
+    "linear": _obj({"out": {"$ref": "#/$defs/int"}, "bias": {"$ref": "#/$defs/bool"}}, required=["out"]),
+    "dropout": _obj({"p": {"$ref": "#/$defs/num"}}),
+    "channel_shuffle": _obj({"groups": {"$ref": "#/$defs/int"}}, required=["groups"]),
+    "identity": EMPTY,
+    **{a: EMPTY for a in ACTS if a != "none"},
+}
+SIMPLE_KINDS = sorted(k for k, v in OP_LAYERS.items() if v is EMPTY or k == "bn")
+COMPOSITES = ("residual", "parallel", "block")
+
+RESIDUAL = _obj({
+    "branch": {"$ref": "#/$defs/layers"},
+    "shortcut": {"anyOf": [{"enum": ["auto", "identity"]}, {"$ref": "#/$defs/layers"},
+                           _obj({"when": {"enum": ["auto", "always"]}, "layers": {"$ref": "#/$defs/layers"}},
+                                required=["layers"])],
+                 "x-expect": "'auto', 'identity', a list of layers or {when, layers}"},
+    "merge": _enum_or_expr(["add", "concat"], "a merge"),
+    "scale": {"$ref": "#/$defs/num", "description": "residual scaling: out = shortcut + scale * branch"},
+    "post": {"$ref": "#/$defs/layers"},
+}, required=["branch"])
+
+PARALLEL = _obj({
+    "branches": {"anyOf": [{"type": "array", "items": {"$ref": "#/$defs/layers"}, "minItems": 1},
+                           {"type": "object", "additionalProperties": {"$ref": "#/$defs/layers"},
+                            "minProperties": 1}],
+                 "x-expect": "a list of layer lists or a mapping name -> layer list"},
+    "merge": _enum_or_expr(["concat", "add"], "a merge"),
+    "post": {"$ref": "#/$defs/layers"},
+}, required=["branches"])
+
+BLOCK_INSTANCE = {"type": "object", "properties": {"template": {"type": "string"}},
+                  "required": ["template"], "additionalProperties": True,
+                  "description": "an instance of a block template: template name and its parameters"}
+
+LAYER = {"anyOf": [{"enum": SIMPLE_KINDS},
+                   _obj({**OP_LAYERS, "residual": {"$ref": "#/$defs/residual"},
+                         "parallel": {"$ref": "#/$defs/parallel"}, "block": {"$ref": "#/$defs/block"},
+                         "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
+                        minProperties=1)],
+         "x-expect": "a layer: a mapping {kind: attributes} or a bare kind name"}
+
+SELECTOR = _obj({
+    "stages": {"anyOf": [{"const": "all"}, {"type": "integer"}, {"type": "array", "items": {"type": "integer"}}],
+               "x-expect": "'all', an index or a list of indices"},
+    "blocks": {"anyOf": [{"const": "all"}, {"type": "integer"}, {"type": "array", "items": {"type": "integer"}},
+                         {"type": "string"}],
+               "x-expect": "'all', an index, a list of indices or a template-name glob"},
+    "path": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+             "x-expect": "a path glob or a list of them"},
+    "name": {"type": "string", "description": "glob over block/stage names"},
+})
+
+SE_RULE = _obj({
+    "where": {"$ref": "#/$defs/selector"},
+    "exclude": {"$ref": "#/$defs/selector"},
+    "position": {"anyOf": [{"enum": ["standard", "pre", "post", "identity", "after", "none"]},
+                           _obj({"after": {"type": "string"}}, required=["after"])],
+                 "x-expect": "standard, pre, post, identity, after, none or {after: PATH}"},
+    "reduction": {"type": "integer", "minimum": 1},
+    "channels": {"type": "integer", "minimum": 1, "description": "reduced channels, overrides reduction"},
+    "squeeze": {"enum": ["avg", "max"]},
+    "gate": {"enum": ["sigmoid", "hard_sigmoid"]},
+    "bias": {"type": "boolean"},
+}, required=["where"])
+
+TEMPLATE = _obj({
+    "description": {"type": "string"},
+    "params": {"type": "object", "additionalProperties": {"type": ["integer", "number", "string", "boolean"]}},
+    "layers": {"$ref": "#/$defs/layers"},
+    "residual": {"$ref": "#/$defs/residual"},
+    "parallel": {"$ref": "#/$defs/parallel"},
+})
+
+STAGE = {"type": "object", "additionalProperties": True,
+         "properties": {"block": {"type": "string"}, "repeat": {"type": "integer", "minimum": 1},
+                        "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                        "layers": {"$ref": "#/$defs/layers"}},
+         "description": "either {block, repeat, stride, ...template params} or {layers: [...]}"}
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://secompile.dev/schema/spec-v1.json",
+    "title": "secompile network spec (v1)",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "stages"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "version": {"const": 1},
+        "include": {"type": "array", "items": {"type": "string"}},
+        "input": _obj({"channels": {"type": "integer", "minimum": 1},
+                       "size": {"anyOf": [{"type": "integer", "minimum": 1},
+                                          {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                           "minItems": 2, "maxItems": 2}],
+                                "x-expect": "a positive integer or a pair [h, w]"}},
+                      required=["channels", "size"]),
+        "blocks": {"type": "object", "additionalProperties": {"$ref": "#/$defs/template"}},
+        "stem": {"$ref": "#/$defs/layers"},
+        "stages": {"type": "array", "items": {"$ref": "#/$defs/stage"}, "minItems": 1},
+        "head": {"$ref": "#/$defs/layers"},
+        "se": {"type": "array", "items": {"$ref": "#/$defs/se_rule"}},
+    },
+    "$defs": {
+        "expr": EXPR, "int": INT, "num": NUM, "bool": BOOL, "pair": PAIR,
+        "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
+        "layer": LAYER, "residual": RESIDUAL, "parallel": PARALLEL, "block": BLOCK_INSTANCE,
+        "template": TEMPLATE, "stage": STAGE, "selector": SELECTOR, "se_rule": SE_RULE,
+    },
+}
+
+# An included file holds templates (and may include more).
+INCLUDE_SCHEMA = {**SCHEMA, "required": [], "title": "secompile block-template file",
+                  "properties": {k: SCHEMA["properties"][k] for k in ("include", "blocks", "description", "version")}}
+
+_VALIDATORS = {id(s): jsonschema.Draft202012Validator(s) for s in (SCHEMA, INCLUDE_SCHEMA)}
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return f"number {value}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _leaf(err):
+    """For anyOf errors, pick the branch that explains the problem best."""
+    if err.validator in ("anyOf", "oneOf") and err.context:
+        # A branch of the right JSON type that failed deeper is the informative one.
+        # Errors saying "wrong type for this branch" only tell that another branch was meant.
+        relevant = [e for e in err.context
+                    if len(e.absolute_path) > len(err.absolute_path)
+                    or e.validator not in ("type", "enum", "const", "pattern", "anyOf", "oneOf", "$ref")]
+        if relevant:
+            return _leaf(max(relevant, key=lambda e: len(e.absolute_path)))
+    return err
+
+
+def _message(err, smap: SourceMap) -> Problem:
+    err = _leaf(err)
+    path = tuple(err.absolute_path)
+    v, inst = err.validator, err.instance
+    expect = err.schema.get("x-expect") if isinstance(err.schema, dict) else None
+    if v == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extra = [k for k in inst if k not in allowed]
+        key = extra[0]
+        return smap.problem(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}", key=True)
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return smap.problem(path, f"missing required key '{missing}'")
+    if expect:
+        return smap.problem(path, f"expected {expect}, got {_describe(inst)}")
+    if v == "type":
+        want = err.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return smap.problem(path, f"expected {want}, got {_describe(inst)}")
+    if v == "enum":
+        return smap.problem(path, f"{inst!r} is not one of {', '.join(map(str, err.validator_value))}"
+                                  f"{did_you_mean(inst, err.validator_value)}")
+    if v == "const":
+        return smap.problem(path, f"expected {err.validator_value!r}, got {_describe(inst)}")
+    if v == "minimum":
+        return smap.problem(path, f"must be >= {err.validator_value}, got {inst}")
+    if v == "minItems":
+        return smap.problem(path, f"needs at least {err.validator_value} item(s)")
+    if v == "maxItems":
+        return smap.problem(path, f"takes at most {err.validator_value} items")
+    if v == "minProperties":
+        return smap.problem(path, "must not be empty")
+    if v == "pattern":
+        return smap.problem(path, f"{inst!r} is not a valid name (letters, digits and _, not starting with a digit)")
+    return smap.problem(path, err.message)
+
+
+def validate(data, smap: SourceMap, include: bool = False) -> list[Problem]:
+    """All schema problems of a loaded document, located."""
+    validator = _VALIDATORS[id(INCLUDE_SCHEMA if include else SCHEMA)]
+    return [_message(e, smap) for e in validator.iter_errors(data)]
