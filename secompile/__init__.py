@@ -9,3 +9,16 @@ from .spec import LimitError, Problem, Spec, SpecError, load_spec
 __version__ = "0.1.0"
 __all__ = ["compile", "count", "build_ir", "check_limits", "load_spec", "Spec", "SpecError",
            "LimitError", "Problem", "__version__"]
+
+
+def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only when used
+    if name == "to_onnx":
+        from .backends.onnx import to_onnx
+        return to_onnx
+    if name == "draw":
+        from .backends.graphviz import draw
+        return draw
+    if name == "load_weights":
+        from .weights import load_weights
+        return load_weights
+    raise AttributeError(f"module 'secompile' has no attribute {name!r}")

@@ -40,7 +40,31 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="validate, count and compile a spec; write reports (and other outputs)")
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
+    p.add_argument("--onnx", action="store_true", help="also write DIR/<name>.onnx")
+    p.add_argument("--no-draw", action="store_true", help="do not write the block-level diagram DIR/<name>.svg")
     _add_limits(p)
+
+    p = sub.add_parser("export", help="lower a spec to a deployable format (ONNX)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("-o", "--output", metavar="FILE", required=True)
+    p.add_argument("--weights", metavar="CKPT", help="state_dict / checkpoint file (else initialised from --seed)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation seed when no weights are given")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolutions")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    _add_limits(p)
+
+    p = sub.add_parser("draw", help="draw the architecture with Graphviz")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--level", choices=["stage", "block", "op"], default="block")
+    p.add_argument("--format", choices=["svg", "png", "pdf", "dot"], default="svg")
+    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: <name>-<level>.<format>)")
+
+    p = sub.add_parser("zoo", help="table of every spec in a directory (default: specs/)")
+    p.add_argument("directory", nargs="?", default="specs")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--markdown", action="store_true")
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
     return ap
@@ -93,11 +117,34 @@ def cmd_count(args) -> int:
 
 def cmd_build(args) -> int:
     from .build import build
-    rep = build(args.spec, args.output, max_params=args.max_params, max_macs=args.max_macs)
+    writers = []
+    if not args.no_draw:
+        from .backends.graphviz import build_output as draw_output
+        writers.append(draw_output)
+    if args.onnx:
+        from .backends.onnx import build_output as onnx_output
+        writers.append(onnx_output)
+    rep = build(args.spec, args.output, max_params=args.max_params, max_macs=args.max_macs,
+                extra_outputs=writers)
     if not args.quiet:
         _print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
     return 0
+
+
+def cmd_export(args) -> int:
+    from .backends.onnx import export_cli
+    return export_cli(args)
+
+
+def cmd_draw(args) -> int:
+    from .backends.graphviz import draw_cli
+    return draw_cli(args)
+
+
+def cmd_zoo(args) -> int:
+    from .analysis.zoo import zoo_cli
+    return zoo_cli(args)
 
 
 def cmd_schema(args) -> int:
@@ -109,8 +156,8 @@ def cmd_schema(args) -> int:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"validate": cmd_validate, "count": cmd_count, "build": cmd_build,
-                "schema": cmd_schema}[args.command](args)
+        return {"validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
+                "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command](args)
     except SpecError as e:
         for m in e.messages:
             print(m, file=sys.stderr)
