@@ -186,7 +186,7 @@ def _unit_source(g: Graph, unit: str, nodes: list[str], x_in: str, out: str, pro
             raise NotImplementedError(f"torch backend: op {op}")
         lines.append(f"    {v} = {expr}")
         if probe:
-            lines.append(f"    rec[{p!r}] = {v}")
+            lines.append(f"    rec[{rel(p)!r}] = {v}")  # unit-relative: identical blocks share code
     head = "def probe(self, x, rec):" if probe else "def forward(self, x):"
     return "\n".join([head] + lines + [f"    return {names[out]}", ""])
 
@@ -295,8 +295,9 @@ def lower(g: Graph, seed: int | None = None, zero_init_last_bn: bool = False) ->
 @torch.no_grad()
 def trace_shapes(model: CompiledNet, x: torch.Tensor) -> dict:
     """Run the model recording every IR node's output shape (batch dimension dropped)."""
-    rec: dict = {}
-    units = [m for m in model.modules() if isinstance(m, Unit)]
-    for u in units:
+    shapes: dict = {}
+    for u in (m for m in model.modules() if isinstance(m, Unit)):
+        rec: dict = {}
         x = u._probe(u, x, rec)
-    return {k: tuple(v.shape[1:]) for k, v in rec.items()}
+        shapes.update({f"{u.path}.{k}": tuple(v.shape[1:]) for k, v in rec.items()})
+    return shapes
