@@ -158,7 +158,12 @@ class _Resolver:
         hint = ""
         if "path" in sel:
             pats = sel["path"] if isinstance(sel["path"], list) else [sel["path"]]
-            hint = did_you_mean(pats[0], self.scopes)
+            cands = self.scopes
+            if "*" in pats[0]:  # suggest a pattern: concrete indices generalised to '*'
+                cands = {".".join("*" if seg.isdigit() else seg for seg in p.split(".")) for p in self.scopes}
+            hint = did_you_mean(pats[0], cands)
+        if not hint and sel.get("stages", "all") != "all":
+            hint = f" (the network has {len(self.g.stages)} stages)"
         self.problems.append(self.smap.problem(path, f"selector {_show(sel)} matches nothing{hint}"))
 
 

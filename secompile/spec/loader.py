@@ -171,7 +171,8 @@ def load_yaml_text(text: str, file: str = "<string>"):
 
 def load_yaml_file(path: str):
     """Read and parse a YAML file, refusing oversized files before reading them whole."""
-    shown = os.path.relpath(path) if not os.path.isabs(str(path)) else str(path)
+    rel = os.path.relpath(path)
+    shown = rel if not rel.startswith("..") else os.path.abspath(path)
     try:
         size = os.path.getsize(path)
     except OSError as e:
