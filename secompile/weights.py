@@ -1,0 +1,364 @@
+"""Load pretrained state_dicts laid out like timm's SE-ResNet/SE-ResNeXt/SENet onto compiled specs.
+
+    model = secompile.compile("specs/se_resnext50_tv.yaml")
+    report = secompile.load_weights(model, "seresnext50_32x4d.pth")   # timm layout, detected
+    print(report)
+
+Two key layouts are understood (the five reference ones are listed in
+shared/reference/state_dicts/):
+
+- timm ResNet (`seresnet50`, `seresnext50_32x4d`, any depth): `conv1`, `bn1`,
+  `layer{1-4}.{b}.{conv,bn}{k}`, `.se.fc{1,2}`, `.downsample.{0,1}`, `fc`;
+- the ports of the reference Caffe weights (`legacy_seresnet50`, `legacy_seresnext50_32x4d`,
+  `legacy_senet154`): `layer0.{conv,bn}{k}`, the same blocks with `.se_module.`, `last_linear`.
+
+Keys are not renamed by a table of names: both sides are cut into *slots* — (unit, role,
+kind, index), e.g. (block 1.0, branch, conv, 2) — and paired slot by slot, so a spec may
+name its layers as it likes. The source's unit comes from the key (`layer2.0` is block 0 of
+stage 1), its role from the module name (`downsample` -> shortcut, `se`/`se_module` -> se),
+its kind from what the module holds (running stats -> BN, 4-d weight -> conv, 2-d -> linear),
+the index from the order of the names (`conv1` < `conv2`). On the compiled side the unit is the
+`Unit` module, the role the first segment inside it, the index the order of the graph.
+
+Weight shapes cannot tell the stride placements apart (a Caffe-layout checkpoint loads into a
+torchvision-layout spec without a single shape error and then computes something else), so
+the structure that each layout implies — which conv of a down-sampling block carries the
+stride, how the stem's max pool pads and rounds, the kernel of strided shortcuts — is checked
+against the model as well and reported like missing keys.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .backends.torch import Unit
+
+__all__ = ["load_weights", "map_state_dict", "detect_layout", "WeightsReport", "WeightsError", "LAYOUTS"]
+
+# The published layouts: which spec of ours reproduces each one.
+LAYOUTS = {
+    "seresnet50": "specs/se_resnet50_tv.yaml",
+    "seresnext50_32x4d": "specs/se_resnext50_tv.yaml",
+    "legacy_seresnet50": "specs/se_resnet50.yaml",
+    "legacy_seresnext50_32x4d": "specs/se_resnext50.yaml",
+    "legacy_senet154": "specs/senet154.yaml",
+}
+_BLOCK = re.compile(r"^layer([1-9]\d*)\.(\d+)\.(.+)$")
+_BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+
+
+class WeightsError(ValueError):
+    """A checkpoint does not fit the model (strict mode); the message is the whole report."""
+
+    def __init__(self, report: "WeightsReport"):
+        super().__init__(str(report))
+        self.report = report
+
+
+@dataclass
+class Facts:
+    """What a layout's network computes beyond its weight shapes."""
+    stride_conv: int | None       # index of the branch conv carrying a block's stride
+    pool_padding: int             # stem max pool
+    pool_ceil: bool
+    shortcut_kernel: int          # kernel of a strided projection shortcut
+
+
+@dataclass
+class WeightsReport:
+    layout: str
+    loaded: list = field(default_factory=list)        # (source key, model key)
+    missing: list = field(default_factory=list)       # model keys no source key filled
+    unexpected: list = field(default_factory=list)    # source keys that map to nothing
+    mismatched: list = field(default_factory=list)    # (source key, model key, source shape, model shape)
+    structure: list = field(default_factory=list)     # how the model differs from the layout's network
+    defaulted: list = field(default_factory=list)     # model BN counters absent from old checkpoints
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched or self.structure)
+
+    def __str__(self) -> str:
+        lines = [f"weights ({self.layout} layout): {len(self.loaded)} tensors loaded, {len(self.missing)} "
+                 f"missing, {len(self.unexpected)} unexpected, {len(self.mismatched)} shape mismatches"
+                 + (f", {len(self.structure)} structure differences" if self.structure else "")]
+
+        def section(title, items, fmt, limit=12):
+            if items:
+                lines.append(f"  {title}:")
+                lines.extend(f"    {fmt(i)}" for i in items[:limit])
+                if len(items) > limit:
+                    lines.append(f"    ... and {len(items) - limit} more")
+        section("structure (the model would compute something else)", self.structure, str)
+        if self.structure and self.layout in LAYOUTS:
+            lines.append(f"  the {self.layout} network is {LAYOUTS[self.layout]}")
+        section("shape mismatches", self.mismatched,
+                lambda m: f"{m[0]} {_fmt_shape(m[2])} -> {m[1]} {_fmt_shape(m[3])}")
+        section("missing (in the model, not in the checkpoint)", self.missing, str)
+        section("unexpected (in the checkpoint, not in the model)", self.unexpected, str)
+        if self.defaulted:
+            lines.append(f"  {len(self.defaulted)} BN num_batches_tracked counters kept (not in the checkpoint)")
+        return "\n".join(lines)
+
+
+def _fmt_shape(s) -> str:
+    return "x".join(map(str, s)) if len(s) else "scalar"
+
+
+# -- reading checkpoints -------------------------------------------------------------------
+def read_checkpoint(checkpoint) -> dict:
+    """A path or a dict -> a flat {key: tensor} state_dict (wrappers and DDP prefixes removed)."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.fspath(checkpoint)
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file  # optional: only for .safetensors files
+            checkpoint = load_file(path)
+        else:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f"a checkpoint is a path or a dict, not {type(checkpoint).__name__}")
+    # training checkpoints wrap the weights: {"state_dict": ...} (timm, Lightning), {"model": ...} (ours)
+    for k in ("state_dict", "model", "state_dict_ema"):
+        if k in checkpoint and isinstance(checkpoint[k], dict) and \
+                not any(torch.is_tensor(v) for v in checkpoint.values()):
+            checkpoint = checkpoint[k]
+            break
+    sd = {k: v for k, v in checkpoint.items() if torch.is_tensor(v)}
+    if not sd:
+        raise ValueError("the checkpoint holds no tensors")
+    for prefix in ("module.", "_orig_mod."):   # DistributedDataParallel, torch.compile
+        if all(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items()}
+    return sd
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+# -- layouts -------------------------------------------------------------------------------
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def _modules_of(sd: dict) -> dict:
+    """Module prefix -> {entry: tensor}, e.g. 'layer1.0.bn1' -> {'weight': ..., 'running_mean': ...}."""
+    mods: dict = {}
+    for k, v in sd.items():
+        prefix, _, entry = k.rpartition(".")
+        mods.setdefault(prefix, {})[entry] = v
+    return mods
+
+
+def _kind(entries: dict) -> str | None:
+    if "running_mean" in entries or "running_var" in entries:
+        return "bn"
+    w = entries.get("weight")
+    if w is None:
+        return None
+    return {4: "conv", 2: "linear"}.get(w.dim())
+
+
+def detect_layout(sd: dict) -> str:
+    """Name the layout of a state_dict: 'seresnet50', 'legacy_senet154', ..., or 'secompile'."""
+    keys = set(sd)
+    if any(k.startswith(("stem.", "stages.")) for k in keys):
+        return "secompile"
+    if "layer0.conv1.weight" in keys:
+        family = "legacy"
+    elif "conv1.weight" in keys:
+        family = "timm"
+    else:
+        raise ValueError("unknown checkpoint layout: expected timm ResNet keys (conv1.*, layer1.0.*, fc.*) "
+                         "or legacy SENet keys (layer0.*, layer1.0.*, last_linear.*), got e.g. "
+                         + ", ".join(sorted(keys)[:3]))
+    blocks = {}
+    for k in keys:
+        m = _BLOCK.match(k)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    counts = [len(blocks[s]) for s in sorted(blocks)]
+    w1, w2 = sd.get("layer1.0.conv1.weight"), sd.get("layer1.0.conv2.weight")
+    if w1 is None or w2 is None:
+        raise ValueError(f"{family} layout without layer1.0.conv1/conv2 weights")
+    groups = w2.shape[0] // w2.shape[1] if w2.dim() == 4 and w2.shape[1] else 1
+    se = "se" if any(".se." in k or ".se_module." in k for k in keys) else ""
+    depth = 3 * sum(counts) + 2
+    if family == "legacy" and "layer0.conv3.weight" in keys:
+        return f"legacy_senet{depth + 2}"   # the three-conv stem counts two more layers
+    arch = f"{se}resnext{depth}_{groups}x{w1.shape[0] // groups}d" if groups > 1 else f"{se}resnet{depth}"
+    return f"legacy_{arch}" if family == "legacy" else arch
+
+
+def _facts(layout: str) -> Facts | None:
+    if layout.startswith("legacy_"):
+        grouped = "resnext" in layout or "senet" in layout
+        return Facts(stride_conv=1 if grouped else 0, pool_padding=0, pool_ceil=True,
+                     shortcut_kernel=3 if "senet" in layout else 1)
+    if layout == "secompile":
+        return None
+    return Facts(stride_conv=1, pool_padding=1, pool_ceil=False, shortcut_kernel=1)  # timm: always the 3x3
+
+
+def _source_slots(sd: dict, layout: str) -> tuple[dict, list]:
+    """Cut a timm/legacy state_dict into slots -> (slot -> module prefix, unparsed keys)."""
+    legacy = layout.startswith("legacy_")
+    slots, unparsed, by_group = {}, [], {}
+    for prefix, entries in _modules_of(sd).items():
+        kind = _kind(entries)
+        m = _BLOCK.match(prefix)
+        unit = role = None
+        if m and kind:
+            unit = f"stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}"
+            inner = m.group(3)
+            head = inner.split(".", 1)[0]
+            role = {"downsample": "shortcut", "se": "se", "se_module": "se"}.get(head, "branch")
+        elif kind and legacy and prefix.startswith("layer0."):
+            unit, role = "stem", "stem"
+        elif kind and not legacy and "." not in prefix and prefix in ("conv1", "bn1"):
+            unit, role = "stem", "stem"
+        elif kind == "linear" and prefix == ("last_linear" if legacy else "fc"):
+            unit, role = "head", "head"
+        if unit is None:
+            unparsed.extend(f"{prefix}.{e}" for e in entries)
+            continue
+        by_group.setdefault((unit, role, kind), []).append(prefix)
+    for (unit, role, kind), prefixes in by_group.items():
+        for i, p in enumerate(sorted(prefixes, key=_natural)):
+            slots[(unit, role, kind, i)] = p
+    return slots, unparsed
+
+
+def _in_se(name: str) -> bool:
+    """Whether a module path lies inside an SE scope (se, se_pre, se_post, se_identity, <node>_se)."""
+    return any(s == "se" or s.startswith("se_") or s.endswith("_se") for s in name.split(".")[:-1])
+
+
+_KINDS = ((nn.Conv2d, "conv"), (nn.modules.batchnorm._BatchNorm, "bn"), (nn.Linear, "linear"))
+
+
+def _model_slots(model: nn.Module) -> dict:
+    """Cut a compiled model into slots -> module name (the graph's order gives the index)."""
+    slots, counters = {}, {}
+    for uname, unit in model.named_modules():
+        if not isinstance(unit, Unit):
+            continue
+        upath = unit.path
+        for name, mod in unit.named_modules():
+            kind = next((k for cls, k in _KINDS if isinstance(mod, cls)), None)
+            if kind is None or not name:
+                continue
+            first = name.split(".", 1)[0]
+            if _in_se(name):
+                role = "se"
+            elif upath in ("stem", "head"):
+                role = upath
+            else:
+                role = first
+            key = (upath, role, kind)
+            i = counters[key] = counters.get(key, -1) + 1
+            slots[key + (i,)] = f"{uname}.{name}"
+    return slots
+
+
+def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[dict, WeightsReport]:
+    """-> (state_dict keyed like `model`, report); nothing is loaded."""
+    model = _unwrap(model)
+    sd = read_checkpoint(checkpoint)
+    layout = detect_layout(sd)
+    if source not in ("timm", layout):
+        raise ValueError(f"the checkpoint is laid out like {layout!r}, not {source!r}")
+    report = WeightsReport(layout)
+    target = model.state_dict()
+    if layout == "secompile":
+        pairs = [(k, k) for k in sd if k in target]
+        report.unexpected = [k for k in sd if k not in target]
+    else:
+        src_slots, report.unexpected = _source_slots(sd, layout)
+        dst_slots = _model_slots(model)
+        pairs = []
+        for slot, src in src_slots.items():
+            dst = dst_slots.get(slot)
+            entries = [e for e in _BN_ENTRIES if f"{src}.{e}" in sd]
+            if dst is None:
+                report.unexpected.extend(f"{src}.{e}" for e in entries)
+                continue
+            pairs.extend((f"{src}.{e}", f"{dst}.{e}") for e in entries)
+        report.structure = _check_structure(model, _facts(layout), layout)
+    mapped, filled = {}, set()
+    for s, d in pairs:
+        if d not in target:
+            report.unexpected.append(s)
+        elif tuple(sd[s].shape) != tuple(target[d].shape):
+            report.mismatched.append((s, d, tuple(sd[s].shape), tuple(target[d].shape)))
+            filled.add(d)
+        else:
+            mapped[d] = sd[s]
+            report.loaded.append((s, d))
+            filled.add(d)
+    for d in target:
+        if d not in filled:
+            (report.defaulted if d.endswith(".num_batches_tracked") else report.missing).append(d)
+    report.unexpected.sort(key=_natural)
+    return mapped, report
+
+
+def _check_structure(model: nn.Module, facts: Facts | None, layout: str) -> list[str]:
+    if facts is None:
+        return []
+    out = []
+    for unit in model.modules():
+        if not isinstance(unit, Unit):
+            continue
+        if unit.path == "stem":
+            pools = [m for m in unit.modules() if isinstance(m, nn.MaxPool2d)]
+            for p in pools:
+                pad = p.padding if isinstance(p.padding, int) else p.padding[0]
+                if pad != facts.pool_padding or bool(p.ceil_mode) != facts.pool_ceil:
+                    out.append(f"stem max pool: padding {pad}, rounding {'up' if p.ceil_mode else 'down'}; "
+                               f"{layout} pads by {facts.pool_padding} and rounds "
+                               f"{'up' if facts.pool_ceil else 'down'}")
+        branch = getattr(unit, "branch", None)
+        if branch is None:
+            continue
+        convs = [m for n, m in branch.named_modules() if isinstance(m, nn.Conv2d) and not _in_se(n + ".x")]
+        strided = [i for i, c in enumerate(convs) if max(c.stride) > 1]
+        if facts.stride_conv is not None and strided and strided != [facts.stride_conv]:
+            at = ", ".join(f"conv {i + 1} ({convs[i].kernel_size[0]}x{convs[i].kernel_size[1]})" for i in strided)
+            want = convs[facts.stride_conv] if facts.stride_conv < len(convs) else None
+            out.append(f"{unit.path}: the stride sits on branch {at}; {layout} puts it on conv "
+                       f"{facts.stride_conv + 1}" + (f" ({want.kernel_size[0]}x{want.kernel_size[1]})" if want else ""))
+        shortcut = getattr(unit, "shortcut", None)
+        if strided and shortcut is not None:
+            for c in (m for m in shortcut.modules() if isinstance(m, nn.Conv2d)):
+                if max(c.stride) > 1 and c.kernel_size[0] != facts.shortcut_kernel:
+                    out.append(f"{unit.path}: strided shortcut conv is {c.kernel_size[0]}x{c.kernel_size[1]}; "
+                               f"{layout} uses {facts.shortcut_kernel}x{facts.shortcut_kernel}")
+    return out
+
+
+def load_weights(model: nn.Module, checkpoint, source: str = "timm", strict: bool = True) -> WeightsReport:
+    """Load a timm/legacy (or secompile) state_dict into a compiled model; -> the report.
+
+    `checkpoint` is a path (torch.save file, or .safetensors) or a dict. `source` is "timm" (the
+    layout is detected from the keys) or the exact layout name expected ("legacy_seresnet50",
+    ..., or "secompile" for checkpoints of compiled models). With `strict`, any missing or
+    unexpected key, shape mismatch or structure difference raises WeightsError carrying the
+    report, and nothing is loaded; otherwise every tensor that fits is loaded.
+    """
+    mapped, report = map_state_dict(model, checkpoint, source)
+    if strict and not report.ok:
+        raise WeightsError(report)
+    with torch.no_grad():
+        _unwrap(model).load_state_dict(mapped, strict=False)
+    return report
