@@ -1,6 +1,9 @@
 """The public API: thin functions over the pipeline spec -> IR -> passes -> analysis -> backends."""
 from __future__ import annotations
 
+import contextlib
+import gc
+
 from .analysis.counts import Counts, report
 from .ir.graph import Graph
 from .passes import expand, insert_se
@@ -11,18 +14,33 @@ MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine 
 MAX_MACS = 2_000_000_000_000
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Building a graph allocates many small acyclic objects: the cyclic GC only slows it down."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def build_ir(spec, *, se: bool = True, base_dir: str | None = None) -> Graph:
     """Spec (path, YAML text, dict or Spec) -> typed IR with SE blocks inserted."""
-    spec = load_spec(spec, base_dir)
-    g = expand(spec)
-    if se and spec.data.get("se"):
-        g = insert_se(g, spec.data["se"], spec.smap)
-    return g
+    with _gc_paused():
+        spec = load_spec(spec, base_dir)
+        g = expand(spec)
+        if se and spec.data.get("se"):
+            g = insert_se(g, spec.data["se"], spec.smap)
+        return g
 
 
 def count(spec, *, se: bool = True) -> dict:
     """The analytic report: multiply-adds and parameters per stage and in total."""
-    return report(build_ir(spec, se=se))
+    g = build_ir(spec, se=se)
+    with _gc_paused():
+        return report(g)
 
 
 def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS) -> Counts:

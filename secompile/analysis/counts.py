@@ -26,18 +26,25 @@ class Counts:
     def __init__(self, g: Graph):
         self.graph = g
         self.nodes: dict[str, Cost] = {}
-        self._scopes: dict[str, Cost] = {}   # every path prefix -> summed cost (one pass)
+        sums: dict[str, list] = {}   # every path prefix -> [macs, params], summed in one pass
+        nodes = g.g.nodes
         for path, d in g.nodes():
-            ins = [g.shape(i) for i in d["inputs"]]
-            cost = Cost(ops.macs(d["op"], d["attrs"], ins, d["shape"]), ops.params(d["op"], d["attrs"], ins))
-            self.nodes[path] = cost
+            ins = [nodes[i]["shape"] for i in d["inputs"]]
+            m, p = ops.macs(d["op"], d["attrs"], ins, d["shape"]), ops.params(d["op"], d["attrs"], ins)
+            self.nodes[path] = Cost(m, p)
             prefix = ""
             for seg in path.split("."):
                 prefix = f"{prefix}.{seg}" if prefix else seg
-                self._scopes[prefix] = self._scopes.get(prefix, Cost()) + cost
+                acc = sums.get(prefix)
+                if acc is None:
+                    sums[prefix] = [m, p]
+                else:
+                    acc[0] += m
+                    acc[1] += p
+        self._scopes = sums
 
     def scope(self, prefix: str) -> Cost:
-        return self._scopes.get(prefix, Cost())
+        return Cost(*self._scopes.get(prefix, (0, 0)))
 
     @property
     def total(self) -> Cost:
@@ -55,8 +62,10 @@ def count(g: Graph) -> Counts:
 
 
 def _scope_output_shape(g: Graph, prefix: str) -> list:
-    last = [p for p in g.order if p == prefix or p.startswith(prefix + ".")]
-    return list(g.shape(last[-1])) if last else []
+    for p in reversed(g.order):
+        if p == prefix or p.startswith(prefix + "."):
+            return list(g.shape(p))
+    return []
 
 
 def report(g: Graph, counts: Counts | None = None) -> dict:

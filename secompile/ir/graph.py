@@ -8,6 +8,7 @@ inserted nodes placed right after the node they hang off).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class Graph:
         self.stages: list[Stage] = []
         self.units: list[str] = []                  # top-level scopes: stem, blocks, layer stages, head
         self.se: dict[str, dict] = {}               # SE scope path -> what was inserted where
+        self._unit_set: set = set()
         self.output: str | None = None
 
     # -- construction ----------------------------------------------------------------
@@ -122,14 +124,38 @@ class Graph:
         for p in self.order:
             yield p, self.g.nodes[p]
 
+    def add_unit(self, scope: str) -> None:
+        self.units.append(scope)
+        self._unit_set.add(scope)
+
     def unit_of(self, path: str) -> str | None:
-        for u in self.units:
-            if path == u or path.startswith(u + "."):
-                return u
+        units = self._unit_set if len(self._unit_set) == len(self.units) else self._index_units()
+        prefix = ""
+        for seg in path.split("."):
+            prefix = f"{prefix}.{seg}" if prefix else seg
+            if prefix in units:
+                return prefix
         return None
 
+    def _index_units(self) -> set:
+        self._unit_set = set(self.units)
+        return self._unit_set
+
     def copy(self) -> "Graph":
-        return copy.deepcopy(self)
+        """A copy that passes may rewrite: node data and scopes are copied, attrs are shared."""
+        new = copy.copy(self)
+        new.g = nx.DiGraph()
+        new.g.add_nodes_from((p, {**d, "inputs": list(d["inputs"])}) for p, d in self.g.nodes(data=True))
+        new.g.add_edges_from(self.g.edges(data=True))
+        new._rank = dict(self._rank)
+        new._order = list(self._order) if self._order is not None else None
+        new.blocks = {k: dataclasses.replace(v) for k, v in self.blocks.items()}
+        new.composites = {k: new.blocks.get(k) or dataclasses.replace(v) for k, v in self.composites.items()}
+        new.stages = [Stage(s.path, s.name, list(s.blocks)) for s in self.stages]
+        new.units = list(self.units)
+        new._unit_set = set(self.units)
+        new.se = {k: dict(v) for k, v in self.se.items()}
+        return new
 
     def to_dict(self) -> dict:
         """A plain, JSON-able description (also what the structural hash covers)."""

@@ -122,7 +122,7 @@ class Expander:
                                                      f"{MAX_BLOCKS} (refused before building anything)")])
 
     def unit(self, ctx, scope, path, items, x):
-        self.graph.units.append(scope)
+        self.graph.add_unit(scope)
         try:
             return self.items(ctx, items, path, scope, x)
         except _Abort:
@@ -139,7 +139,7 @@ class Expander:
             if extra:
                 self.problem(root, path + (extra[0],), f"a layer stage takes only 'layers' and 'name', "
                                                        f"not '{extra[0]}'", key=True)
-            g.units.append(scope)
+            g.add_unit(scope)
             try:
                 out = self.items(Ctx(root.smap, {}, format_path(path)), st["layers"], path + ("layers",), scope, x)
             except _Abort:
@@ -163,7 +163,7 @@ class Expander:
             given = dict(params)
             if j > 0 and "stride" in given:
                 given["stride"] = 1   # a stage's stride applies to its first block
-            g.units.append(scope_j)
+            g.add_unit(scope_j)
             before = len(self.problems)
             try:
                 x = self.instance(root, tmpl, given, path, scope_j, x, where=f"{format_path(path)}.blocks[{j}]",

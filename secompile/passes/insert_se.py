@@ -269,10 +269,13 @@ def _splice(g: Graph, pt: Point, o: SEOptions) -> None:
     except ops.OpError as e:
         raise _Problem(str(e)) from None
     g.rewire(u, a, consumers)
-    for other in list(g.blocks.values()) + list(g.composites.values()):
-        # scopes that now read the recalibrated tensor: the next block (post) or a nested one (pre)
-        if other.input == u and other is not comp and any(c.startswith(other.path + ".") for c in consumers):
-            other.input = a
+    for c in consumers:  # scopes that now read the recalibrated tensor: the next block (post), a nested one (pre)
+        prefix = ""
+        for seg in c.split("."):
+            prefix = f"{prefix}.{seg}" if prefix else seg
+            for other in (g.blocks.get(prefix), g.composites.get(prefix)):
+                if other is not None and other is not comp and other.input == u:
+                    other.input = a
     g.se[s] = {"position": pt.position, "target": pt.target, "input": u, "reduction": o.reduction,
                "channels": c, "reduced": cr, "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
     if comp is not None and pt.position == "post":
