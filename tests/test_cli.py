@@ -1,0 +1,75 @@
+"""The command line: build/count/validate/schema behave as documented."""
+import json
+import subprocess
+import sys
+
+import jsonschema
+
+from secompile.cli import main
+from secompile.spec.schema import SCHEMA
+from conftest import ROOT, SPECS
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "secompile", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_count_json_matches_build_report(tmp_path, capsys):
+    assert main(["count", str(SPECS / "se_resnext50.yaml"), "--json"]) == 0
+    counted = json.loads(capsys.readouterr().out)
+    assert main(["-q", "build", str(SPECS / "se_resnext50.yaml"), "-o", str(tmp_path / "out"), "--no-draw"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report == counted
+    assert set(report) >= {"name", "input", "total", "stages"}
+    assert set(report["total"]) >= {"macs", "params"}
+    assert all(set(s) >= {"name", "macs", "params", "output_shape"} for s in report["stages"])
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# se_resnext50_32x4d")
+
+
+def test_build_prints_summary():
+    out = run("build", "specs/se_resnet50.yaml", "-o", "out/test-cli", "--no-draw")
+    assert out.returncode == 0, out.stderr
+    assert "multiply-adds 3,871,627,264 (conv+fc 3,860,488,192); parameters 28,088,024" in out.stdout
+    assert "stage3" in out.stdout and "2048x7x7" in out.stdout
+
+
+def test_build_replaces_previous_output_whole(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older build")
+    assert main(["-q", "build", str(SPECS / "resnet50.yaml"), "-o", str(out), "--no-draw"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert [p.name for p in tmp_path.iterdir()] == ["o"]     # no staging leftovers
+
+
+def test_limits_refuse_before_building(tmp_path, capsys):
+    assert main(["build", str(SPECS / "resnet50.yaml"), "-o", str(tmp_path / "o"), "--max-params", "1e6"]) == 2
+    err = capsys.readouterr().err
+    assert "<network>: 25,557,032 parameters exceed the limit of 1,000,000 (raise it with --max-params)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_validate_many_and_schema():
+    out = run("validate", *[str(p.relative_to(ROOT)) for p in sorted(SPECS.glob("*.yaml"))])
+    assert out.returncode == 0, out.stderr
+    out = run("schema")
+    schema = json.loads(out.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema == SCHEMA
+
+
+def test_shipped_schema_json_is_current():
+    shipped = json.loads((ROOT / "secompile" / "spec" / "schema.json").read_text())
+    assert shipped == json.loads(json.dumps(SCHEMA)), "regenerate: secompile schema > secompile/spec/schema.json"
+
+
+def test_help_everywhere():
+    for cmd in ([], ["validate"], ["count"], ["build"], ["export"], ["draw"], ["zoo"], ["schema"]):
+        out = run(*cmd, "--help")
+        assert out.returncode == 0 and "usage: secompile" in out.stdout
+
+
+def test_python_m_and_console_script_agree():
+    a = run("count", "specs/resnet50.yaml", "--json")
+    b = subprocess.run(["secompile", "count", "specs/resnet50.yaml", "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
