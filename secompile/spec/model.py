@@ -112,6 +112,35 @@ def _add_templates(data, smap, templates, origin, problems, own=False):
         origin[name] = smap.file
 
 
+_INCLUDE_CACHE: dict = {}
+
+
+def _load_include(path: str):
+    """Load and validate an included file; cached per process while the file is unchanged
+    (template files are shared by many specs and never mutated)."""
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), os.path.relpath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key in _INCLUDE_CACHE:
+        return _INCLUDE_CACHE[key]
+    try:
+        sub, smap = load_yaml_file(path)
+    except SpecError as e:
+        return None, None, list(e.problems)
+    if not isinstance(sub, dict):
+        result = (None, smap, [Problem(Mark(smap.file, 1, 1), "<root>",
+                                       "an included file is a mapping with 'blocks' (and 'include')")])
+    else:
+        result = (sub, smap, validate(sub, smap, include=True))
+    if key is not None:
+        if len(_INCLUDE_CACHE) > 256:
+            _INCLUDE_CACHE.clear()
+        _INCLUDE_CACHE[key] = result
+    return result
+
+
 def _collect_includes(data, smap, base, templates, origin, problems, stack):
     for i, inc in enumerate(data.get("include") or []):
         if not isinstance(inc, str):
@@ -129,16 +158,7 @@ def _collect_includes(data, smap, base, templates, origin, problems, stack):
             problems.append(smap.problem(("include", i), f"included file '{inc}' not found "
                                                          f"(looked in {os.path.relpath(base)})"))
             continue
-        try:
-            sub, sub_smap = load_yaml_file(path)
-        except SpecError as e:
-            problems.extend(e.problems)
-            continue
-        if not isinstance(sub, dict):
-            problems.append(Problem(Mark(sub_smap.file, 1, 1), "<root>",
-                                    "an included file is a mapping with 'blocks' (and 'include')"))
-            continue
-        sub_problems = validate(sub, sub_smap, include=True)
+        sub, sub_smap, sub_problems = _load_include(path)
         problems.extend(sub_problems)
         if sub_problems:
             continue
