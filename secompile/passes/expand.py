@@ -408,12 +408,12 @@ class Expander:
     def projection(self, ctx, path, p, x, branch) -> str:
         """The `auto` shortcut when shapes differ: 1x1 conv (stride from the sizes) + BN."""
         (ci, hi, wi), (co, ho, wo) = self.graph.shape(x), self.graph.shape(branch)
-        s = max(1, hi // ho)
-        if ops.conv_out(hi, 1, s, 0) != ho or ops.conv_out(wi, 1, s, 0) != wo:
+        sh, sw = -(-hi // ho), -(-wi // wo)   # the stride s with ceil(n / s) == out, if any
+        if ops.conv_out(hi, 1, sh, 0) != ho or ops.conv_out(wi, 1, sw, 0) != wo:
             self.problem(ctx, path + ("shortcut",), f"auto shortcut cannot map {hi}x{wi} to {ho}x{wo} with a "
                                                     "strided 1x1 conv; give the shortcut layers explicitly")
             raise _Abort
-        conv = {"out": co, "kernel": (1, 1), "stride": (s, s), "padding": (0, 0), "dilation": (1, 1),
+        conv = {"out": co, "kernel": (1, 1), "stride": (sh, sw), "padding": (0, 0), "dilation": (1, 1),
                 "groups": 1, "bias": False}
         y = self.node(ctx, path, f"{p}.shortcut.0.conv", "conv2d", conv, [x])
         return self.node(ctx, path, f"{p}.shortcut.0.bn", "batchnorm", {"eps": 1e-5, "momentum": 0.1}, [y])

@@ -269,9 +269,9 @@ def _splice(g: Graph, pt: Point, o: SEOptions) -> None:
     except ops.OpError as e:
         raise _Problem(str(e)) from None
     g.rewire(u, a, consumers)
-    for c in consumers:  # scopes that now read the recalibrated tensor: the next block (post), a nested one (pre)
+    for consumer in consumers:  # scopes now reading the recalibrated tensor: next block (post), nested (pre)
         prefix = ""
-        for seg in c.split("."):
+        for seg in consumer.split("."):
             prefix = f"{prefix}.{seg}" if prefix else seg
             for other in (g.blocks.get(prefix), g.composites.get(prefix)):
                 if other is not None and other is not comp and other.input == u:
