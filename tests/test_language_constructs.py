@@ -230,9 +230,8 @@ def test_residual_scaling_and_multi_branch_residual():
     x = torch.randn(2, 8, 6, 6)
     y = x
     for blk in m.stages[0].blocks:
-        b = torch.cat([cbr(blk, "branch.mixed.b0.c", y),
-                       cbr(blk, "branch.mixed.b1.c3", cbr(blk, "branch.mixed.b1.c2", cbr(blk, "branch.mixed.b1.c1", y)))],
-                      1)
+        b1 = cbr(blk, "branch.mixed.b1.c3", cbr(blk, "branch.mixed.b1.c2", cbr(blk, "branch.mixed.b1.c1", y)))
+        b = torch.cat([cbr(blk, "branch.mixed.b0.c", y), b1], 1)
         y = F.relu(y + 0.17 * blk.branch.up.conv(b))
     assert torch.allclose(run(m, x), y, atol=1e-5)
 

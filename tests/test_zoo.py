@@ -406,7 +406,8 @@ blocks:
       branch:
         - parallel: {branches: [[{conv: {out: 32, kernel: 1}}],
                                 [{conv: {out: 32, kernel: 1}}, {conv: {out: 32, kernel: 3}}],
-                                [{conv: {out: 32, kernel: 1}}, {conv: {out: 48, kernel: 3}}, {conv: {out: 64, kernel: 3}}]]}
+                                [{conv: {out: 32, kernel: 1}}, {conv: {out: 48, kernel: 3}},
+                                 {conv: {out: 64, kernel: 3}}]]}
         - {conv: {out: $in_channels, kernel: 1, norm: none, act: none}}
       shortcut: identity
       post: [relu]
