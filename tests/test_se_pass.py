@@ -147,3 +147,18 @@ def test_glob_segments():
     assert not glob_match("stages.*.conv2", "stages.3.blocks.10.branch.conv2")
     assert glob_match("stages.**.conv2", "stages.3.blocks.10.branch.conv2")
     assert glob_match("**", "stem")
+
+
+def test_after_then_identity_on_the_next_block():
+    """onnx-1: an `after` SE feeding a block whose identity shortcut also gets an SE."""
+    spec = {"name": "t", "input": {"channels": 4, "size": 8},
+            "blocks": {"r": {"params": {}, "residual": {"branch": [{"conv": {"out": 8, "kernel": 3}}]}}},
+            "stages": [{"layers": [{"name": "a", "conv": {"out": 8, "kernel": 1}}]}, {"block": "r"}],
+            "se": [{"where": {"path": "stages.0.a"}, "reduction": 4},
+                   {"where": {"stages": [1]}, "position": "identity", "reduction": 4},
+                   {"where": {"path": "stages.1.blocks.0.branch.0"}, "reduction": 4},
+                   {"where": {"stages": [1]}, "position": "standard", "reduction": 4}]}
+    g = secompile.build_ir(spec)
+    assert g.inputs("stages.1.blocks.0.se_identity.pool") == ["stages.0.a_se.scale"]
+    assert g.inputs("stages.1.blocks.0.se.pool") == ["stages.1.blocks.0.branch.0_se.scale"]
+    assert g.inputs("stages.1.blocks.0.add") == ["stages.1.blocks.0.se_identity.scale", "stages.1.blocks.0.se.scale"]

@@ -274,8 +274,15 @@ def _splice(g: Graph, pt: Point, o: SEOptions) -> None:
         for seg in consumer.split("."):
             prefix = f"{prefix}.{seg}" if prefix else seg
             for other in (g.blocks.get(prefix), g.composites.get(prefix)):
-                if other is not None and other is not comp and other.input == u:
+                if other is None or other is comp:
+                    continue
+                if other.input == u:
                     other.input = a
+                if other.merge == consumer:  # a shortcut or branch that ended at u now ends at a
+                    if other.shortcut_out == u:
+                        other.shortcut_out = a
+                    if other.branch_out == u:
+                        other.branch_out = a
     g.se[s] = {"position": pt.position, "target": pt.target, "input": u, "reduction": o.reduction,
                "channels": c, "reduced": cr, "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
     if comp is not None and pt.position == "post":
