@@ -123,9 +123,9 @@ def read_checkpoint(checkpoint) -> dict:
         raise TypeError(f"a checkpoint is a path or a dict, not {type(checkpoint).__name__}")
     # training checkpoints wrap the weights: {"state_dict": ...} (timm, Lightning), {"model": ...} (ours)
     for k in ("state_dict", "model", "state_dict_ema"):
-        if k in checkpoint and isinstance(checkpoint[k], dict) and \
-                not any(torch.is_tensor(v) for v in checkpoint.values()):
-            checkpoint = checkpoint[k]
+        inner = checkpoint.get(k)
+        if isinstance(inner, dict) and any(torch.is_tensor(v) for v in inner.values()):
+            checkpoint = inner
             break
     sd = {k: v for k, v in checkpoint.items() if torch.is_tensor(v)}
     if not sd:
