@@ -82,7 +82,10 @@ class Graph:
     @property
     def order(self) -> list[str]:
         if self._order is None:
-            self._order = sorted(self._rank, key=self._rank.__getitem__)
+            # Rank order, kept topological: a node inserted after an anchor may feed nodes
+            # inserted there before it (two SE blocks on one tensor). Where the rank order is
+            # topological already, this is exactly the rank order.
+            self._order = list(nx.lexicographical_topological_sort(self.g, key=self._rank.__getitem__))
         return self._order
 
     def rewire(self, old: str, new: str, consumers: list[str]) -> None:

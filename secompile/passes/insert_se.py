@@ -230,10 +230,12 @@ def _anchor(g: Graph, pt: Point):
         raise _Problem(f"position '{pt.position}' needs a residual block; {comp.path} is "
                        f"{comp.kind} (use post or pre)")
     scope = f"{comp.path}.{SCOPE_NAME[pt.position]}"
+    # The merge's inputs as wired now: an SE block spliced in before (after the branch's last
+    # layer, or post on the block that feeds an identity shortcut) sits on that edge already.
     if pt.position == "standard":
-        return comp.branch_out, [comp.merge], scope, comp
+        return g.inputs(comp.merge)[1], [comp.merge], scope, comp
     if pt.position == "identity":
-        return comp.shortcut_out, [comp.merge], scope, comp
+        return g.inputs(comp.merge)[0], [comp.merge], scope, comp
     inside = f"{comp.path}.branch." if comp.kind == "residual" else f"{comp.path}."
     return comp.input, [c for c in g.consumers(comp.input) if c.startswith(inside)], scope, comp
 
@@ -285,10 +287,11 @@ def _splice(g: Graph, pt: Point, o: SEOptions) -> None:
                         other.branch_out = a
     g.se[s] = {"position": pt.position, "target": pt.target, "input": u, "reduction": o.reduction,
                "channels": c, "reduced": cr, "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
-    if comp is not None and pt.position == "post":
-        comp.output = a
-        for other in (g.blocks.get(comp.path), g.composites.get(comp.path)):
-            if other is not None:
+    prefix = ""   # scopes whose output the SE block now is: its own block (post), or the blocks
+    for seg in s.split(".")[:-1]:   # around a layer recalibrated in place (`after` their last layer)
+        prefix = f"{prefix}.{seg}" if prefix else seg
+        for other in (g.blocks.get(prefix), g.composites.get(prefix)):
+            if other is not None and other.output == u:
                 other.output = a
 
 
