@@ -59,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=["stage", "block", "op"], default="block")
     p.add_argument("--format", choices=["svg", "png", "pdf", "dot"], default="svg")
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: <name>-<level>.<format>)")
+    p.add_argument("--scope", metavar="PATH",
+                   help="draw only this block, stage, stem or head (e.g. stages.1.blocks.0; block and op levels)")
 
     p = sub.add_parser("zoo", help="table of every spec in a directory (default: specs/)")
     p.add_argument("directory", nargs="?", default="specs")

@@ -12,12 +12,19 @@ import shutil
 import tempfile
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)   # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, data: bytes | str) -> str:
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp's 0600 would stick to the output
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -37,6 +44,7 @@ def staged_dir(dest: str):
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     stage = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.", suffix=".staging", dir=parent)
+    os.chmod(stage, 0o777 & ~_umask())     # mkdtemp's 0700 would stick to the output directory
     try:
         yield stage
     except BaseException:
