@@ -23,9 +23,6 @@ def test_atomic_write_mode_and_content(tmp_path):
 def test_atomic_write_failure_leaves_old_file(tmp_path, monkeypatch):
     atomic_write(tmp_path / "x.txt", "old")
 
-    class Boom(bytes):
-        pass
-
     def fail(*a, **k):
         raise OSError("disk full")
     monkeypatch.setattr(os, "fsync", fail)
