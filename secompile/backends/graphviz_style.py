@@ -1,0 +1,185 @@
+"""Look of the architecture diagrams: colours, op descriptions, HTML-like labels, the legend.
+
+Labels are Graphviz HTML-like labels (bold op, grey shape and cost lines) rather than
+edge labels: text inside nodes is never crossed by an edge, edge labels often are.
+Every label is built from the IR alone, so the same graph always gives the same text.
+"""
+from __future__ import annotations
+
+from html import escape
+
+from ..analysis.counts import Cost
+
+FONT = "Helvetica"          # fontconfig maps it to Liberation Sans (Helvetica metrics) for PNG/PDF
+SMALL = 9                   # point size of shape / cost lines
+GREY = "#555555"
+
+# op family -> (fill, border). SE is the only warm colour, so SE blocks stand out at a glance.
+COLORS = {
+    "conv": ("#dce9f7", "#3b6ea8"),
+    "plain": ("#f2f2f2", "#8a8a8a"),       # batchnorm, activations, flatten, dropout, identity, shuffle
+    "pool": ("#e0f2e0", "#3c8d40"),
+    "linear": ("#ebe2f6", "#6a4c9c"),
+    "merge": ("#ffffff", "#444444"),       # add, concat
+    "io": ("#ffffff", "#444444"),
+    "se": ("#fdd9b5", "#d9480f"),
+}
+SE_CLUSTER = ("#fff3e6", "#d9480f")
+BLOCK_CLUSTER = ("#f6f8fb", "#8796a8")
+STAGE_CLUSTER = ("#ffffff", "#4d5b6b")
+SCOPE_CLUSTER = ("#ffffff", "#aab4c0")    # nested residual/parallel scopes, stem, head
+
+FAMILY = {"conv2d": "conv", "linear": "linear", "maxpool2d": "pool", "avgpool2d": "pool",
+          "global_pool": "pool", "add": "merge", "concat": "merge", "input": "io"}
+
+ACT_NAMES = {"relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid", "hard_sigmoid": "hard sigmoid",
+             "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh"}
+
+# The nodes of every SE scope (passes/insert_se.py); se_describe names them by their role in
+# the paper (eqs. 2-4, figure 3): squeeze, fc1, ReLU, fc2, excite, scale.
+SE_NODES = ("pool", "fc1", "act", "fc2", "gate", "scale")
+
+
+def si(n: int | float) -> str:
+    """4_232_994_816 -> '4.23G'; small counts stay exact."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{unit}" if n / div < 100 else f"{n / div:.0f}{unit}"
+    return str(int(n))
+
+
+def shape_text(shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def cost_text(c: Cost) -> str:
+    """'MACs 1.2M · params 4.6k', or '' for a free op (BN params still count)."""
+    parts = ([f"MACs {si(c.macs)}"] if c.macs else []) + ([f"params {si(c.params)}"] if c.params else [])
+    return " · ".join(parts)
+
+
+def _pair(p) -> str:
+    return f"{p[0]}×{p[1]}"
+
+
+def describe(op: str, a: dict, in_shapes: list) -> str:
+    """The op and its key attributes, e.g. 'conv 3×3, 128, stride 2, groups 32'."""
+    if op == "conv2d":
+        parts = [f"conv {_pair(a['kernel'])}", str(a["out"])]
+        if a["stride"] != (1, 1):
+            parts.append("stride " + (str(a["stride"][0]) if a["stride"][0] == a["stride"][1] else _pair(a["stride"])))
+        if a["groups"] > 1:
+            depthwise = in_shapes and a["groups"] == in_shapes[0][0] == a["out"]
+            parts.append("depthwise" if depthwise else f"groups {a['groups']}")
+        if a["dilation"] != (1, 1):
+            parts.append(f"dilation {a['dilation'][0]}")
+        return ", ".join(parts)
+    if op in ("maxpool2d", "avgpool2d"):
+        s = a["stride"]
+        text = f"{op[:3]} pool {_pair(a['kernel'])}" + (f", stride {s[0]}" if s != (1, 1) else "")
+        return text + (", ceil" if a.get("ceil_mode") else "")
+    if op == "global_pool":
+        return f"global {a['mode']} pool"
+    if op == "linear":
+        return f"fc, {a['out']}"
+    if op == "batchnorm":
+        return "BN"
+    if op == "act":
+        return ACT_NAMES.get(a["kind"], a["kind"])
+    if op == "dropout":
+        return f"dropout {a['p']:g}"
+    if op == "channel_shuffle":
+        return f"channel shuffle, groups {a['groups']}"
+    if op == "add":
+        scales = [s for s in a.get("scales", ()) if s != 1.0]
+        return "add" + (f", branch × {scales[0]:g}" if scales else "")
+    if op == "mul":
+        return "scale (channel-wise ×)"
+    return op
+
+
+def se_describe(role: str, op: str, a: dict, info: dict) -> str:
+    """An SE node named as in the paper: 'squeeze: global avg pool', 'fc1 ↓16 (r=16)'."""
+    if role == "fc1":
+        r = f" (r={info['reduction']})" if info["reduction"] else ""
+        return f"fc1, {info['channels']}→{info['reduced']}{r}"
+    if role == "fc2":
+        return f"fc2, {info['reduced']}→{info['channels']}"
+    if role == "gate":
+        return f"excite: {info['gate']}"
+    if role == "pool":
+        return f"squeeze: global {a['mode']} pool"
+    if role == "scale":
+        return "scale ⊗"
+    return describe(op, a, [])
+
+
+def html_lines(title: str, *lines: str, bold: bool = True, left: bool = False) -> str:
+    """A label: the title, then small grey lines (empty ones dropped); `left` for clusters."""
+    br = '<br align="left"/>' if left else "<br/>"
+    t = escape(title)
+    out = f"<b>{t}</b>" if bold else t
+    for ln in lines:
+        if ln:
+            out += f'{br}<font point-size="{SMALL}" color="{GREY}">{escape(ln)}</font>'
+    return f"<{out}{br if left else ''}>"
+
+
+def html_table(rows: list[tuple[str, str]], title: str | None = None, footer: str = "",
+               title_bg: str | None = None) -> str:
+    """A borderless two-column table (description | output shape), as in the paper's Table 1."""
+    cells = []
+    if title:
+        bg = f' bgcolor="{title_bg}"' if title_bg else ""
+        cells.append(f'<tr><td colspan="2" align="left"{bg}><b>{escape(title)}</b></td></tr>')
+    for desc, shape in rows:
+        cells.append(f'<tr><td align="left">{escape(desc)}</td>'
+                     f'<td align="right"><font point-size="{SMALL}" color="{GREY}">{escape(shape)}</font></td></tr>')
+    if footer:
+        cells.append(f'<tr><td colspan="2" align="left"><font point-size="{SMALL}" color="{GREY}">'
+                     f'{escape(footer)}</font></td></tr>')
+    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{"".join(cells)}</table>>'
+
+
+def node_style(family: str) -> dict:
+    fill, border = COLORS[family]
+    shape = {"merge": "ellipse", "io": "ellipse"}.get(family, "box")
+    out = {"shape": shape, "style": "rounded,filled" if shape == "box" else "filled",
+           "fillcolor": fill, "color": border}
+    if family == "se":
+        out["class"] = "se"       # SVG class: CSS can restyle SE, tests can count it
+    return out
+
+
+def cluster_style(kind: str) -> dict:
+    fill, border = {"se": SE_CLUSTER, "block": BLOCK_CLUSTER, "stage": STAGE_CLUSTER}.get(kind, SCOPE_CLUSTER)
+    style = {"stage": "rounded,bold", "scope": "rounded,dashed"}.get(kind, "rounded,filled")
+    out = {"style": style, "fillcolor": fill, "color": border, "labeljust": "l", "fontname": FONT,
+           "penwidth": "2" if kind == "se" else "1"}
+    if kind == "se":
+        out["class"] = "se"
+    return out
+
+
+def title_and_legend(name: str, level: str) -> str:
+    """The graph label: the network's name, then a one-row legend. As the graph label it sits
+    above the layout, so it never takes a rank of its own and no edge can cross it."""
+    def swatch(family, text):
+        fill, border = COLORS[family]
+        return (f'<td bgcolor="{fill}" border="1" color="{border}" width="14"> </td>'
+                f'<td align="left">{escape(text)}  </td>')
+    items = [("conv", "convolution" + (" (+ BN, activation)" if level != "op" else ""))]
+    if level == "op":
+        items.append(("plain", "BN, activation, reshape"))
+    items += [("pool", "pooling"), ("linear", "fully connected"), ("se", "Squeeze-and-Excitation"),
+              ("merge", "merge")]
+    notes = ["C×H×W: output shape", "MACs: multiply-adds", "params: parameters"]
+    if level != "stage":
+        notes.append("dashed edge: identity shortcut")
+    small = f'<font point-size="{SMALL}" color="{GREY}">'
+    return (f'<<table border="0" cellborder="0" cellspacing="3" cellpadding="1">'
+            f'<tr><td align="left"><font point-size="14"><b>{escape(name)}</b></font>'
+            f'  {escape(level)} level</td></tr>'
+            f'<tr><td><table border="0" cellborder="0" cellspacing="3" cellpadding="1"><tr>'
+            + "".join(swatch(f, t) for f, t in items) + '</tr></table></td></tr>'
+            f'<tr><td align="left">{small}{escape(" · ".join(notes))}</font></td></tr></table>>')
