@@ -63,9 +63,9 @@ def _source(g: Graph, spec_obj, level: str, scope: str | None) -> str:
     return dot.source
 
 
-def dot_missing_message(dot_path: str, fmt: str, target: str) -> str:
+def dot_missing_message(dot_path: str, fmt: str, target: str, written: str | None = None) -> str:
     return (f"secompile: the Graphviz 'dot' program is not installed, so {target} was not rendered;\n"
-            f"  wrote the diagram source to {dot_path}. Render it with:\n"
+            f"  wrote the diagram source to {written or dot_path}. Render it with:\n"
             f"    dot -T{fmt} {dot_path} -o {target}\n"
             f"  Install Graphviz with 'apt-get install graphviz' (Debian/Ubuntu), 'brew install graphviz' "
             f"(macOS) or from https://graphviz.org/download/")
@@ -130,8 +130,8 @@ def build_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
     except DotNotFound:
         dot_path = os.path.join(stage_dir, f"{spec.name}.dot")
         atomic_write(dot_path, source)
-        print(dot_missing_message(f"{spec.name}.dot", "svg", f"{spec.name}.svg")
-              .replace("wrote the diagram source to", "wrote the diagram source to the output directory as"),
+        print(dot_missing_message(f"{spec.name}.dot", "svg", f"{spec.name}.svg",
+                                  written=f"{spec.name}.dot in the output directory (run dot there)"),
               file=sys.stderr)
         return [os.path.basename(dot_path)]
 
