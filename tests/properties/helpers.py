@@ -1,0 +1,58 @@
+"""Shared checks of the property tests."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import secompile
+from secompile.analysis.counts import Counts
+from secompile.backends.torch import trace_shapes
+
+BATCH = 2
+
+
+def ir_shapes(g) -> dict:
+    return {p: tuple(g.shape(p)) for p in g.order if p != "input"}
+
+
+def compiled(spec, seed: int = 0):
+    """-> (IR, module in eval mode with random BatchNorm statistics, an input batch)."""
+    g = secompile.build_ir(spec)
+    model = secompile.compile(spec, seed=seed).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
+    x = torch.randn(BATCH, *g.input_shape, generator=gen)
+    return g, model, x
+
+
+def own_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters(recurse=False))
+
+
+def counts(g) -> Counts:
+    return Counts(g)
+
+
+def strip_se(g) -> dict:
+    """The IR's to_dict() without its SE blocks: every consumer of an SE scale reads its input."""
+    d = g.to_dict()
+    scopes = tuple(s + "." for s in g.se)
+    se_nodes = {n["path"] for n in d["nodes"] if n["path"].startswith(scopes)}
+    scale_in = {n["path"]: n["inputs"][0] for n in d["nodes"] if n["path"] in se_nodes and n["op"] == "mul"}
+
+    def source(p):
+        while p in scale_in:
+            p = scale_in[p]
+        return p
+    kept = [{**n, "inputs": [source(i) for i in n["inputs"]]} for n in d["nodes"] if n["path"] not in se_nodes]
+    return {**d, "nodes": kept, "output": source(d["output"])}
+
+
+__all__ = ["BATCH", "ir_shapes", "compiled", "own_params", "counts", "strip_se", "trace_shapes"]

@@ -1,0 +1,67 @@
+"""Properties 1 and 2: every valid spec compiles, and the module agrees with the IR's analysis."""
+import torch
+from hypothesis import given
+from torch.utils.flop_counter import FlopCounterMode
+
+import secompile
+from helpers import BATCH, compiled, counts, ir_shapes, own_params, trace_shapes
+from profiles import PROFILE
+from secompile.testing import specs
+from secompile.testing.strategies import networks_with_model
+
+
+@PROFILE
+@given(specs())
+def test_valid_spec_compiles_with_the_inferred_shapes(spec):
+    """Property 1: validate, build the IR, compile; output and every intermediate shape = the IR's."""
+    loaded = secompile.load_spec(spec)
+    g = secompile.build_ir(loaded)
+    g2, model, x = compiled(spec)
+    assert g2.structural_hash() == g.structural_hash()
+    with torch.no_grad():
+        y = model(x)
+    assert tuple(y.shape) == (BATCH, *g.shape(g.output))
+    assert trace_shapes(model, x) == ir_shapes(g)
+    assert torch.isfinite(y).all()
+
+
+@PROFILE
+@given(specs())
+def test_analytic_params_and_macs_match_torch(spec):
+    """Property 2: params == numel (per node and in total); conv/linear MACs == FlopCounterMode / 2."""
+    g, model, x = compiled(spec)
+    c = counts(g)
+    assert sum(p.numel() for p in model.parameters()) == c.total.params
+    modules = dict(model.named_modules())
+    for path, d in g.nodes():
+        if c.nodes[path].params:
+            assert own_params(modules[path]) == c.nodes[path].params, path
+    flops = FlopCounterMode(display=False)
+    with flops, torch.no_grad():
+        model(x)
+    per_module = flops.get_flop_counts()
+    prefix = type(model).__name__ + "."
+    for path, d in g.nodes():
+        if d["op"] in ("conv2d", "linear"):
+            got = sum(per_module.get(prefix + path, {}).values())
+            assert got == 2 * BATCH * c.nodes[path].macs, (path, got, c.nodes[path].macs)
+    total = sum(per_module.get("Global", {}).values())
+    assert total == 2 * BATCH * c.by_op("conv2d", "linear").macs
+
+
+@PROFILE
+@given(networks_with_model())
+def test_generator_model_agrees_with_the_ir(net):
+    """The generator's own shape model (which its SE rules rely on) = the compiler's, block by block."""
+    g = secompile.build_ir(net.spec, se=False)
+    for b in net.blocks:
+        comp = g.blocks[b.path]
+        assert g.shape(comp.input)[0] == b.in_c, b.path
+        assert g.shape(comp.output)[0] == b.out_c, b.path
+        assert comp.kind == b.kind and comp.template == b.template, b.path
+        if b.kind == "residual":
+            assert g.shape(comp.branch_out)[0] == b.branch_c, b.path
+            assert g.shape(comp.shortcut_out)[0] == b.short_c, b.path
+    scopes = {p for p in g.order} | {p.rsplit(".", k)[0] for p in g.order for k in range(1, p.count(".") + 1)}
+    for path, ch in net.tracked.items():
+        assert path in scopes, path

@@ -1,0 +1,29 @@
+"""Property 3: the ONNX export computes what the PyTorch module computes (max abs diff 1e-4)."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+
+from helpers import compiled
+from profiles import scaled
+from secompile.testing import specs
+
+onnx_backend = pytest.importorskip("secompile.backends.onnx")
+ort = pytest.importorskip("onnxruntime")
+
+TOL = 1e-4
+
+
+@scaled(1.0)
+@given(specs(max_width=16, input_size=(8, 24)))
+def test_onnx_matches_torch(spec):
+    g, model, x = compiled(spec)
+    proto = onnx_backend.to_onnx(spec, model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == want.shape
+    assert float(np.abs(got - want).max()) <= TOL

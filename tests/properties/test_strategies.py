@@ -1,0 +1,77 @@
+"""The public strategies keep their promises: constraints hold, mutations stay valid."""
+import copy
+import pathlib
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+
+import secompile
+from helpers import counts
+from profiles import PROFILE, scaled
+from secompile.testing import mutations, specs
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+SHIPPED = sorted(SPECS.glob("*.yaml"))
+
+
+def stage_templates(spec):
+    return {s.get("block") for s in spec["stages"]}
+
+
+@scaled(0.5)
+@given(specs(max_params=20_000, max_stages=2, max_repeat=1, input_size=(16, 16), se=False, head=False))
+def test_constraints_hold(spec):
+    g = secompile.build_ir(spec)
+    assert counts(g).total.params <= 20_000
+    assert 1 <= len(spec["stages"]) <= 2 and all(s.get("repeat", 1) == 1 for s in spec["stages"])
+    assert tuple(g.input_shape[1:]) == (16, 16)
+    assert "se" not in spec and "head" not in spec
+
+
+@scaled(0.5)
+@given(specs(block_kinds=["bottleneck"], se=True, include_dir=str(SPECS)))
+def test_block_kinds_se_and_include(spec):
+    assert stage_templates(spec) == {"bottleneck"}
+    assert "bottleneck" not in spec.get("blocks", {})          # it comes from the included file
+    assert spec["include"] == [str(SPECS / "blocks" / "resnet.yaml")]
+    assert any(r.get("position") != "none" for r in spec["se"])
+    secompile.build_ir(spec)
+
+
+@pytest.mark.xfail(strict=True, reason="props-3: layer names that are nn.Module attributes crash lower()")
+@scaled(0.5)
+@given(specs(names="all", max_stages=1, se=False))
+def test_any_layer_name_compiles(spec):
+    """Layer names that are attributes of torch.nn.Module ('training', 'forward', 'to', ...)."""
+    secompile.compile(spec)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_mutations_of_shipped_specs_stay_valid(path):
+    """Every variation of a well-formed spec is valid (IR only: the shipped networks are big)."""
+    spec = yaml.safe_load(path.read_text())
+    before = copy.deepcopy(spec)
+
+    @settings(PROFILE, max_examples=max(5, PROFILE.max_examples // 8))
+    @given(mutations(spec))
+    def run(variant):
+        g = secompile.build_ir(variant, base_dir=str(SPECS))
+        assert g.shape(g.output)[0] > 0
+    run()
+    assert spec == before   # mutations never touch the user's spec
+
+
+@PROFILE
+@given(specs(max_stages=2).flatmap(lambda s: st.tuples(st.just(s), mutations(s))))
+def test_mutations_of_generated_specs_compile_or_raise_spec_error(pair):
+    """A generated spec may hinge on exact values (`groups: "$in_channels - 2"`), so a variation
+    may be invalid; it is then refused with a SpecError, never another exception."""
+    spec, variant = pair
+    try:
+        g = secompile.build_ir(variant)
+    except secompile.SpecError:
+        return
+    model = secompile.compile(variant)
+    assert sum(p.numel() for p in model.parameters()) == counts(g).total.params
