@@ -1,11 +1,8 @@
 import os
-import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SPECS = ROOT / "specs"
-SHARED = ROOT.parent / "shared"
+from support import ROOT, SHARED, SPECS, all_specs  # noqa: F401  (re-exported for older imports)
 
 
 @pytest.fixture
@@ -15,10 +12,6 @@ def spec_dir(tmp_path):
     for f in (SPECS / "blocks").glob("*.yaml"):
         (tmp_path / "blocks" / f.name).write_text(f.read_text())
     return tmp_path
-
-
-def all_specs():
-    return sorted(p for p in SPECS.glob("*.yaml"))
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -7,7 +7,7 @@ import jsonschema
 
 from secompile.cli import main
 from secompile.spec.schema import SCHEMA
-from conftest import ROOT, SPECS
+from support import ROOT, SPECS
 
 
 def run(*args, cwd=ROOT):

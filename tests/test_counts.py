@@ -3,7 +3,7 @@ import pytest
 
 import secompile
 from secompile.analysis import Counts
-from conftest import SPECS
+from support import SPECS
 
 # (spec, conv+fc MACs and params of the reference layouts (senet-paper.md), paper Table 2 GMACs)
 REFERENCE = [

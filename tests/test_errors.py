@@ -6,7 +6,7 @@ import pytest
 
 import secompile
 from secompile.cli import main
-from conftest import SPECS
+from support import SPECS
 
 BASE = (SPECS / "se_resnext50.yaml").read_text()
 

@@ -16,7 +16,7 @@ import torch
 import secompile
 from secompile.backends.torch import Unit
 from secompile.spec import SpecError, load_spec
-from conftest import SPECS, all_specs
+from support import SPECS, all_specs
 
 SMALL_SIZES = (64, 96, 128, 160)
 BIG_NODES = 200   # IR nodes above which the whole-model explain is marked slow ...

@@ -16,7 +16,7 @@ import pydot
 import pytest
 
 import secompile
-from conftest import ROOT, SPECS, all_specs
+from support import ROOT, SPECS, all_specs
 from secompile import cli
 from secompile.analysis.counts import Counts
 from secompile.backends import graphviz as gv

@@ -4,7 +4,7 @@ import torch
 
 import secompile
 from secompile.backends.torch import Unit, trace_shapes
-from conftest import SPECS, all_specs
+from support import SPECS, all_specs
 
 @pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
 def test_params_equal_analysis(path):

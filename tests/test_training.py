@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, SPECS
+from support import ROOT, SPECS
 
 EXAMPLES = ROOT / "examples"
 CIFAR = str(SPECS / "se_resnet20_cifar.yaml")

@@ -15,7 +15,7 @@ from torch import nn
 
 import secompile
 from secompile.weights import WeightsError, detect_layout, load_weights, map_state_dict
-from conftest import SHARED, SPECS
+from support import SHARED, SPECS
 
 TSV = SHARED / "reference" / "state_dicts"
 LAYOUT_SPECS = {

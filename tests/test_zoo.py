@@ -20,7 +20,7 @@ from secompile.analysis.zoo import (CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, 
                                     zoo_table)
 from secompile.backends.torch import trace_shapes
 from secompile.cli import main
-from conftest import ROOT, SHARED, SPECS
+from support import ROOT, SHARED, SPECS
 
 CAFFE = SHARED / "reference" / "caffe"
 TSV = SHARED / "reference" / "state_dicts"

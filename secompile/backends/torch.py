@@ -29,7 +29,19 @@ _FN_CACHE: dict = {}
 
 
 class Scope(nn.Module):
-    """A container for a named scope of the IR (no forward of its own)."""
+    """A container for a named scope of the IR (no forward of its own).
+
+    Children are named by the spec, and a name may also be an attribute of nn.Module
+    ('training', 'forward', 'to', ...): such a child lives in `_modules` only (generated code
+    reads it as `self._modules['to']`), and the attribute keeps its own value beside it.
+    """
+
+    def __setattr__(self, name, value):
+        modules = self.__dict__.get("_modules")
+        if modules is not None and name in modules and not isinstance(value, nn.Module):
+            object.__setattr__(self, name, value)   # e.g. train() setting `training` next to a child 'training'
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, *args):  # pragma: no cover - never called
         raise RuntimeError("a Scope only groups modules; call its parent unit")
@@ -46,7 +58,7 @@ def _compile_source(src: str):
     return fn
 
 
-class Unit(nn.Module):
+class Unit(Scope):
     """One unit of the network (stem, a block, a layer stage, the head)."""
 
     def __init__(self, path: str, code: str):
@@ -123,11 +135,26 @@ def _module(op: str, a: dict, in_shape: tuple):
     return None
 
 
+# Names a child cannot be registered (add_module) or read (attribute access) by.
+_TAKEN = frozenset(dir(Unit)) | frozenset(vars(nn.Module())) | {"path", "code", "_fwd", "_probe"}
+
+
+def _plain_name(seg: str) -> bool:
+    return seg.isidentifier() and not keyword.iskeyword(seg) and seg not in _TAKEN
+
+
 def _attr_chain(rel: str) -> str:
     out = "self"
     for seg in rel.split("."):
-        out += f".{seg}" if seg.isidentifier() and not keyword.iskeyword(seg) else f"._modules[{seg!r}]"
+        out += f".{seg}" if _plain_name(seg) else f"._modules[{seg!r}]"
     return out
+
+
+def _add_child(parent: nn.Module, name: str, mod: nn.Module) -> None:
+    if name in _TAKEN:
+        parent._modules[name] = mod   # add_module refuses the names of attributes
+    else:
+        parent.add_module(name, mod)
 
 
 def _var(rel: str, used: set) -> str:
@@ -196,7 +223,8 @@ def _add_expr(g, p, a, ins, inputs, names, probe, lines) -> str:
     if len(ins) == 2 and not probe and all(s == 1.0 for s in scales):
         for k in (1, 0):  # fuse an SE scale (u * s) feeding this add: torch.addcmul(other, u, s)
             m = inputs[k]
-            if g.op(m) == "mul" and len(g.consumers(m)) == 1 and names.get(m) is not None:
+            if g.op(m) == "mul" and len(g.consumers(m)) == 1 and inputs.count(m) == 1 and \
+                    any(ln.startswith(f"    {names.get(m)} = ") for ln in lines):   # emitted in this unit
                 u, s = (names[i] for i in g.inputs(m))
                 # drop the separate multiply emitted for m
                 lines[:] = [ln for ln in lines if not ln.startswith(f"    {names[m]} = ")]
@@ -242,9 +270,9 @@ def _build_unit(g: Graph, unit: str, nodes: list[str]) -> Unit:
         segs = p[len(unit) + 1:].split(".")
         for seg in segs[:-1]:
             if seg not in parent._modules:
-                parent.add_module(seg, Scope())
+                _add_child(parent, seg, Scope())
             parent = parent._modules[seg]
-        parent.add_module(segs[-1], mod)
+        _add_child(parent, segs[-1], mod)
     return m
 
 

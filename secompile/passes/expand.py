@@ -424,6 +424,10 @@ class Expander:
         outs = []
         for i, (name, items) in enumerate(named):
             key = name if isinstance(br, dict) else i
+            if not name or "." in name:
+                self.problem(ctx, path + ("branches", key), f"branch name {name!r}: names are non-empty and have no "
+                                                            "'.' (it separates the parts of node paths)", key=True)
+                raise _Abort
             outs.append(self.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
         merge = self.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]
         if merge not in ("add", "concat"):

@@ -193,9 +193,10 @@ def insert_se(g: Graph, rules: list, smap: SourceMap) -> Graph:
     g = g.copy()
     chosen, problems = resolve(g, rules, smap)
     rank = {p: i for i, p in enumerate(g.order)}
+    taken = set(_scopes(g))   # node paths and scopes of the network's own layers
     for pt, (opts, rpath) in sorted(chosen.items(), key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
         try:
-            _splice(g, pt, opts)
+            _splice(g, pt, opts, taken)
         except _Problem as e:
             key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
             problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
@@ -248,10 +249,12 @@ def _scope_output(g: Graph, scope: str) -> str:
     return outs[0]
 
 
-def _splice(g: Graph, pt: Point, o: SEOptions) -> None:
+def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset()) -> None:
     u, consumers, s, comp = _anchor(g, pt)
     if s in g.se:
         return  # already there: idempotent
+    if s in taken:
+        raise _Problem(f"the SE block would be named '{s}', which is a layer of the network; rename that layer")
     shape = g.shape(u)
     if len(shape) != 3:
         raise _Problem(f"SE needs a feature map (C, H, W); {u} has shape {shape}")

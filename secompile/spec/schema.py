@@ -71,7 +71,8 @@ SIMPLE_KINDS = sorted(k for k, v in OP_LAYERS.items() if v is EMPTY or k == "bn"
 COMPOSITES = ("residual", "parallel", "block")
 
 RESIDUAL = _obj({
-    "branch": {"$ref": "#/$defs/layers"},
+    "branch": {"allOf": [{"$ref": "#/$defs/layers"}, {"minItems": 1}],
+               "description": "at least one layer ([identity] for x + x)"},
     "shortcut": {"anyOf": [{"enum": ["auto", "identity"]}, {"$ref": "#/$defs/layers"},
                            _obj({"when": {"enum": ["auto", "always"]}, "layers": {"$ref": "#/$defs/layers"}},
                                 required=["layers"])],
