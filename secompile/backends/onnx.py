@@ -1,0 +1,333 @@
+"""ONNX backend: lower the IR to an `onnx.ModelProto` with `onnx.helper`.
+
+Each IR node becomes one ONNX node named by its IR path, whose output tensor is named
+by the same path (the network's result is called `output`, its input `input`). A few
+ops need a short pattern; the helper nodes are named `<path>/<role>` and the node that
+produces the IR value keeps the bare path:
+
+    conv2d          Conv (group, pads, dilations kept)       linear     Gemm (transB=1)
+    batchnorm       BatchNormalization (also on (N, F))      act        Relu, Sigmoid, Tanh,
+    maxpool2d       MaxPool (ceil_mode kept, see _pool)                 HardSigmoid(1/6, 1/2),
+    avgpool2d       AveragePool (count_include_pad too)                 HardSwish, Clip(0, 6),
+    global_pool     GlobalAveragePool / GlobalMaxPool (keepdim)         silu: Sigmoid -> Mul
+                    ReduceMean / ReduceMax (to a vector)     mul        Mul (broadcast C x 1 x 1)
+    flatten         Flatten(axis=1)                          concat     Concat(axis=1)
+    dropout, identity  Identity (inference)                  add        Add / Sum; a scaled input
+    channel_shuffle Reshape -> Transpose -> Reshape                     is Mul(x, scale) first
+
+so an SE block reads GlobalAveragePool -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoid -> Mul.
+Initializers are exactly the parameters and BN running statistics, named by their
+`state_dict` keys; constants that are not weights (reshape targets, clip bounds, residual
+scales) are `Constant` nodes. With `fold_bn`, a BatchNorm whose input is a conv (or linear)
+read by nothing else is folded into it (`onnx_weights.fold`); the fused node keeps the
+conv's path and produces the BN's tensor. See docs/onnx.md.
+
+The batch dimension is symbolic (`N`); every other dimension, and every intermediate
+tensor's shape (value_info), comes from the IR's inferred shapes. Output is
+deterministic: the same graph and weights serialise to the same bytes.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .. import __version__
+from ..api import MAX_MACS, MAX_PARAMS, build_ir, check_limits
+from ..ir.graph import Graph
+from ..outputs import atomic_write
+from ..spec.model import load_spec
+from .onnx_weights import fold, foldable, load_state
+
+DEFAULT_OPSET = 17
+MIN_OPSET = 17
+BATCH = "N"
+# protobuf cannot serialise a message over 2 GiB: bigger models keep their tensors in
+# `<file>.data` (ONNX external data). The margin leaves room for the graph itself.
+EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26
+EXTERNAL_MIN_TENSOR = 1024          # smaller tensors stay inline (as onnx.save does)
+
+_ACT = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+        "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),   # = relu6(x + 3) / 6, as torch
+        "hard_swish": ("HardSwish", {})}
+
+
+class _Lowering:
+    """Emits nodes, initializers and value_info for one graph, in IR order."""
+
+    def __init__(self, g: Graph, state: dict, opset: int, fold_bn: bool):
+        self.g, self.state, self.opset = g, state, opset
+        self.nodes: list = []
+        self.inits: dict[str, np.ndarray] = {}
+        self.info: dict[str, tuple] = {}          # tensor name -> shape without batch
+        self.tensor: dict[str, str] = {}          # IR path -> tensor holding its value
+        self.fold = foldable(g) if fold_bn else {}
+        self.folded_into = {conv: bn for bn, conv in self.fold.items()}
+
+    # -- emission helpers ------------------------------------------------------------
+    def node(self, op_type, inputs, name, out=None, shape=None, **attrs) -> str:
+        out = out or name
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=name, **attrs))
+        if shape is not None:
+            self.info[out] = tuple(shape)
+        return out
+
+    def weight(self, key: str, value: np.ndarray | None = None) -> str:
+        self.inits[key] = self.state[key] if value is None else value
+        return key
+
+    def const(self, name: str, value) -> str:
+        """A non-weight constant as a Constant node (initializers hold only weights)."""
+        arr = np.asarray(value)
+        self.nodes.append(helper.make_node("Constant", [], [name], name=name,
+                                           value=numpy_helper.from_array(arr, name)))
+        return name
+
+    # -- ops ---------------------------------------------------------------------------
+    def emit(self, p: str, d: dict) -> None:
+        op, a, shape = d["op"], d["attrs"], d["shape"]
+        xs = [self.tensor[i] for i in d["inputs"]]
+        if op == "batchnorm" and p in self.fold:
+            self.tensor[p] = self.tensor[self.fold[p]]   # the conv already produced this value
+            return
+        out = self.folded_into.get(p, p)                 # a folded conv writes the BN's tensor
+        self.tensor[p] = getattr(self, "op_" + op)(p, a, xs, out, shape)
+
+    def _params(self, p, bias: bool) -> list[str]:
+        bn = self.folded_into.get(p)
+        if bn is not None:
+            w, b = fold(self.state, self.g, bn, p)
+            return [self.weight(f"{p}.weight", w), self.weight(f"{p}.bias", b)]
+        return [self.weight(f"{p}.weight")] + ([self.weight(f"{p}.bias")] if bias else [])
+
+    def op_conv2d(self, p, a, xs, out, shape):
+        (ph, pw) = a["padding"]
+        return self.node("Conv", xs + self._params(p, a["bias"]), p, out, shape,
+                         kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw],
+                         dilations=list(a["dilation"]), group=a["groups"])
+
+    def op_linear(self, p, a, xs, out, shape):
+        return self.node("Gemm", xs + self._params(p, a["bias"]), p, out, shape, transB=1)
+
+    def op_batchnorm(self, p, a, xs, out, shape):
+        ws = [self.weight(f"{p}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
+        return self.node("BatchNormalization", xs + ws, p, out, shape, epsilon=float(a["eps"]))
+
+    def op_act(self, p, a, xs, out, shape):
+        kind = a["kind"]
+        if kind in _ACT:
+            op_type, attrs = _ACT[kind]
+            return self.node(op_type, xs, p, out, shape, **attrs)
+        if kind == "relu6":
+            lo, hi = self.const(f"{p}/min", np.float32(0)), self.const(f"{p}/max", np.float32(6))
+            return self.node("Clip", xs + [lo, hi], p, out, shape)
+        if kind == "silu":   # opset 17 has no Swish: x * sigmoid(x)
+            s = self.node("Sigmoid", xs, f"{p}/sigmoid", shape=shape)
+            return self.node("Mul", [xs[0], s], p, out, shape)
+        raise NotImplementedError(f"onnx backend: activation {kind}")
+
+    def _pool(self, op_type, p, a, xs, out, shape, **attrs):
+        """MaxPool / AveragePool. PyTorch drops a ceil_mode window that would start in the end
+        padding; onnxruntime does too, but ONNX's shape inference does not. Where that rule
+        changes the size, the pool runs in floor mode with the end padding that gives the IR's
+        size, so the file's shapes and its values agree with torch. AveragePool counting that
+        padding gets it from an explicit Pad (zeros) instead, the extra end cells uncounted."""
+        (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
+        axes = list(zip(self.g.shape(self.g.inputs(p)[0])[1:], shape[1:], a["kernel"], a["stride"], a["padding"]))
+        if all(_onnx_pool_size(n, k, st, pd, a["ceil_mode"]) == o for n, o, k, st, pd in axes):
+            return self.node(op_type, xs, p, out, shape, kernel_shape=[kh, kw], strides=[sh, sw],
+                             pads=[ph, pw, ph, pw], ceil_mode=int(a["ceil_mode"]), **attrs)
+        # (out - 1) * s + k - n - pad: the last window ends at the padded end; it starts inside
+        # the input (PyTorch's rule), so this padding stays below the kernel, as ONNX requires
+        eh, ew = (max(pd, (o - 1) * st + k - n - pd) for n, o, k, st, pd in axes)
+        h, w = axes[0][0], axes[1][0]
+        if attrs.get("count_include_pad") and (ph or pw):
+            pads = self.const(f"{p}/pads", np.array([0, 0, ph, pw, 0, 0, ph, pw], np.int64))
+            xs = [self.node("Pad", xs + [pads], f"{p}/pad", shape=(shape[0], h + 2 * ph, w + 2 * pw))]
+            eh, ew, ph, pw = eh - ph, ew - pw, 0, 0
+            attrs["count_include_pad"] = 0
+        return self.node(op_type, xs, p, out, shape, kernel_shape=[kh, kw], strides=[sh, sw],
+                         pads=[ph, pw, eh, ew], ceil_mode=0, **attrs)
+
+    def op_maxpool2d(self, p, a, xs, out, shape):
+        return self._pool("MaxPool", p, a, xs, out, shape)
+
+    def op_avgpool2d(self, p, a, xs, out, shape):
+        return self._pool("AveragePool", p, a, xs, out, shape, count_include_pad=int(a["count_include_pad"]))
+
+    def op_global_pool(self, p, a, xs, out, shape):
+        if a["keepdim"]:   # the SE squeeze: (N, C, 1, 1)
+            return self.node("GlobalAveragePool" if a["mode"] == "avg" else "GlobalMaxPool", xs, p, out, shape)
+        op_type = "ReduceMean" if a["mode"] == "avg" else "ReduceMax"
+        if self.opset >= 18:   # axes moved from an attribute to an input in opset 18
+            return self.node(op_type, xs + [self.const(f"{p}/axes", np.array([2, 3], np.int64))], p, out, shape,
+                             keepdims=0)
+        return self.node(op_type, xs, p, out, shape, axes=[2, 3], keepdims=0)
+
+    def op_flatten(self, p, a, xs, out, shape):
+        return self.node("Flatten", xs, p, out, shape, axis=1)
+
+    def op_identity(self, p, a, xs, out, shape):
+        return self.node("Identity", xs, p, out, shape)
+
+    op_dropout = op_identity   # inference: dropout is the identity
+
+    def op_mul(self, p, a, xs, out, shape):
+        return self.node("Mul", xs, p, out, shape)
+
+    def op_concat(self, p, a, xs, out, shape):
+        return self.node("Concat", xs, p, out, shape, axis=1)
+
+    def op_add(self, p, a, xs, out, shape):
+        scales = a.get("scales") or (1.0,) * len(xs)
+        terms = []
+        for i, (x, s) in enumerate(zip(xs, scales)):
+            if s != 1.0:   # residual scaling: shortcut + s * branch
+                x = self.node("Mul", [x, self.const(f"{p}/scale{i}", np.float32(s))], f"{p}/mul{i}", shape=shape)
+            terms.append(x)
+        return self.node("Add" if len(terms) == 2 else "Sum", terms, p, out, shape)
+
+    def op_channel_shuffle(self, p, a, xs, out, shape):
+        gr = a["groups"]
+        c, h, w = shape
+        # 0 copies the (symbolic) batch dimension: (N, g, C/g, HW) -> (N, C/g, g, HW) -> (N, C, H, W)
+        split = self.const(f"{p}/split_shape", np.array([0, gr, c // gr, h * w], np.int64))
+        y = self.node("Reshape", xs + [split], f"{p}/split", shape=(gr, c // gr, h * w))
+        y = self.node("Transpose", [y], f"{p}/transpose", shape=(c // gr, gr, h * w), perm=[0, 2, 1, 3])
+        return self.node("Reshape", [y, self.const(f"{p}/merge_shape", np.array([0, c, h, w], np.int64))],
+                         p, out, shape)
+
+
+def _onnx_pool_size(n, k, s, pad, ceil) -> int:
+    """Output size by ONNX's shape-inference rule (ceil without PyTorch's start-inside rule)."""
+    span = n + 2 * pad - k
+    return (-(-span // s) if ceil else span // s) + 1
+
+
+def _value_info(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
+
+
+def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """IR graph + weights (key -> float32 array, see onnx_weights.load_state) -> ModelProto."""
+    check_opset(opset)
+    low = _Lowering(g, state, opset, fold_bn)
+    inputs = []
+    for p, d in g.nodes():
+        if d["op"] == "input":
+            low.tensor[p] = p
+            inputs.append(_value_info(p, d["shape"]))
+            continue
+        low.emit(p, d)
+    out = low.tensor[g.output]
+    if out in {i.name for i in inputs}:   # a network without ops still needs a node
+        out = low.node("Identity", [out], "output", shape=g.shape(g.output))
+    _rename(low, out, "output")
+    graph = helper.make_graph(
+        low.nodes, g.name, inputs, [_value_info("output", g.shape(g.output))],
+        initializer=[numpy_helper.from_array(v, k) for k, v in low.inits.items()],
+        value_info=[_value_info(k, s) for k, s in low.info.items() if k != "output"])
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="secompile",
+                              producer_version=__version__, ir_version=helper.find_min_ir_version_for(opsets),
+                              doc_string=f"{g.name}, lowered from the secompile IR"
+                                         f"{' with BatchNorm folded' if fold_bn else ''}")
+    helper.set_model_props(model, {"secompile.structural_hash": g.structural_hash(),
+                                   "secompile.fold_bn": str(bool(fold_bn)).lower()})
+    return model
+
+
+def _rename(low: _Lowering, old: str, new: str) -> None:
+    """Call the network's result `output` (a stable name for deployment code)."""
+    for n in low.nodes:
+        n.output[:] = [new if o == old else o for o in n.output]
+        n.input[:] = [new if i == old else i for i in n.input]
+    low.info.pop(old, None)
+
+
+def check_opset(opset: int) -> None:
+    top = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= top:
+        raise ValueError(f"opset {opset} is not supported: use {MIN_OPSET}..{top}")
+
+
+# -- files -------------------------------------------------------------------------------
+def save(model: onnx.ModelProto, path: str) -> list[str]:
+    """Write atomically; models over 2 GiB put their tensors in `<file>.data`. -> file names."""
+    path = os.fspath(path)
+    inits = model.graph.initializer
+    if sum(len(t.raw_data) for t in inits) <= EXTERNAL_DATA_THRESHOLD:
+        atomic_write(path, model.SerializeToString(deterministic=True))
+        return [os.path.basename(path)]
+    location = os.path.basename(path) + ".data"
+    big = [t for t in inits if len(t.raw_data) >= EXTERNAL_MIN_TENSOR]
+    chunks, offset = [], 0
+    for t in big:   # 4 KiB-aligned offsets, so runtimes can mmap each tensor
+        pad = -offset % 4096
+        chunks += [b"\0" * pad, t.raw_data]
+        offset += pad
+        del t.external_data[:]
+        for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(t.raw_data)))):
+            t.external_data.add(key=k, value=v)
+        offset += len(t.raw_data)
+    raws = [t.raw_data for t in big]
+    data_path = os.path.join(os.path.dirname(path), location)
+    try:
+        for t in big:
+            t.data_location, t.raw_data = TensorProto.EXTERNAL, b""
+        atomic_write(data_path, b"".join(chunks))   # the data first: a model never points at nothing
+        del chunks
+        try:
+            atomic_write(path, model.SerializeToString(deterministic=True))
+        except BaseException:
+            os.unlink(data_path)
+            raise
+    finally:   # give the caller's proto its tensors back
+        for t, raw in zip(big, raws):
+            t.data_location, t.raw_data = TensorProto.DEFAULT, raw
+            del t.external_data[:]
+    return [os.path.basename(path), location]
+
+
+# -- public API --------------------------------------------------------------------------
+def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int = DEFAULT_OPSET,
+            max_params=MAX_PARAMS, max_macs=MAX_MACS) -> onnx.ModelProto:
+    """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
+    backend's initialisation for `seed`. Writes `path` atomically when given.
+
+    Raises SpecError for spec problems and for weights that do not fit the spec.
+    """
+    check_opset(opset)
+    spec = load_spec(spec)
+    g = build_ir(spec)
+    check_limits(spec, g, max_params, max_macs)
+    model = lower(g, load_state(weights, g, seed), fold_bn=fold_bn, opset=opset)
+    if path is not None:
+        save(model, path)
+    return model
+
+
+def export_cli(args) -> int:
+    """`secompile export SPEC --format onnx -o FILE [--weights CKPT] [--fold-bn] [--opset N]`."""
+    opset = args.opset if args.opset is not None else DEFAULT_OPSET
+    try:
+        check_opset(opset)
+    except ValueError as e:
+        print(f"secompile export: --opset: {e}", file=sys.stderr)
+        return 2
+    model = to_onnx(args.spec, args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn, opset=opset,
+                    max_params=args.max_params, max_macs=args.max_macs)
+    if not getattr(args, "quiet", False):
+        n = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+        print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, {n:,} weights, "
+              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}")
+    return 0
+
+
+def build_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
+    """`secompile build --onnx`: `<name>.onnx` with the build's module weights, into the staging dir."""
+    m = lower(g, load_state(model, g))
+    return save(m, os.path.join(stage_dir, f"{spec.name}.onnx"))

@@ -1,0 +1,162 @@
+"""Weights for the ONNX backend: where they come from, whether they fit the IR, BN folding.
+
+The IR alone says which tensors a network has and their shapes (`expected_state`), so a
+checkpoint is checked against the spec, not against a second model built to compare with.
+Keys are the torch backend's `state_dict` keys: node path + `.weight` / `.bias` /
+`.running_mean` / `.running_var`. Tensors arrive as float32 numpy arrays, which is all
+the lowering needs; torch is imported only to read a checkpoint or initialise weights.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..ir.graph import Graph
+from ..spec.errors import Mark, Problem, SpecError
+
+BN_STATS = ("weight", "bias", "running_mean", "running_var")
+OPTIONAL = ("num_batches_tracked",)        # a BN training counter: accepted, never exported
+WRAPPERS = ("module.", "_orig_mod.")       # DataParallel / torch.compile prefixes on every key
+
+
+def expected_state(g: Graph) -> dict[str, tuple]:
+    """key -> shape of every tensor the network needs at inference, in IR order."""
+    out: dict[str, tuple] = {}
+    for p, d in g.nodes():
+        op, a = d["op"], d["attrs"]
+        if op == "conv2d":
+            cin = g.shape(d["inputs"][0])[0]
+            out[f"{p}.weight"] = (a["out"], cin // a["groups"], *a["kernel"])
+        elif op == "linear":
+            out[f"{p}.weight"] = (a["out"], g.shape(d["inputs"][0])[0])
+        elif op == "batchnorm":
+            for k in BN_STATS:
+                out[f"{p}.{k}"] = (d["shape"][0],)
+            continue
+        else:
+            continue
+        if a["bias"]:
+            out[f"{p}.bias"] = (a["out"],)
+    return out
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape)) if len(shape) else "scalar"
+
+
+def _raw_state(weights, g: Graph, seed: int | None):
+    """-> (mapping key -> tensor-like, the file name problems point at)."""
+    if weights is None:
+        from .torch import lower
+        return lower(g, seed=seed).state_dict(), "<init>"
+    if hasattr(weights, "state_dict") and callable(weights.state_dict):   # an nn.Module
+        return weights.state_dict(), "<module>"
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        import torch
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise SpecError([Problem(Mark(path, 1, 1), "<weights>", "no such checkpoint file")]) from None
+        except Exception as e:  # unpickling refused or a corrupt file: the user's input, not our bug
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SpecError([Problem(Mark(path, 1, 1), "<weights>", f"cannot read the checkpoint: {msg}")]) from None
+        return _unwrap(obj, path), path
+    if isinstance(weights, Mapping):
+        return _unwrap(weights, "<state_dict>"), "<state_dict>"
+    raise TypeError(f"weights are an nn.Module, a state_dict or a checkpoint path, not {type(weights).__name__}")
+
+
+def _unwrap(obj, where: str):
+    """A bare state_dict, or a training checkpoint holding one under 'state_dict' / 'model'."""
+    if isinstance(obj, Mapping):
+        for k in ("state_dict", "model"):
+            inner = obj.get(k)
+            if isinstance(inner, Mapping) or hasattr(inner, "state_dict"):
+                return inner.state_dict() if hasattr(inner, "state_dict") else inner
+        return obj
+    raise SpecError([Problem(Mark(where, 1, 1), "<weights>",
+                             f"a checkpoint is a state_dict (a mapping of tensors), not {type(obj).__name__}")])
+
+
+def _strip_wrappers(state: Mapping) -> dict:
+    keys = [k for k in state if isinstance(k, str)]
+    for pre in WRAPPERS:
+        if keys and all(k.startswith(pre) for k in keys):
+            state = {k[len(pre):]: v for k, v in state.items()}
+            keys = list(state)
+    return dict(state)
+
+
+def _array(v) -> np.ndarray | None:
+    if hasattr(v, "detach"):                    # a torch tensor
+        v = v.detach().cpu()
+        return None if v.is_complex() or str(v.dtype) == "torch.bool" else v.float().numpy()
+    if isinstance(v, np.ndarray) and v.dtype.kind in "fiu":  # numpy state_dicts work too
+        return v
+    return None
+
+
+def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]:
+    """Resolve `weights` (None, module, state_dict, checkpoint path) to key -> float32 array.
+
+    Raises SpecError naming the first key that is missing, unexpected or of the wrong shape
+    (in IR order, then the checkpoint's order), with both shapes.
+    """
+    raw, where = _raw_state(weights, g, seed)
+    state = _strip_wrappers(raw)
+    want = expected_state(g)
+    bad: list[str] = []
+    out: dict[str, np.ndarray] = {}
+    for key, shape in want.items():
+        if key not in state:
+            bad.append(f"{key}: missing from the checkpoint (the model expects {_fmt(shape)})")
+            continue
+        arr = _array(state[key])
+        if arr is None:
+            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} float tensor "
+                       "in the model")
+        elif tuple(arr.shape) != shape:
+            bad.append(f"{key}: shape {_fmt(arr.shape)} in the checkpoint, {_fmt(shape)} in the model")
+        else:
+            out[key] = np.ascontiguousarray(arr, dtype=np.float32)
+    for key, v in state.items():
+        if key not in want and not (isinstance(key, str) and key.rsplit(".", 1)[-1] in OPTIONAL
+                                    and key.rsplit(".", 1)[0] + ".running_mean" in want):
+            shape = getattr(v, "shape", None)
+            what = f"shape {_fmt(tuple(shape))}" if shape is not None else type(v).__name__
+            bad.append(f"{key}: in the checkpoint ({what}) but not in the model")
+    if bad:
+        more = f" (and {len(bad) - 1} more mismatching key{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        key, _, msg = bad[0].partition(": ")
+        raise SpecError([Problem(Mark(where, 1, 1), key, msg + more)])
+    return out
+
+
+def foldable(g: Graph) -> dict[str, str]:
+    """BatchNorm path -> the conv/linear it folds into: the BN's only producer, read by nothing else."""
+    out = {}
+    for p, d in g.nodes():
+        if d["op"] != "batchnorm":
+            continue
+        src = d["inputs"][0]
+        if g.op(src) in ("conv2d", "linear") and g.consumers(src) == [p] and src != g.output:
+            out[p] = src
+    return out
+
+
+def fold(state: dict[str, np.ndarray], g: Graph, bn: str, conv: str) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and bias of `conv` with `bn` applied: W * s (per output channel), (b - mean) * s + beta.
+
+    s = gamma / sqrt(var + eps). Computed in float64 so folding adds no error of its own.
+    """
+    eps = g.node(bn)["attrs"]["eps"]
+    gamma, beta, mean, var = (state[f"{bn}.{k}"].astype(np.float64) for k in BN_STATS)
+    s = gamma / np.sqrt(var + eps)
+    w = state[f"{conv}.weight"].astype(np.float64)
+    b = state.get(f"{conv}.bias")
+    b = np.zeros_like(mean) if b is None else b.astype(np.float64)
+    w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
+    return w.astype(np.float32), ((b - mean) * s + beta).astype(np.float32)
