@@ -356,11 +356,13 @@ class Gen:
             names.append(self.pick([n for n in BRANCH_NAMES if n not in names]) if mapping else f"branch{i}")
         branches, outs = [], []
         for nm in names:
+            lo = 0 if s == (1, 1) and nb > 1 else 1      # an empty branch is the identity
             items, bs = self.layer_list(shape, f"{path}.{nm}", "shaped", depth + 1, env, s,
-                                        cb if merge == "add" else None, n=(1, 2))
+                                        cb if merge == "add" else None, n=(lo, 2))
             branches.append(items)
             outs.append(bs)
-            self.track(f"{path}.{nm}", bs)
+            if items:                     # an empty branch is the input itself: no scope in the IR
+                self.track(f"{path}.{nm}", bs)
         out = outs[0] if merge == "add" else (sum(o[0] for o in outs),) + outs[0][1:]
         a = {"branches": dict(zip(names, branches)) if mapping else branches}
         if merge != "concat" or self.flip():

@@ -39,7 +39,8 @@ class InvalidSpec:
 
 
 KINDS = ("wrong_type", "missing_key", "unknown_key", "group_mismatch", "shape_underflow",
-         "dangling_selector", "bad_yaml", "unknown_template", "se_reduction", "se_position")
+         "dangling_selector", "bad_yaml", "unknown_template", "se_reduction", "se_position",
+         "se_name_clash", "bad_branch")
 
 
 def fmt(path) -> str:
@@ -247,10 +248,37 @@ def se_position(draw, spec, net):
     return spec, f"se[{i}]", rf"position '{pos}' needs a residual block; stages\.{k}\S* is (layers|parallel)", None
 
 
+def se_name_clash(draw, spec, net):
+    """A stem layer named like the SE scope a rule creates: `se_post` (post on the stem), `q_se`
+    (after the stem's layer q)."""
+    if draw(st.booleans()):
+        layers, rule, scope = [{"name": "se_post", "identity": {}}], {"where": {"path": "stem"}}, "stem.se_post"
+    else:
+        layers = [{"name": "q", "bn": None}, {"name": "q_se", "identity": {}}]
+        rule, scope = {"where": {"path": "stem.q"}, "position": "after"}, "stem.q_se"
+    spec.setdefault("stem", []).extend(layers)
+    order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head", "se"]
+    spec = {k: spec[k] for k in order if k in spec}
+    i = _add_rule(spec, {**rule, "reduction": 1})
+    return spec, f"se[{i}]", re.escape(f"the SE block would be named '{scope}', which is a layer of the network"), None
+
+
+def bad_branch(draw, spec, net):
+    """An empty residual branch, or a parallel branch name that is not a path segment."""
+    form = draw(st.sampled_from(["empty_residual", "", "a.b"]))
+    if form == "empty_residual":
+        spec = _insert_stem(spec, {"residual": {"branch": []}})
+        return spec, "stem[0].residual.branch", r"needs at least 1 item\(s\)", "branch"
+    spec = _insert_stem(spec, {"parallel": {"branches": {form: ["identity"], "e": ["relu"]}}})
+    return spec, f"stem[0].parallel.branches.{form}", \
+        re.escape(f"branch name {form!r}: names are non-empty and have no '.'"), form or "''"
+
+
 BREAKERS = {"wrong_type": wrong_type, "missing_key": missing_key, "unknown_key": unknown_key,
             "group_mismatch": group_mismatch, "shape_underflow": shape_underflow,
             "dangling_selector": dangling_selector, "bad_yaml": bad_yaml, "unknown_template": unknown_template,
-            "se_reduction": se_reduction, "se_position": se_position}
+            "se_reduction": se_reduction, "se_position": se_position, "se_name_clash": se_name_clash,
+            "bad_branch": bad_branch}
 
 
 @st.composite

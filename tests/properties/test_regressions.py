@@ -1,8 +1,8 @@
 """Shrunk specs of the bugs the properties found, kept as plain tests.
 
-A test marked xfail(strict=True) names a pending request (/tmp/secompile-requests/props-N.md,
-see secompile/testing/pending.py); when its fix lands the test passes, the strict xfail turns
-into a failure, and the mark (and the name in PENDING) comes out.
+While a fix is pending its test is marked xfail(strict=True) naming the request
+(/tmp/secompile-requests/props-N.md); when the fix lands the strict xfail turns into a failure,
+and the mark comes out. All found so far are fixed.
 """
 import pickle
 
@@ -69,8 +69,7 @@ def test_se_post_then_identity_order():
     assert g.inputs("stages.0.blocks.1.se_identity.pool") == ["stages.0.blocks.0.se_post.scale"]
 
 
-# props-3: layer names that are attributes of nn.Module
-@pytest.mark.xfail(strict=True, reason="props-3: add_module refuses nn.Module attribute names")
+# props-3 (fixed in dd1f2f7): layer names that are attributes of nn.Module
 @pytest.mark.parametrize("name", ["training", "forward", "to", "path", "type", "_fwd"])
 def test_layer_named_like_a_module_attribute(name):
     spec = {"name": "t", "input": {"channels": 3, "size": 8},
@@ -84,3 +83,59 @@ def test_layer_named_like_a_module_attribute(name):
     again = pickle.loads(pickle.dumps(model))
     x = torch.randn(1, 3, 8, 8)
     assert torch.equal(again(x), model(x))
+
+
+# props-4 (fixed in dd1f2f7): a layer named like the SE scope that a rule creates
+@pytest.mark.parametrize("layers, rule, scope", [
+    ([{"name": "se_post", "conv": {"out": 4}}], {"where": {"stages": "all"}, "position": "post"}, "stages.0.se_post"),
+    ([{"name": "se_pre", "bn": None}], {"where": {"stages": "all"}, "position": "pre"}, "stages.0.se_pre"),
+    ([{"name": "c", "conv": {"out": 4}}, {"name": "c_se", "conv": {"out": 4}}], {"where": {"path": "**.c"}},
+     "stages.0.c_se"),
+    ([{"name": "p", "parallel": {"branches": {"x": [{"conv": {"out": 4}}], "x_se": ["relu"]}}}],
+     {"where": {"path": "**.x"}}, "stages.0.p.x_se"),
+])
+def test_layer_named_like_an_se_scope(layers, rule, scope):
+    spec = {"name": "t", "input": {"channels": 4, "size": 8}, "stages": [{"layers": layers}],
+            "se": [{**rule, "reduction": 2}]}
+    with pytest.raises(secompile.SpecError) as err:
+        secompile.compile(spec)
+    assert any(p.path == "se[0]" and scope in p.message for p in err.value.problems)
+
+
+# props-5 (fixed in dd1f2f7): empty branches
+X_PLUS_X = {"parallel": {"branches": [[], []], "merge": "add"}}
+
+
+@pytest.mark.parametrize("case", ["after", "post"])
+def test_add_of_the_same_se_scale_twice(case):
+    if case == "after":
+        spec = {"name": "t", "input": {"channels": 4, "size": 8},
+                "stages": [{"layers": [{"name": "c", "conv": {"out": 4}}, X_PLUS_X]}],
+                "se": [{"where": {"path": "**.c"}, "reduction": 2}]}
+    else:
+        spec = {"name": "t", "input": {"channels": 4, "size": 8},
+                "blocks": {"p": X_PLUS_X, "c": {"layers": [{"conv": {"out": 4}}]}},
+                "stages": [{"block": "c"}, {"block": "p"}],
+                "se": [{"where": {"stages": [0]}, "position": "post", "reduction": 2}]}
+    g = check(spec)
+    model = secompile.compile(spec, seed=0).eval()
+    x = torch.randn(1, *g.input_shape)
+    feats = model.stages[0](model.stem(x))
+    assert torch.allclose(model(x), feats + feats if case == "post" else model(x))
+
+
+def test_empty_residual_branch_is_refused():
+    spec = {"name": "t", "input": {"channels": 4, "size": 8}, "blocks": {"r": {"residual": {"branch": []}}},
+            "stages": [{"block": "r"}], "se": [{"where": {"stages": "all"}, "reduction": 2}]}
+    with pytest.raises(secompile.SpecError) as err:
+        secompile.build_ir(spec)
+    assert any(p.path == "blocks.r.residual.branch" for p in err.value.problems)
+
+
+@pytest.mark.parametrize("name", ["", "a.b"])
+def test_branch_names_are_path_segments(name):
+    spec = {"name": "t", "input": {"channels": 4, "size": 8},
+            "stages": [{"layers": [{"parallel": {"branches": {name: [{"conv": {"out": 4}}], "e": ["relu"]}}}]}]}
+    with pytest.raises(secompile.SpecError) as err:
+        secompile.compile(spec)
+    assert any(p.path.startswith("stages[0].layers[0].parallel.branches") for p in err.value.problems)

@@ -40,7 +40,6 @@ def test_block_kinds_se_and_include(spec):
     secompile.build_ir(spec)
 
 
-@pytest.mark.xfail(strict=True, reason="props-3: layer names that are nn.Module attributes crash lower()")
 @scaled(0.5)
 @given(specs(names="all", max_stages=1, se=False))
 def test_any_layer_name_compiles(spec):
