@@ -1,0 +1,426 @@
+"""Mutation fuzzing: every zoo spec (specs/*.yaml) and every template file it includes
+(specs/blocks/*.yaml), mutated at the text/byte level by hypothesis, must either build or be
+refused with `secompile.SpecError` whose every problem is located (an existing file, a line and
+column inside it, a spec path, a one-line message). Any other exception, a case running past
+the per-case CPU bound, or an allocation past the address-space cap, fails the test.
+
+Mutations: bit flips, character replacements and insertions of YAML-significant tokens, deleted
+spans, truncation, deleted / duplicated / swapped / re-indented lines, numbers replaced by
+zero / negative / huge / fractional / non-finite values, scalars replaced by values of another
+type, deleted and misspelt keys, duplicated keys, and template expressions replaced by hostile
+ones. One to four per case.
+
+The default run is a bounded, derandomised CI campaign; `-m thorough` runs
+SECOMPILE_FUZZ_EXAMPLES (default 20,000) random cases and prints counts and max RSS. In the
+default run, exceptions whose fix is requested from the core (KNOWN_BUGS) are counted and
+reported instead of failing; the thorough run accepts none.
+"""
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import hashlib
+import io
+import os
+import pathlib
+import random
+import re
+import resource
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, note, seed, settings, strategies as st
+
+import secompile
+from secompile.analysis.counts import report
+from secompile.cli import main
+from secompile.spec import expr
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+
+PER_CASE_CPU_S = 10          # CPU seconds per case (ITIMER_PROF): past this it is a hang
+HARD_WALL_S = 300            # faulthandler backstop for a hang inside C code (no Python signal)
+MEMORY_HEADROOM = 2 * 2**30  # address space allowed on top of what the process already maps
+CI_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_CI_EXAMPLES", "250"))
+THOROUGH_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_EXAMPLES", "20000"))
+CLI_EVERY = 10               # every 10th case also goes through `secompile validate` in-process
+
+
+# -- the corpus being mutated ------------------------------------------------------------------------
+def _originals() -> dict[str, bytes]:
+    files = sorted(SPECS.glob("*.yaml")) + sorted((SPECS / "blocks").glob("*.yaml"))
+    return {p.relative_to(SPECS).as_posix(): p.read_bytes() for p in files}
+
+
+ORIGINALS = _originals()
+SPEC_FILES = sorted(k for k in ORIGINALS if "/" not in k)
+INCLUDED_BY: dict[str, list[str]] = {}
+for _name in SPEC_FILES:
+    for _inc in yaml.safe_load(ORIGINALS[_name]).get("include") or []:
+        INCLUDED_BY.setdefault(_inc, []).append(_name)
+TARGETS = SPEC_FILES + sorted(INCLUDED_BY)   # a template file is mutated and loaded through a spec using it
+
+
+# -- mutations -------------------------------------------------------------------------------------
+PALETTE = list("{}[]:,-&*!|>'\"#%@`?$ \t\n.0a_") + ["\x00", "\x07", "\x1b", "\x7f", "\u00e9", "\u2028", "\ufeff"]
+TOKENS = ["\t", "  ", "\n", "- ", ": ", "{", "}", "[", "]", ", ", "*a ", "&a ", "<<: *a\n", "<<: {x: 1}, ",
+          "!!python/object/apply:os.system ['true'] ", "!!python/name:os.system ", "!!binary ", "!!set ",
+          "!custom ", "~", "null", "'", '"', "# ", "---\n", "...\n", "? ", "|\n", ">\n", "%YAML 1.1\n",
+          "$", "$out ", "2024-01-01", "0x1F", "1:30", "1e9", ".inf", "&x [*x]", "\u00e9", "\ufeff"]
+NUMBERS = ["0", "-1", "1", "2", "3", "7", "64", "1000", "65536", "1000000000", "1000000000000000",
+           "10000000000000000", "99999999999999999999999999999999", "1.5", "-0.5", "1e308", ".nan", ".inf",
+           "-.inf", "0x10", "0o17", "1_000"]
+TYPES = ['"x"', "''", "[]", "{}", "null", "~", "true", "false", "[1, 2]", "{a: 1}", '"$nope"', '"$out // 0"',
+         "[[[[1]]]]", "*undefined", "!!str 3", "!!float 3", "2024-01-01", "[a, b, c]", "{block: basic}"]
+EXPRS = ['"$out // 0"', '"$out % 0"', '"$out ** 99"', '"$out * 10 ** 15"', '"$nope + 1"', '"$out.real"',
+         '"(lambda: 1)()"', '"__import__(\'os\')"', '"$out if $out else"', '"$out / 3"', '"-$out"', '"$out // 64"',
+         '"[$out][0]"', '"{$out: 1}"', '"$out < \'a\'"', '"max()"', '"int(\'x\')"', '"$out ** -1"',
+         '"\'a\' + $out"', '"abs(\'a\')"', '"$out $out"', '"$"', '"$$out"', '"round($out, 3)"']
+# Hostile expressions whose evaluation bug is requested (fuzz-6): a hang or gigabytes in the
+# test process until it lands, so they join the palette only once the evaluator refuses them.
+PENDING_EXPRS = ['"round($out, -10 ** 9)"', '"(\'ab\' * 10 ** 9) if $out else 1"', '"int(1e300 ** 2) + $out"',
+                 '"-\'a\' if $out else 1"', '"int(1e308 * 10) + $out"']
+
+
+def _expr_fix_landed() -> bool:
+    try:
+        expr.evaluate("-'a' if $x else 1", {"x": 1})
+    except expr.ExprError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+if _expr_fix_landed():
+    EXPRS += PENDING_EXPRS
+
+NUMBER = re.compile(rb"(?<![\w.$'\"-])-?\d+(?:\.\d+)?(?![\w.])")
+SCALAR = re.compile(rb"(?<=: )[^\s,\[\]{}#&*!|>'\"][^,\[\]{}#\n]*?(?=\s*(?:[,}\]\n#]|$))")
+FLOW_ITEM = re.compile(rb"(?<=[{,] )[A-Za-z_]\w*: [^,{}\[\]\n]+(?:, )?")
+KEY = re.compile(rb"(?<=[{,\s])[A-Za-z_]\w*(?=: )")
+EXPR = re.compile(rb'"[^"\n]*\$[^"\n]*"|\$\w+')
+
+
+def _nth(pattern, data, k):
+    found = list(pattern.finditer(data))
+    return found[k % len(found)] if found else None
+
+
+def _splice(data, m, new):
+    return data[:m.start()] + new + data[m.end():] if m else data
+
+
+def _lines(data):
+    return data.split(b"\n")
+
+
+def _misspell(word: bytes, how: int) -> bytes:
+    w = word.decode()
+    i = how % len(w)
+    variants = [w[:i] + w[i + 1:], w[:i] + w[i] + w[i:], w[:i] + w[i + 1:i + 2] + w[i:i + 1] + w[i + 2:],
+                w.upper(), w + "s", w[:i] + "_" + w[i:]]
+    return (variants[how % len(variants)] or "x").encode()
+
+
+def _enc(s: str) -> bytes:
+    return s.encode("utf-8", "surrogatepass")
+
+
+def mutate(data: bytes, op: str, a: int, b: int) -> bytes:
+    n = max(len(data), 1)
+    if op == "bitflip":
+        if not data:
+            return data
+        i = a % n
+        return data[:i] + bytes([data[i] ^ (1 << (b % 8))]) + data[i + 1:]
+    if op == "replace_char":
+        i = a % n
+        return data[:i] + _enc(PALETTE[b % len(PALETTE)]) + data[i + 1:]
+    if op == "insert":
+        i = a % (n + 1)
+        return data[:i] + _enc(TOKENS[b % len(TOKENS)]) + data[i:]
+    if op == "delete":
+        i = a % n
+        return data[:i] + data[i + 1 + b % 40:]
+    if op == "truncate":
+        return data[:a % n]
+    lines = _lines(data)
+    i, j = a % len(lines), b % len(lines)
+    if op == "delete_line":
+        return b"\n".join(lines[:i] + lines[i + 1:])
+    if op == "duplicate_line":
+        return b"\n".join(lines[:i + 1] + lines[i:])
+    if op == "swap_lines":
+        lines[i], lines[j] = lines[j], lines[i]
+        return b"\n".join(lines)
+    if op == "indent":
+        d = b % 9 - 4
+        lines[i] = b" " * d + lines[i] if d > 0 else lines[i][-d:] if lines[i][:-d].strip() == b"" else lines[i]
+        return b"\n".join(lines)
+    if op == "number":
+        return _splice(data, _nth(NUMBER, data, a), NUMBERS[b % len(NUMBERS)].encode())
+    if op == "retype":
+        return _splice(data, _nth(SCALAR, data, a), TYPES[b % len(TYPES)].encode())
+    if op == "delete_key":
+        return _splice(data, _nth(FLOW_ITEM, data, a), b"")
+    if op == "duplicate_key":
+        m = _nth(FLOW_ITEM, data, a)
+        item = m.group(0) if m else b""
+        return _splice(data, m, item + (b"" if item.endswith(b", ") else b", ") + item.rstrip(b", ")) if m else data
+    if op == "misspell_key":
+        m = _nth(KEY, data, a)
+        return _splice(data, m, _misspell(m.group(0), b)) if m else data
+    if op == "expression":
+        return _splice(data, _nth(EXPR, data, a), EXPRS[b % len(EXPRS)].encode())
+    raise AssertionError(op)
+
+
+OPS = ["bitflip", "replace_char", "insert", "delete", "truncate", "delete_line", "duplicate_line", "swap_lines",
+       "indent", "number", "retype", "delete_key", "duplicate_key", "misspell_key", "expression"]
+
+op_st = st.tuples(st.sampled_from(OPS), st.integers(0, 2**24), st.integers(0, 2**24))
+case_st = st.tuples(st.integers(0, len(TARGETS) - 1), st.integers(0, 2**16), st.lists(op_st, min_size=1, max_size=4))
+
+
+# -- checking one case -------------------------------------------------------------------------------
+class Hang(BaseException):
+    """Raised by the CPU-time alarm (BaseException: the code under test must not swallow it)."""
+
+
+class KnownBugs(Exception):
+    """Problems that show a core bug whose fix is requested (counted in the CI run)."""
+
+    def __init__(self, names):
+        super().__init__(names)
+        self.names = names
+
+
+class Stats:
+    def __init__(self):
+        self.cases = 0
+        self.outcomes: Counter = Counter()
+        self.ops: Counter = Counter()
+        self.known: Counter = Counter()
+        self.texts: set = set()
+        self.cli = 0
+        self.slowest = (0.0, None)
+
+    def summary(self) -> str:
+        return (f"{self.cases} mutated specs ({len(self.texts)} distinct texts): "
+                f"{self.outcomes['spec_error']} refused with SpecError, {self.outcomes['valid']} still valid, "
+                f"{self.outcomes['unchanged']} unchanged by their mutations; {self.cli} also through the CLI; "
+                f"0 uncaught exceptions, 0 hangs (> {PER_CASE_CPU_S} s CPU); known core bugs: "
+                f"{dict(self.known) or 'none'}; slowest case {self.slowest[0]:.2f} s CPU ({self.slowest[1]}); "
+                f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
+                f"ops {dict(sorted(self.ops.items()))}")
+
+
+def known_bug(exc: BaseException) -> str | None:
+    """The request number of an exception whose fix is requested from the core, else None."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = {(pathlib.Path(f.filename).as_posix().rsplit("secompile/", 1)[-1], f.name) for f in frames}
+    if isinstance(exc, yaml.reader.ReaderError):
+        return "fuzz-2"
+    if isinstance(exc, (ValueError, AttributeError, TypeError)) and (
+            ("spec/model.py", "_add_templates") in where or ("spec/model.py", "_collect_includes") in where):
+        return "fuzz-5"
+    if isinstance(exc, ValueError) and "integer string conversion" in str(exc):
+        return "fuzz-1"
+    if isinstance(exc, RecursionError) and any(f == "spec/schema.py" for f, _ in where):
+        return "fuzz-3"
+    if isinstance(exc, TypeError) and "float" in str(exc) and any(f.startswith("passes/") or f == "spec/model.py"
+                                                                   for f, _ in where):
+        return "fuzz-13"
+    return None
+
+
+YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # what YAML counts as a new line
+
+
+def _check_located(e: secompile.SpecError) -> list[str]:
+    """Assert every problem is located; -> known core bugs seen (request names)."""
+    assert e.problems, "a SpecError without problems"
+    known = []
+    for p in e.problems:
+        f = p.mark.file
+        assert os.path.isfile(f), f"problem located in a file that does not exist: {p}"
+        lines = YAML_LINE_BREAK.split(pathlib.Path(f).read_bytes().decode("utf-8", "replace"))
+        assert 1 <= p.mark.line <= len(lines) + 1, f"line out of range: {p}"
+        text = lines[p.mark.line - 1] if p.mark.line <= len(lines) else ""
+        assert 1 <= p.mark.col <= len(text) + 2, f"column out of range: {p}"
+        assert p.path and p.message, f"no spec path or message: {p}"
+        assert "Traceback" not in p.message and " object at 0x" not in p.message, p
+        if len(str(p).splitlines()) != 1:   # user text echoed with its line breaks
+            assert YAML_LINE_BREAK.search(p.message + p.path) or re.search("[\x0b\x0c\x1c-\x1e]", p.message + p.path), p
+            known.append("fuzz-12")
+    return known
+
+
+@contextlib.contextmanager
+def cpu_limit(seconds):
+    def on_alarm(signum, frame):
+        raise Hang(f"more than {seconds} s of CPU")
+    old = signal.signal(signal.SIGPROF, on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
+
+
+@contextlib.contextmanager
+def memory_cap(headroom):
+    """Cap the address space at what is mapped now plus `headroom`: a blow-up is a MemoryError."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    vm = int(re.search(r"VmSize:\s+(\d+) kB", pathlib.Path("/proc/self/status").read_text()).group(1)) * 1024
+    cap = vm + headroom if hard == resource.RLIM_INFINITY else min(vm + headroom, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+class Campaign:
+    def __init__(self, tree: pathlib.Path, strict_known: bool):
+        self.tree, self.strict_known = tree, strict_known
+        self.stats = Stats()
+        self.mtime = time.time_ns()
+
+    def write(self, rel: str, data: bytes):
+        path = self.tree / rel
+        path.write_bytes(data)
+        self.mtime += 10**6   # a fresh, increasing mtime: the include cache must see every rewrite
+        os.utime(path, ns=(self.mtime, self.mtime))
+
+    def run(self, case):
+        t_idx, pick, ops = case
+        target = TARGETS[t_idx]
+        spec = target if target in ORIGINALS and "/" not in target else \
+            INCLUDED_BY[target][pick % len(INCLUDED_BY[target])]
+        original = ORIGINALS[target]
+        data = original
+        for op, a, b in ops:
+            data = mutate(data, op, a, b)
+        st_ = self.stats
+        st_.cases += 1
+        st_.ops.update(op for op, _, _ in ops)
+        st_.texts.add(hashlib.sha1(target.encode() + b"\0" + data).digest())
+        note(f"target {target} (loaded through {spec}); mutated text:\n{data[:3000]!r}")
+        self.write(target, data)
+        faulthandler.dump_traceback_later(HARD_WALL_S, exit=True, file=sys.__stderr__)   # re-armed per case
+        c0 = time.process_time()
+        try:
+            with cpu_limit(PER_CASE_CPU_S):
+                outcome, messages = self.check(spec)
+                if hashlib.sha1(data).digest()[0] % CLI_EVERY == 0:   # a fixed sample: reruns agree
+                    self.check_cli(spec, messages)
+        except KnownBugs as kb:
+            st_.known.update(kb.names)
+            outcome = "known_bug"
+        except Exception as exc:   # noqa: BLE001 - classify, then re-raise unknown ones
+            bug = known_bug(exc)
+            if bug is None or self.strict_known:
+                raise
+            st_.known[bug] += 1
+            outcome = "known_bug"
+        finally:
+            self.write(target, original)
+        cpu = time.process_time() - c0
+        if cpu > st_.slowest[0]:
+            st_.slowest = (cpu, f"{target}: {ops}")
+        st_.outcomes["unchanged" if data == original else outcome] += 1
+
+    def check(self, spec):
+        try:
+            g = secompile.build_ir(spec)
+        except secompile.SpecError as e:
+            known = _check_located(e)
+            if known:
+                if self.strict_known:
+                    raise AssertionError(f"known core bug {known}: {e.messages}") from None
+                raise KnownBugs(known) from None
+            return "spec_error", e.messages
+        rep = report(g)   # a still-valid network must also count
+        assert rep["total"]["params"] >= 0 and rep["total"]["macs"] >= 0
+        return "valid", None
+
+    def check_cli(self, spec, messages):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["validate", spec])
+        self.stats.cli += 1
+        if messages is None:
+            assert rc == 0 and err.getvalue() == "", err.getvalue()
+        else:
+            assert rc == 2 and out.getvalue() == "", (rc, err.getvalue())
+            assert err.getvalue() == "".join(m + "\n" for m in messages)
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    shutil.copytree(SPECS, tmp_path / "specs")
+    monkeypatch.chdir(tmp_path / "specs")
+    return tmp_path / "specs"
+
+
+def _campaign(tree, examples, strict_known, derandomize, seed_value=None):
+    camp = Campaign(tree, strict_known)
+
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
+    @given(case=case_st)
+    def run(case):
+        camp.run(case)
+
+    if seed_value is not None:
+        run = seed(seed_value)(run)
+    try:
+        with memory_cap(MEMORY_HEADROOM):
+            run()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    return camp.stats
+
+
+def test_harness_sanity(tree):
+    """Sanity of the harness: the pristine copies build, so every refusal comes from a mutation."""
+    for spec in SPEC_FILES:
+        secompile.build_ir(spec)
+    assert set(TARGETS) >= {"blocks/resnet.yaml", "se_resnet50.yaml"} and len(TARGETS) == len(ORIGINALS)
+    data = ORIGINALS["se_resnet50.yaml"]
+    assert mutate(data, "number", 0, 0) != data and mutate(data, "misspell_key", 3, 1) != data
+    assert mutate(data, "expression", 0, 0) == data        # no expression in this file
+    blocks = ORIGINALS["blocks/resnet.yaml"]
+    assert mutate(blocks, "expression", 0, 0) != blocks
+
+
+def test_mutated_specs_ci(tree, capsys):
+    """Bounded, derandomised campaign for every test run."""
+    stats = _campaign(tree, CI_EXAMPLES, strict_known=False, derandomize=True)
+    with capsys.disabled():
+        print("\n[fuzz ci] " + stats.summary())
+    assert stats.cases >= CI_EXAMPLES
+    assert stats.outcomes["spec_error"] > CI_EXAMPLES // 4 and stats.outcomes["valid"] > 0
+
+
+@pytest.mark.thorough
+def test_mutated_specs_thorough(tree, capsys):
+    """>= 20,000 random mutated specs; no exception other than SpecError, known core bugs included."""
+    seed_value = int(os.environ.get("SECOMPILE_FUZZ_SEED", random.randrange(2**32)))
+    with capsys.disabled():
+        print(f"\n[fuzz thorough] seed {seed_value}, {THOROUGH_EXAMPLES} examples")
+    stats = _campaign(tree, THOROUGH_EXAMPLES, strict_known=True, derandomize=False, seed_value=seed_value)
+    with capsys.disabled():
+        print("[fuzz thorough] " + stats.summary())
+    assert stats.cases >= THOROUGH_EXAMPLES
+    assert not stats.known
