@@ -146,6 +146,21 @@ class _Builder:
         return out
 
 
+def _expanded_size(node, memo: dict) -> int:
+    """Nodes after alias expansion, memoised per node object (aliases share their node)."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0   # a recursive alias counts as nothing more; the builder's budget stops it
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(_expanded_size(v, memo) for v in node.value)
+        else:
+            total = 1
+        memo[key] = min(total, 10 * MAX_NODES)
+    return memo[key]
+
+
 def load_yaml_text(text: str, file: str = "<string>"):
     """Parse YAML text into plain data and a SourceMap. Raises SpecError."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
@@ -164,6 +179,11 @@ def load_yaml_text(text: str, file: str = "<string>"):
         raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", str(e))]) from None
     if node is None:
         raise SpecError([Problem(Mark(file, 1, 1), "<root>", "the spec is empty")])
+    size = _expanded_size(node, {})
+    if size > MAX_NODES:   # refuse before building anything ("billion laughs")
+        raise LimitError([Problem(_mark(file, node.start_mark), "<root>",
+                                  f"document expands to more than {MAX_NODES} nodes "
+                                  f"({size:,} with aliases/anchors expanded); refusing it")])
     b = _Builder(file)
     try:
         data = b.build(node)
