@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--spec", default=SPEC)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--rounds", type=int, default=None,
-                    help="interleaved rounds per batch size (default: 40 at batch 1, 15 at 8)")
+                    help="interleaved rounds per batch size (default: 60 at batch 1, 15 at 8)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (0: its default)")
     ap.add_argument("--export-repeats", type=int, default=2)
     ap.add_argument("--exporters", nargs="+", default=["ours", "dynamo", "legacy"], choices=list(EXPORTERS))
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     for b in args.batches:
         rng = np.random.default_rng(b)
         x = rng.standard_normal((b, *g.input_shape), dtype=np.float32)
-        rounds = args.rounds or max(15, 40 // b)
+        rounds = args.rounds or max(15, 60 // b)
         t = latency(sessions, x, rounds)
         line = f"{b:5d}  {rounds:6d}  {statistics.median(t['ours']) * 1e3:7.1f}" if "ours" in t else f"{b:5d}"
         for n in others:

@@ -431,6 +431,8 @@ def test_export_cli_and_build_onnx(tmp_path, capsys):
     assert m.opset_import[0].version == 18
     assert main(["-q", "build", str(spec), "-o", str(tmp_path / "build"), "--onnx", "--no-draw"]) == 0
     name = secompile.load_spec(spec).name
+    assert main(["-q", "build", str(spec), "-o", str(tmp_path / "again"), "--onnx", "--no-draw"]) == 0
+    assert (tmp_path / "build" / f"{name}.onnx").read_bytes() == (tmp_path / "again" / f"{name}.onnx").read_bytes()
     built = onnx.load(tmp_path / "build" / f"{name}.onnx")
     sd = secompile.compile(spec, seed=0).state_dict()   # the build's module is initialised with seed 0
     for t in built.graph.initializer:
