@@ -233,7 +233,7 @@ se:
   - {where: {stages: [1]}, position: identity, reduction: 4, bias: false}
   - {where: {stages: [2]}, position: pre, channels: 3}
   - {where: {stages: [3]}, position: post, reduction: 4}
-  - {where: {path: stages.0.g}, reduction: 6}   # not stages.0.d: /tmp/secompile-requests/onnx-1.md
+  - {where: {path: stages.0.d}, reduction: 6}   # feeds an identity-SE shortcut (request onnx-1)
   - {where: {path: stem}, reduction: 3}
 """
 
