@@ -57,7 +57,7 @@ XFAIL = {
     # fuzz-8: SE stage indices out of range silently dropped; no suggestion for template globs
     "136-se-stage-out-of-range.yaml": "fuzz-8",
     "141-se-blocks-misspelt-template.yaml": "fuzz-8",
-    "142-se-exclude-stage-out-of-range.yaml": "fuzz-8",
+    "142-se-negative-stage-out-of-range.yaml": "fuzz-8",
     # fuzz-10: no bound on IR nodes: a template bomb (10**7 nodes from 3 KB) hangs
     "154-template-bomb.yaml": "fuzz-10",
     # fuzz-12: user text echoed with its line breaks splits a problem over two output lines
