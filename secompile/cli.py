@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 
 from . import __version__
@@ -30,22 +31,22 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check specs (schema + semantics) and report every problem")
-    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("specs", nargs="+", metavar="SPEC", type=pathlib.Path)
 
     p = sub.add_parser("count", help="analytic multiply-adds and parameters by stage")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--json", action="store_true", help="print the report object as JSON")
     p.add_argument("--no-se", action="store_true", help="count the network without its SE blocks")
 
     p = sub.add_parser("build", help="validate, count and compile a spec; write reports (and other outputs)")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/<name>.onnx")
     p.add_argument("--no-draw", action="store_true", help="do not write the block-level diagram DIR/<name>.svg")
     _add_limits(p)
 
     p = sub.add_parser("export", help="lower a spec to a deployable format (ONNX)")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("-o", "--output", metavar="FILE", required=True)
     p.add_argument("--weights", metavar="CKPT", help="state_dict / checkpoint file (else initialised from --seed)")
@@ -55,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     _add_limits(p)
 
     p = sub.add_parser("draw", help="draw the architecture with Graphviz")
-    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--level", choices=["stage", "block", "op"], default="block")
     p.add_argument("--format", choices=["svg", "png", "pdf", "dot"], default="svg")
     p.add_argument("-o", "--output", metavar="FILE", help="output file (default: <name>-<level>.<format>)")

@@ -19,6 +19,7 @@ from ..spec.schema import COMPOSITES, OP_LAYERS
 
 MAX_BLOCKS = 20_000     # blocks in one network; refused before any node is built
 MAX_NESTING = 32        # template instances inside template instances
+MAX_IR_NODES = 100_000  # IR nodes before SE insertion: ~3 s to build (the zoo's largest has ~800)
 
 
 class _Abort(Exception):
@@ -87,6 +88,10 @@ class Expander:
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
+        if len(self.graph) >= MAX_IR_NODES:   # templates of templates multiply: 3 KB can ask for 10**7 nodes
+            where = f" (in {ctx.where})" if ctx.where else ""
+            raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} nodes at {ipath}; "
+                                                     f"refusing it{where}")])
         try:
             return self.graph.add(ipath, op, attrs, inputs)
         except ops.OpError as e:
@@ -150,7 +155,12 @@ class Expander:
             stage.blocks.append(scope)
             return out
         if "block" not in st:
-            self.problem(root, path, "a stage needs 'block' (a template name) or 'layers'")
+            close = [k for k in st if did_you_mean(k, ("block", "layers"))]
+            if close:   # a misspelt 'block' would otherwise read as a template parameter
+                self.problem(root, path + (close[0],), f"unknown key '{close[0]}'"
+                                                      f"{did_you_mean(close[0], ('block', 'layers'))}", key=True)
+            else:
+                self.problem(root, path, "a stage needs 'block' (a template name) or 'layers'")
             return x
         tmpl = self.spec.templates.get(st["block"])
         if tmpl is None:
@@ -187,8 +197,9 @@ class Expander:
         ok = True
         for k, raw in given.items():
             if k not in tmpl.params:
+                known = list(tmpl.params) + (["repeat", "name"] if stage is not None else [])
                 self.problem(ctx, tuple(path) + (k,), f"unknown parameter '{k}' of block template "
-                                                      f"'{tmpl.name}'{did_you_mean(k, tmpl.params)}", key=True)
+                                                      f"'{tmpl.name}'{did_you_mean(k, known)}", key=True)
                 ok = False
                 continue
             try:
@@ -202,8 +213,12 @@ class Expander:
             if want is int and isinstance(val, float) and val.is_integer():
                 val = int(val)
             if want is not None and (not isinstance(val, want) or (want is int and isinstance(val, bool))):
+                default = tmpl.params[k]
+                hint = did_you_mean(default, Template.REQUIRED_TYPES) if want is str and k not in tmpl.required() else ""
+                if hint:   # `params: {out: integer}` declares a string default, not a type
+                    hint = f"; the template's default {default!r} is a string{hint}"
                 self.problem(ctx, tuple(path) + (k,), f"parameter '{k}' of '{tmpl.name}' expects "
-                                                      f"{want.__name__}, got {val!r}")
+                                                      f"{want.__name__}, got {val!r}{hint}")
                 ok = False
                 continue
             env[k] = Param(val, ctx.smap, tuple(path) + (k,))

@@ -10,6 +10,7 @@ hold an SE block are left alone, so applying a rule twice equals applying it onc
 """
 from __future__ import annotations
 
+import bisect
 import fnmatch
 from dataclasses import dataclass
 
@@ -162,6 +163,11 @@ class _Resolver:
             if "*" in pats[0]:  # suggest a pattern: concrete indices generalised to '*'
                 cands = {".".join("*" if seg.isdigit() else seg for seg in p.split(".")) for p in self.scopes}
             hint = did_you_mean(pats[0], cands)
+        blocks = sel.get("blocks")
+        if not hint and isinstance(blocks, str) and blocks != "all":   # a template-name glob
+            hint = did_you_mean(blocks, {b.template for b in self.g.blocks.values() if b.template})
+        if not hint and isinstance(sel.get("name"), str):
+            hint = did_you_mean(sel["name"], {st.name for st in self.g.stages if st.name})
         if not hint and sel.get("stages", "all") != "all":
             hint = f" (the network has {len(self.g.stages)} stages)"
         self.problems.append(self.smap.problem(path, f"selector {_show(sel)} matches nothing{hint}"))
@@ -177,6 +183,13 @@ def resolve(g: Graph, rules: list, smap: SourceMap) -> tuple[dict, list[Problem]
     chosen: dict = {}
     for i, rule in enumerate(rules):
         rpath = ("se", i)
+        stages = rule["where"].get("stages", "all")   # an index past the end is a typo, not "nothing"
+        n = len(g.stages)
+        if isinstance(stages, list) and any(-n <= s < n for s in stages):   # all out: "matches nothing (N stages)"
+            for j, s in enumerate(stages):
+                if not -n <= s < n:
+                    r.problems.append(smap.problem(rpath + ("where", "stages", j), f"stage index {s} is out of range "
+                                                                                 f"(the network has {n} stages)"))
         opts = SEOptions(**{k: rule[k] for k in ("reduction", "channels", "squeeze", "gate", "bias") if k in rule})
         for pt in r.exclude(rule, r.points(rule, rpath)):
             if rule.get("position") == "none":
@@ -194,9 +207,10 @@ def insert_se(g: Graph, rules: list, smap: SourceMap) -> Graph:
     chosen, problems = resolve(g, rules, smap)
     rank = {p: i for i, p in enumerate(g.order)}
     taken = set(_scopes(g))   # node paths and scopes of the network's own layers
+    index = _PathIndex(g)
     for pt, (opts, rpath) in sorted(chosen.items(), key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
         try:
-            _splice(g, pt, opts, taken)
+            _splice(g, pt, opts, taken, index)
         except _Problem as e:
             key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
             problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
@@ -211,20 +225,36 @@ class _Problem(Exception):
         self.about = about
 
 
-def _anchor(g: Graph, pt: Point):
+class _PathIndex:
+    """Node paths in sorted order: a scope's nodes are one contiguous run, found by bisection.
+    (Scanning g.order for every scope target made a broad path glob quadratic: minutes.)"""
+
+    def __init__(self, g: Graph):
+        self.paths = sorted(g.order)
+
+    def add(self, path: str) -> None:
+        bisect.insort(self.paths, path)
+
+    def inside(self, scope: str) -> list[str]:
+        lo = bisect.bisect_left(self.paths, scope + ".")
+        return self.paths[lo:bisect.bisect_left(self.paths, scope + "/", lo)]   # '/' sorts right after '.'
+
+
+def _anchor(g: Graph, pt: Point, index: _PathIndex | None = None):
     """-> (tensor to recalibrate, consumers to rewire, SE scope path, composite to update)."""
+    index = index or _PathIndex(g)
     if pt.position == "after":
         comp = g.blocks.get(pt.target) or g.composites.get(pt.target)
         if comp is not None or pt.target in g.units:
-            return _anchor(g, Point("post", pt.target))
-        u = pt.target if pt.target in g else _scope_output(g, pt.target)
+            return _anchor(g, Point("post", pt.target), index)
+        u = pt.target if pt.target in g else _scope_output(g, pt.target, index)
         if g.unit_of(pt.target) in (None, pt.target):
             raise _Problem(f"'{pt.target}' is not inside a block, the stem or the head; use position post")
         return u, [c for c in g.consumers(u)], f"{pt.target}_se", None
     comp = g.blocks.get(pt.target) or g.composites.get(pt.target)
     if pt.position == "post":
         if comp is None:   # a unit without a composite (stem, head)
-            u = _scope_output(g, pt.target)
+            u = _scope_output(g, pt.target, index)
             return u, g.consumers(u), f"{pt.target}.se_post", None
         return comp.output, g.consumers(comp.output), f"{comp.path}.se_post", comp
     if comp.kind != "residual" and pt.position in ("standard", "identity"):
@@ -241,16 +271,17 @@ def _anchor(g: Graph, pt: Point):
     return comp.input, [c for c in g.consumers(comp.input) if c.startswith(inside)], scope, comp
 
 
-def _scope_output(g: Graph, scope: str) -> str:
-    inside = [p for p in g.order if p.startswith(scope + ".")]
+def _scope_output(g: Graph, scope: str, index: _PathIndex) -> str:
+    inside = index.inside(scope)
     outs = [p for p in inside if any(not c.startswith(scope + ".") for c in g.consumers(p)) or p == g.output]
     if len(outs) != 1:
         raise _Problem(f"'{scope}' has {len(outs)} outputs; select one node inside it")
     return outs[0]
 
 
-def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset()) -> None:
-    u, consumers, s, comp = _anchor(g, pt)
+def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: _PathIndex | None = None) -> None:
+    index = index or _PathIndex(g)
+    u, consumers, s, comp = _anchor(g, pt, index)
     if s in g.se:
         return  # already there: idempotent
     if s in taken:
@@ -273,6 +304,8 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset()) -> None
         a = g.add(f"{s}.scale", "mul", {}, [u, a], after=a)
     except ops.OpError as e:
         raise _Problem(str(e)) from None
+    for part in ("pool", "fc1", "act", "fc2", "gate", "scale"):
+        index.add(f"{s}.{part}")
     g.rewire(u, a, consumers)
     for consumer in consumers:  # scopes now reading the recalibrated tensor: next block (post), nested (pre)
         prefix = ""

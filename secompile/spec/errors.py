@@ -6,6 +6,7 @@ The CLI prints them one per line as `FILE:LINE:COL: spec.path: message` and exit
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -37,7 +38,17 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.mark.file}:{self.mark.line}:{self.mark.col}: {self.path}: {self.message}"
+        return f"{_oneline(self.mark.file)}:{self.mark.line}:{self.mark.col}: {_oneline(self.path)}: " \
+               f"{_oneline(self.message)}"
+
+
+# Messages echo user text (names, keys, values): its line breaks and control characters are
+# escaped so that every problem stays one FILE:LINE:COL line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _oneline(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class SpecError(Exception):

@@ -62,6 +62,8 @@ class _Eval:
     def _check(self, value):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
             raise ExprError(f"value out of range in expression {self.text!r}")
+        if isinstance(value, str) and len(value) > MAX_LEN:
+            raise ExprError(f"string longer than {MAX_LEN} characters in expression {self.text!r}")
         return value
 
     def v_Constant(self, n):
@@ -85,23 +87,28 @@ class _Eval:
         a, b = self.visit(n.left), self.visit(n.right)
         if op is operator.pow and (not isinstance(b, (int, float)) or abs(b) > 64):
             raise ExprError(f"exponent too large in expression {self.text!r}")
+        if op is not operator.add and (isinstance(a, str) or isinstance(b, str)):
+            # 'ab' * 10**9 would allocate gigabytes; '%' would be string formatting
+            raise ExprError(f"cannot apply {type(n.op).__name__} to {a!r} and {b!r} in expression {self.text!r}")
         try:
             return op(a, b)
         except ZeroDivisionError:
             raise ExprError(f"division by zero in expression {self.text!r}") from None
+        except OverflowError:
+            raise ExprError(f"value out of range in expression {self.text!r}") from None
         except TypeError:
             raise ExprError(f"cannot apply {type(n.op).__name__} to {a!r} and {b!r} "
                             f"in expression {self.text!r}") from None
 
     def v_UnaryOp(self, n):
         v = self.visit(n.operand)
-        if isinstance(n.op, ast.USub):
-            return -v
-        if isinstance(n.op, ast.UAdd):
-            return +v
         if isinstance(n.op, ast.Not):
             return not v
-        raise ExprError("operator not allowed")
+        if not isinstance(n.op, (ast.USub, ast.UAdd)):
+            raise ExprError("operator not allowed")
+        if not isinstance(v, (int, float)):
+            raise ExprError(f"cannot apply {type(n.op).__name__} to {v!r} in expression {self.text!r}")
+        return -v if isinstance(n.op, ast.USub) else +v
 
     def v_BoolOp(self, n):
         if isinstance(n.op, ast.And):
@@ -140,7 +147,10 @@ class _Eval:
         if not isinstance(n.func, ast.Name) or n.func.id not in _FUNCS or n.keywords:
             raise ExprError(f"only {', '.join(sorted(_FUNCS))} may be called in expressions")
         args = [self.visit(a) for a in n.args]
+        if n.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 64:
+            # round(x, -10**9) computes 10**(10**9): hours of CPU
+            raise ExprError(f"round(): ndigits {args[1]} out of range in expression {self.text!r}")
         try:
             return _FUNCS[n.func.id](*args)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ExprError(f"{n.func.id}(): {e}") from None

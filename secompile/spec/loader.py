@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .errors import Mark, Problem, SpecError, LimitError, format_path
+from .expr import MAX_INT
 
 MAX_BYTES = 4 * 1024 * 1024      # a real spec is a few KB
 MAX_DEPTH = 64                   # nesting of mappings/sequences
@@ -53,10 +54,16 @@ def _mark(file: str, m) -> Mark:
 
 
 def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
-    """Bound nesting depth with the event stream (iterative: no recursion)."""
-    depth = 0
+    """Bound nesting depth and node count with the event stream (iterative: no recursion),
+    before any node is composed: 4 MiB of one-character items would be 2 million nodes."""
+    depth = nodes = 0
     try:
         for ev in yaml.parse(text, Loader=loader):
+            if isinstance(ev, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise LimitError([Problem(_mark(file, ev.start_mark), "<yaml>",
+                                              f"document has more than {MAX_NODES} nodes; refusing it")])
             if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -64,10 +71,26 @@ def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
                                               f"nesting deeper than {MAX_DEPTH} levels")])
             elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-    except yaml.MarkedYAMLError as e:
+    except (yaml.MarkedYAMLError, yaml.reader.ReaderError) as e:
         if loader is not yaml.SafeLoader:
             _prescan(text, file, yaml.SafeLoader)   # the same error, in the pure-Python wording
+        if isinstance(e, yaml.reader.ReaderError):
+            raise _reader_error(e, text, file) from None
         raise _syntax_error(e, file) from None
+    except UnicodeEncodeError as e:   # libyaml cannot take a lone surrogate; the Python reader refuses it
+        if loader is not yaml.SafeLoader:
+            _prescan(text, file, yaml.SafeLoader)
+        raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", f"not valid Unicode text ({e.reason})")]) from None
+
+
+def _reader_error(e: yaml.reader.ReaderError, text: str, file: str) -> SpecError:
+    """A character YAML does not accept (control characters, ...): located like the others."""
+    pos = min(max(e.position, 0), len(text))
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    ch = e.character if isinstance(e.character, str) else chr(e.character)
+    return SpecError([Problem(Mark(file, line, col), "<yaml>",
+                              f"unacceptable character #x{ord(ch):04x}: {e.reason}")])
 
 
 def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> SpecError:
@@ -77,6 +100,59 @@ def _syntax_error(e: yaml.MarkedYAMLError, file: str) -> SpecError:
     if e.context and e.problem:
         msg = f"{e.problem} ({e.context})"
     return SpecError([Problem(mark, "<yaml>", msg)])
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for kv in node.value for n in kv]
+    return []
+
+
+def _measure(root, file: str) -> None:
+    """Refuse, before building anything, a document whose aliases expand it past MAX_NODES
+    nodes or MAX_DEPTH levels, or that contains itself. Sizes are computed once per distinct
+    node (iteratively), so a 'billion laughs' document is measured in microseconds."""
+    size, height, state = {}, {}, {}
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        key = id(node)
+        if state.get(key) == "done":
+            stack.pop()
+            continue
+        kids = _children(node)
+        if key not in state:
+            state[key] = "open"
+            for k in kids:
+                if state.get(id(k)) == "open":
+                    raise LimitError([Problem(_mark(file, k.start_mark), "<yaml>",
+                                              "an alias refers to a node that contains it (recursive anchor)")])
+                if id(k) not in state:
+                    stack.append(k)
+            continue
+        stack.pop()
+        state[key] = "done"
+        size[key] = 1 + sum(size[id(k)] for k in kids)
+        height[key] = 1 + max((height[id(k)] for k in kids), default=0) if not isinstance(node, yaml.ScalarNode) else 0
+    if size[id(root)] > MAX_NODES:
+        node = root   # report the smallest node that is too big: where the expansion explodes
+        while True:
+            big = [k for k in _children(node) if size[id(k)] > MAX_NODES]
+            if not big:
+                break
+            node = big[0]
+        raise LimitError([Problem(_mark(file, node.start_mark), "<yaml>",
+                                  f"document expands to more than {MAX_NODES} nodes "
+                                  "(aliases/anchors expanded); refusing it")])
+    if height[id(root)] > MAX_DEPTH:
+        node, level = root, 1
+        while level <= MAX_DEPTH:   # follow the deepest child down to level MAX_DEPTH + 1
+            node = max(_children(node), key=lambda k: height[id(k)])
+            level += 1
+        raise LimitError([Problem(_mark(file, node.start_mark), "<yaml>",
+                                  f"nesting deeper than {MAX_DEPTH} levels (aliases expanded)")])
 
 
 class _Builder:
@@ -100,7 +176,20 @@ class _Builder:
             self._check_tag(node, path)
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
         self._check_tag(node, path)
+        if node.tag == _T + "int":
+            return self._int(node, path)
         return self.scalar.construct_object(node, deep=True)
+
+    def _int(self, node, path):
+        """Integers are bounded like expression values (|n| <= 10**15): a 5,000-digit literal
+        would crash int() (Python's 4,300-digit limit), a long base-60 one takes quadratic time."""
+        if len(node.value) <= 64:
+            value = self.scalar.construct_object(node)
+            if abs(value) <= MAX_INT:
+                return value
+        shown = node.value if len(node.value) <= 20 else node.value[:17] + "..."
+        raise SpecError([Problem(_mark(self.file, node.start_mark), format_path(path),
+                                 f"integer {shown} is out of range (at most 10**15 in magnitude)")])
 
     def _check_tag(self, node, path):
         if node.tag not in _ALLOWED_TAGS:
@@ -131,7 +220,7 @@ class _Builder:
                 raise SpecError([Problem(_mark(self.file, k.start_mark), format_path(path),
                                          "mapping keys must be plain scalars")])
             self._check_tag(k, path)
-            key = self.scalar.construct_object(k)
+            key = self._int(k, path) if k.tag == _T + "int" else self.scalar.construct_object(k)
             if not isinstance(key, (str, int)) or isinstance(key, bool):
                 key = str(k.value)
             kmark = _mark(self.file, k.start_mark)
@@ -144,21 +233,6 @@ class _Builder:
             self.smap.keys[path + (key,)] = kmark
             out[key] = self.build(v, path + (key,))
         return out
-
-
-def _expanded_size(node, memo: dict) -> int:
-    """Nodes after alias expansion, memoised per node object (aliases share their node)."""
-    key = id(node)
-    if key not in memo:
-        memo[key] = 0   # a recursive alias counts as nothing more; the builder's budget stops it
-        if isinstance(node, yaml.MappingNode):
-            total = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            total = 1 + sum(_expanded_size(v, memo) for v in node.value)
-        else:
-            total = 1
-        memo[key] = min(total, 10 * MAX_NODES)
-    return memo[key]
 
 
 def load_yaml_text(text: str, file: str = "<string>"):
@@ -179,11 +253,7 @@ def load_yaml_text(text: str, file: str = "<string>"):
         raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", str(e))]) from None
     if node is None:
         raise SpecError([Problem(Mark(file, 1, 1), "<root>", "the spec is empty")])
-    size = _expanded_size(node, {})
-    if size > MAX_NODES:   # refuse before building anything ("billion laughs")
-        raise LimitError([Problem(_mark(file, node.start_mark), "<root>",
-                                  f"document expands to more than {MAX_NODES} nodes "
-                                  f"({size:,} with aliases/anchors expanded); refusing it")])
+    _measure(node, file)   # refuse before building anything ("billion laughs", alias depth, recursion)
     b = _Builder(file)
     try:
         data = b.build(node)

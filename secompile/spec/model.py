@@ -100,14 +100,16 @@ def load_spec(source, base_dir: str | None = None) -> Spec:
 
 
 def _add_templates(data, smap, templates, origin, problems, own=False):
-    for name, body in (data.get("blocks") or {}).items():
+    blocks = data.get("blocks")
+    for name, body in (blocks.items() if isinstance(blocks, dict) else ()):   # else: a schema problem
         if not isinstance(body, dict):
             continue
         if name in templates and not own and origin[name] != smap.file:
             problems.append(smap.problem(("blocks", name), f"template '{name}' is also defined in "
                                                           f"{origin[name]}", key=True))
             continue
-        params = body.get("params") or {}
+        params = body.get("params")
+        params = params if isinstance(params, dict) else {}   # else: a schema problem
         templates[name] = Template(name, dict(params), body, smap, ("blocks", name))
         origin[name] = smap.file
 
@@ -142,7 +144,8 @@ def _load_include(path: str):
 
 
 def _collect_includes(data, smap, base, templates, origin, problems, stack):
-    for i, inc in enumerate(data.get("include") or []):
+    incs = data.get("include")
+    for i, inc in enumerate(incs if isinstance(incs, list) else ()):   # a string is a schema problem
         if not isinstance(inc, str):
             continue
         path = inc if os.path.isabs(inc) else os.path.join(base, inc)

@@ -176,7 +176,13 @@ SCHEMA = {
 INCLUDE_SCHEMA = {**SCHEMA, "required": [], "title": "secompile block-template file",
                   "properties": {k: SCHEMA["properties"][k] for k in ("include", "blocks", "description", "version")}}
 
-_VALIDATORS = {id(s): jsonschema.Draft202012Validator(s) for s in (SCHEMA, INCLUDE_SCHEMA)}
+# JSON Schema counts 2.0 as an integer; a spec does not (`repeat: 2.0` would reach range() as a
+# float, `size: 32.0` would give float shapes). Integral values from $-expressions are still ints.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))
+_VALIDATORS = {id(s): _Validator(s) for s in (SCHEMA, INCLUDE_SCHEMA)}
 
 
 def _describe(value) -> str:
@@ -191,6 +197,15 @@ def _describe(value) -> str:
     if isinstance(value, list):
         return "a list"
     return "a mapping"
+
+
+def _choices(schema) -> list:
+    """The string constants a value could have been (for 'did you mean')."""
+    out = []
+    for sub in [schema] + list(schema.get("anyOf", ())):
+        out += [v for v in list(sub.get("enum", ())) + ([sub["const"]] if "const" in sub else [])
+                if isinstance(v, str)]
+    return out
 
 
 def _leaf(err):
@@ -220,7 +235,8 @@ def _message(err, smap: SourceMap) -> Problem:
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return smap.problem(path, f"missing required key '{missing}'")
     if expect:
-        return smap.problem(path, f"expected {expect}, got {_describe(inst)}")
+        hint = did_you_mean(inst, _choices(err.schema)) if isinstance(inst, str) else ""
+        return smap.problem(path, f"expected {expect}, got {_describe(inst)}{hint}")
     if v == "type":
         want = err.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
