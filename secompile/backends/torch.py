@@ -169,9 +169,15 @@ def _var(rel: str, used: set) -> str:
     return v
 
 
+# Ops whose output is always a new tensor. identity, dropout (in eval), flatten and channel_shuffle
+# may return their input or a view of it, so a ReLU in place after them would overwrite a tensor
+# that other nodes read (a residual shortcut, say).
+_FRESH = frozenset({"conv2d", "batchnorm", "linear", "maxpool2d", "avgpool2d", "global_pool", "add", "concat", "mul"})
+
+
 def _inplace_ok(g: Graph, node: str, src: str, unit_input: str) -> bool:
-    """ReLU may overwrite its input when nothing else reads it and autograd does not need it."""
-    return (src != unit_input and len(g.consumers(src)) == 1 and g.op(src) not in ("act", "input"))
+    """ReLU may overwrite its input when that is a new tensor nothing else reads."""
+    return src != unit_input and len(g.consumers(src)) == 1 and g.op(src) in _FRESH
 
 
 def _unit_source(g: Graph, unit: str, nodes: list[str], x_in: str, out: str, probe: bool) -> str:
