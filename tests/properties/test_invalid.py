@@ -3,7 +3,7 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import given
+from hypothesis import given, strategies as st
 
 import secompile
 from profiles import scaled
@@ -24,20 +24,19 @@ def check_located(problems, inv, file, text):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_invalid_spec_raises_located_spec_error(kind):
-    @scaled(0.5)
-    @given(invalid_specs(kinds=[kind]))
-    def run(inv):
-        text = inv.text()
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "spec.yaml")
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-            with pytest.raises(secompile.SpecError) as err:   # any other exception fails the test
-                secompile.build_ir(path)
-            check_located(err.value.problems, inv, path, text)
-        source = inv.source if isinstance(inv.source, dict) else text
-        with pytest.raises(secompile.SpecError) as err:
-            secompile.compile(source)
-        assert any(inv.matches(p) for p in err.value.problems)
-    run()
+@scaled(0.5)
+@given(data=st.data())
+def test_invalid_spec_raises_located_spec_error(kind, data):
+    inv = data.draw(invalid_specs(kinds=[kind]), label="invalid spec")
+    text = inv.text()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "spec.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        with pytest.raises(secompile.SpecError) as err:   # any other exception fails the test
+            secompile.build_ir(path)
+        check_located(err.value.problems, inv, path, text)
+    source = inv.source if isinstance(inv.source, dict) else text
+    with pytest.raises(secompile.SpecError) as err:
+        secompile.compile(source)
+    assert any(inv.matches(p) for p in err.value.problems)

@@ -139,3 +139,24 @@ def test_branch_names_are_path_segments(name):
     with pytest.raises(secompile.SpecError) as err:
         secompile.compile(spec)
     assert any(p.path.startswith("stages[0].layers[0].parallel.branches") for p in err.value.problems)
+
+
+# props-6: an in-place ReLU after an op that returns its input or a view of it
+@pytest.mark.xfail(strict=True, reason="props-6: in-place ReLU overwrites the tensor an aliasing op returned")
+@pytest.mark.parametrize("first", ["identity", {"dropout": {}}, {"channel_shuffle": {"groups": 3}},
+                                   {"channel_shuffle": {"groups": 1}}])
+@pytest.mark.parametrize("at_unit_input", [False, True])
+def test_relu_after_an_aliasing_op(first, at_unit_input):
+    residual = {"residual": {"branch": [first, "relu", {"conv": {"out": 3, "kernel": 3}}], "shortcut": "identity"}}
+    layers = [residual] if at_unit_input else [{"conv": {"out": 3, "act": "none"}}, residual]
+    spec = {"name": "t", "input": {"channels": 3, "size": [6, 6]}, "stages": [{"layers": layers}]}
+    model = secompile.compile(spec, seed=0).eval()
+    x = torch.randn(2, 3, 6, 6)
+    x0 = x.clone()
+    with torch.no_grad():
+        y = model(x)
+        assert torch.equal(x, x0), "the caller's input was overwritten"
+        for m in model.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
+        assert torch.equal(y, model(x0))
