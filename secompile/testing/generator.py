@@ -23,10 +23,6 @@ from . import templates as T
 from .model import BlockInfo, conv_size, glob, pool_size, same_pad, select_blocks
 
 ACTS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
-# props-6 (pending): the torch backend's in-place ReLU after identity/dropout/flatten/channel_shuffle
-# overwrites their input. Bare relu layers are left out until the fix lands (conv `act: relu` and
-# a template's `post: [relu]` follow a fresh tensor and stay).
-LAYER_ACTS = ACTS[1:]
 BLOCK_KINDS = ("basic", "bottleneck", "resnext", "mixed", "preact", "dense", "shuffle", "nested",
                "random", "layers")
 # Layer names. None of them is a name the IR uses for its own nodes or scopes (conv, bn, act,
@@ -208,7 +204,7 @@ class Gen:
 
     def simple(self, kind, shape, env) -> Built:
         if kind == "act":
-            a = self.pick(LAYER_ACTS)
+            a = self.pick(ACTS)
             return Built(self.pick([a, {a: None}, {a: {}}]), shape)
         if kind == "bn":
             form = self.pick(["plain", "null", "attrs"])

@@ -141,8 +141,7 @@ def test_branch_names_are_path_segments(name):
     assert any(p.path.startswith("stages[0].layers[0].parallel.branches") for p in err.value.problems)
 
 
-# props-6: an in-place ReLU after an op that returns its input or a view of it
-@pytest.mark.xfail(strict=True, reason="props-6: in-place ReLU overwrites the tensor an aliasing op returned")
+# props-6 (fixed in fabaf42): an in-place ReLU after an op that returns its input or a view of it
 @pytest.mark.parametrize("first", ["identity", {"dropout": {}}, {"channel_shuffle": {"groups": 3}},
                                    {"channel_shuffle": {"groups": 1}}])
 @pytest.mark.parametrize("at_unit_input", [False, True])
