@@ -7,6 +7,7 @@ are errors, alias expansion, nesting depth and file size are bounded, and merge 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import yaml
@@ -83,11 +84,15 @@ def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
         raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", f"not valid Unicode text ({e.reason})")]) from None
 
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # YAML's line breaks: every other mark counts these
+
+
 def _reader_error(e: yaml.reader.ReaderError, text: str, file: str) -> SpecError:
     """A character YAML does not accept (control characters, ...): located like the others."""
     pos = min(max(e.position, 0), len(text))
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    breaks = [m.end() for m in _LINE_BREAK.finditer(text, 0, pos)]   # counted as YAML counts them
+    line = len(breaks) + 1
+    col = pos - (breaks[-1] if breaks else 0) + 1
     ch = e.character if isinstance(e.character, str) else chr(e.character)
     return SpecError([Problem(Mark(file, line, col), "<yaml>",
                               f"unacceptable character #x{ord(ch):04x}: {e.reason}")])
