@@ -25,9 +25,7 @@ CORPUS = HERE / "corpus"
 CASES = sorted(p.name for p in CORPUS.glob("*.yaml"))
 
 XFAIL: dict[str, str] = {
-    # "NNN-case.yaml": "fuzz-<n>",  while a requested core fix is pending (fuzz-1..13 have landed)
-    # fuzz-14: a reader error's line counts only \n, not YAML's other line breaks (\r, \x85, U+2028)
-    "155-control-character-after-unicode-line-break.yaml": "fuzz-14",
+    # "NNN-case.yaml": "fuzz-<n>",  while a requested core fix is pending (fuzz-1..14 have landed)
 }
 
 # Hostile by nature (a hang or gigabytes if a guard is missing, as before fuzz-3/6/10): only ever
