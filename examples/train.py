@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 import time

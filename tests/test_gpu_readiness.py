@@ -168,11 +168,11 @@ def test_torch_export_for_deployment(name):
 
 
 def test_torchscript_trace():
+    """Traced for inference, as deployed: under no_grad (the trace then records the inference path)."""
     model = secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0).eval()
-    x = torch.randn(2, 3, 32, 32)
-    traced = torch.jit.trace(model, x)
-    x5 = torch.randn(5, 3, 32, 32)
+    x, x5 = torch.randn(2, 3, 32, 32), torch.randn(5, 3, 32, 32)
     with torch.no_grad():
+        traced = torch.jit.trace(model, x)
         torch.testing.assert_close(traced(x5), model(x5))
 
 
