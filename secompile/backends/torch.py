@@ -249,6 +249,16 @@ def _free_after_last_use(lines: list[str], keep: str) -> list[str]:
     return out
 
 
+def _reusable(g: Graph, u: str, m: str, lines: list, var: str) -> bool:
+    """May the SE scale m overwrite its input u when autograd is off?"""
+    if g.op(u) not in _FRESH or not any(ln.startswith(f"    {var} = ") for ln in lines):
+        return False          # maybe a view of another value, or the unit's input (the caller's tensor)
+    pos = {p: i for i, p in enumerate(g.order)}
+    # every other reader has run already and made a new tensor of u (no alias survives)
+    return all(pos[c] < pos[m] and g.op(c) in ("global_pool", "conv2d", "linear")
+               for c in g.consumers(u) if c != m)
+
+
 def _add_expr(g, p, a, ins, inputs, names, probe, lines) -> str:
     scales = a.get("scales") or (1.0,) * len(ins)
     if len(ins) == 2 and not probe and all(s == 1.0 for s in scales):
@@ -259,6 +269,10 @@ def _add_expr(g, p, a, ins, inputs, names, probe, lines) -> str:
                 u, s = (names[i] for i in g.inputs(m))
                 # drop the separate multiply emitted for m
                 lines[:] = [ln for ln in lines if not ln.startswith(f"    {names[m]} = ")]
+                if _reusable(g, g.inputs(m)[0], m, lines, u):
+                    # without autograd, write into u (already squeezed, read by nothing else):
+                    # no fresh output tensor to allocate and first-touch
+                    return f"torch.addcmul({ins[1 - k]}, {u}, {s}, out=None if torch.is_grad_enabled() else {u})"
                 return f"torch.addcmul({ins[1 - k]}, {u}, {s})"
     terms = []
     for name, s in zip(ins, scales):
