@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from support import ROOT, SHARED, SPECS, all_specs  # noqa: F401  (re-exported for older imports)
+from support import SPECS
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_missing_include_and_cycle(spec_dir):
 
 @pytest.mark.parametrize("name,text,expected", CASES[:3], ids=[c[0] for c in CASES[:3]])
 def test_cli_exit_code_2_no_traceback(spec_dir, name, text, expected):
-    path = _write(spec_dir, name, text)
+    _write(spec_dir, name, text)
     out = subprocess.run([sys.executable, "-m", "secompile", "validate", name], cwd=spec_dir,
                          capture_output=True, text=True)
     assert out.returncode == 2

@@ -176,7 +176,7 @@ def _var(rel: str, used: set) -> str:
 _FRESH = frozenset({"conv2d", "batchnorm", "linear", "maxpool2d", "avgpool2d", "global_pool", "add", "concat", "mul"})
 
 
-def _inplace_ok(g: Graph, node: str, src: str, unit_input: str) -> bool:
+def _inplace_ok(g: Graph, src: str, unit_input: str) -> bool:
     """ReLU may overwrite its input when that is a new tensor nothing else reads."""
     return src != unit_input and len(g.consumers(src)) == 1 and g.op(src) in _FRESH
 
@@ -309,7 +309,7 @@ def _build_unit(g: Graph, unit: str, nodes: list[str]) -> Unit:
         if mod is None:
             continue
         if d["op"] == "act" and d["attrs"]["kind"] == "relu" and \
-                _inplace_ok(g, p, d["inputs"][0], x_in):
+                _inplace_ok(g, d["inputs"][0], x_in):
             mod = nn.ReLU(inplace=True)
         parent = m
         segs = p[len(unit) + 1:].split(".")

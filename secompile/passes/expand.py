@@ -15,7 +15,6 @@ from ..spec import expr
 from ..spec.errors import LimitError, Problem, SpecError, did_you_mean, format_path
 from ..spec.loader import SourceMap
 from ..spec.model import Spec, Template
-from ..spec.schema import COMPOSITES, OP_LAYERS
 
 MAX_BLOCKS = 20_000     # blocks in one network; refused before any node is built
 MAX_NESTING = 32        # template instances inside template instances
@@ -422,7 +421,7 @@ class Expander:
 
     def projection(self, ctx, path, p, x, branch) -> str:
         """The `auto` shortcut when shapes differ: 1x1 conv (stride from the sizes) + BN."""
-        (ci, hi, wi), (co, ho, wo) = self.graph.shape(x), self.graph.shape(branch)
+        (_, hi, wi), (co, ho, wo) = self.graph.shape(x), self.graph.shape(branch)
         sh, sw = -(-hi // ho), -(-wi // wo)   # the stride s with ceil(n / s) == out, if any
         if ops.conv_out(hi, 1, sh, 0) != ho or ops.conv_out(wi, 1, sw, 0) != wo:
             self.problem(ctx, path + ("shortcut",), f"auto shortcut cannot map {hi}x{wi} to {ho}x{wo} with a "

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph
-from ..spec.errors import Problem, SpecError, did_you_mean, format_path
+from ..spec.errors import Problem, SpecError, did_you_mean
 from ..spec.loader import SourceMap
 
 POSITIONS = ("standard", "pre", "post", "identity")
@@ -331,4 +331,4 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: 
                 other.output = a
 
 
-__all__ = ["insert_se", "resolve", "glob_match", "SEOptions", "Point", "format_path"]
+__all__ = ["insert_se", "resolve", "glob_match", "SEOptions", "Point"]

@@ -68,7 +68,6 @@ OP_LAYERS = {
     **{a: EMPTY for a in ACTS if a != "none"},
 }
 SIMPLE_KINDS = sorted(k for k, v in OP_LAYERS.items() if v is EMPTY or k == "bn")
-COMPOSITES = ("residual", "parallel", "block")
 
 RESIDUAL = _obj({
     "branch": {"allOf": [{"$ref": "#/$defs/layers"}, {"minItems": 1}],
