@@ -36,7 +36,7 @@ PAPER_TABLE2 = {
 # ../shared/reference/caffe/README.md: the authors' prototxt files counted under Caffe's rules
 # (conv + fc multiply-adds; params = conv weights and biases, Scale gamma/beta, fc).
 CAFFE_REFERENCE = {
-    "se_bn_inception": ("SE-BN-Inception.prototxt", 2_033_239_424, 11_938_246),
+    "se_bn_inception": ("SE-BN-Inception.prototxt", 2_033_239_424, 11_931_622),
     "se_resnet50": ("SE-ResNet-50.prototxt", 3_860_488_192, 28_088_024),
     "se_resnet101": ("SE-ResNet-101.prototxt", 7_574_937_600, 49_326_872),
     "se_resnet152": ("SE-ResNet-152.prototxt", 11_288_993_792, 66_821_848),
@@ -44,11 +44,10 @@ CAFFE_REFERENCE = {
     "se_resnext101_32x4d": ("SE-ResNeXt-101.prototxt", 7_974_739_968, 48_955_416),
     "senet154": ("SENet-154.prototxt", 20_688_363_520, 115_088_984),
 }
-# Parameters the README counts that the network does not have (see NOTES): the ten SE scale
-# layers of SE-BN-Inception are two-input Caffe `Scale` layers (axis 0, no bias), which take
-# their factors from the second input and own no weights; the README counts a per-channel
-# weight for each, sum of C = 256 + 320 + 3 * 576 + 2 * 608 + 1056 + 2 * 1024 = 6,624.
-CAFFE_README_EXTRA_PARAMS = {"se_bn_inception": 6_624}
+# Parameters a README row counts that the network does not have. None since the README was
+# corrected: it once gave SE-BN-Inception a weight per channel of its ten two-input SE `Scale`
+# layers (6,624 in all), which own no weights.
+CAFFE_README_EXTRA_PARAMS: dict = {}
 
 
 def _stem(path: str) -> str:
@@ -165,13 +164,11 @@ NOTES = """\
   whole module's concatenated output (all ten modules, the stride-2 ones included) and
   matches the prototxt's conv+fc count exactly. Plain BN-Inception's MACs are 0.5% above its
   conv+fc count: the 3x3 average pools of the pool branches read 9 inputs per output.
-- **SE-BN-Inception parameters.** The network has {se_bn_params:,} parameters; the Caffe
-  README lists 11,938,246. The difference, 6,624 = 256 + 320 + 3 x 576 + 2 x 608 + 1056 +
-  2 x 1024, is one per channel of each of the ten SE modules: the README's count gives each
-  SE scale layer (`inception_*/output`, a Caffe `Scale` layer with two inputs, `axis: 0`,
-  `bias_term: false`) a learned per-channel weight, but a two-input Scale layer takes its
-  factors from its second input (the sigmoid gate) and owns no weights. Every other layer
-  agrees with the README (its conv+fc count is matched exactly).
+- **SE-BN-Inception parameters.** The network has {se_bn_params:,} parameters, as the Caffe
+  README lists. Its ten SE scale layers (`inception_*/output`, Caffe `Scale` layers with two
+  inputs, `axis: 0`, `bias_term: false`) take their factors from the second input (the sigmoid
+  gate) and own no weights; an earlier version of the README counted a learned per-channel
+  weight for each, 6,624 = 256 + 320 + 3 x 576 + 2 x 608 + 1056 + 2 x 1024 parameters too many.
 - **Inception-ResNet-v2** is the network as released (TF-slim `inception_resnet_v2.py`, the
   published checkpoint; timm `inception_resnet_v2`, whose 55,843,464 parameters it matches):
   Mixed_5b stem module, 10 x block35 (scale 0.17), Reduction-A (k, l, m, n = 256, 256, 384,
