@@ -8,7 +8,7 @@ from .analysis.counts import Counts, report
 from .ir.graph import Graph
 from .passes import expand, insert_se
 from .spec.errors import LimitError, Problem
-from .spec.model import Spec, load_spec
+from .spec.document import Spec, load_spec
 
 MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine should allocate
 MAX_MACS = 2_000_000_000_000

@@ -11,7 +11,7 @@ import os
 from .analysis.counts import report
 from .api import MAX_MACS, MAX_PARAMS, build_ir, check_limits
 from .outputs import staged_dir
-from .spec.model import load_spec
+from .spec.document import load_spec
 
 
 def _report_md(rep: dict) -> str:

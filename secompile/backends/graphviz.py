@@ -37,7 +37,7 @@ def _load(spec):
     if isinstance(spec, Graph):
         return spec, None
     from ..api import build_ir
-    from ..spec.model import load_spec
+    from ..spec.document import load_spec
     s = load_spec(spec)
     return build_ir(s), s
 

@@ -39,7 +39,7 @@ from .. import __version__
 from ..api import MAX_MACS, MAX_PARAMS, build_ir, check_limits
 from ..ir.graph import Graph
 from ..outputs import atomic_write
-from ..spec.model import load_spec
+from ..spec.document import load_spec
 from .onnx_weights import fold, foldable, load_state
 
 DEFAULT_OPSET = 17

@@ -14,7 +14,7 @@ from ..ir.graph import Composite, Graph, Stage
 from ..spec import expr
 from ..spec.errors import LimitError, Problem, SpecError, did_you_mean, format_path
 from ..spec.loader import SourceMap
-from ..spec.model import Spec, Template
+from ..spec.document import Spec, Template
 
 MAX_BLOCKS = 20_000     # blocks in one network; refused before any node is built
 MAX_NESTING = 32        # template instances inside template instances
