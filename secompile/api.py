@@ -6,7 +6,8 @@ import gc
 
 from .analysis.counts import Counts, report
 from .ir.graph import Graph
-from .passes import expand, insert_se
+from .frontend import expand
+from .passes import insert_se
 from .spec.errors import LimitError, Problem
 from .spec.document import Spec, load_spec
 

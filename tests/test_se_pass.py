@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import secompile
-from secompile.passes import expand, insert_se
+from secompile.frontend import expand
+from secompile.passes import insert_se
 from secompile.passes.insert_se import glob_match
 from secompile.backends.torch import trace_shapes
 

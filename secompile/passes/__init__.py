@@ -1,6 +1,5 @@
-"""Passes: plain functions over the IR (Spec -> Graph, Graph -> Graph)."""
-from .expand import expand
+"""Passes: plain functions Graph -> Graph (they never take a Spec)."""
 from .insert_se import insert_se
 from .shapes import infer_shapes
 
-__all__ = ["expand", "insert_se", "infer_shapes"]
+__all__ = ["insert_se", "infer_shapes"]

@@ -214,7 +214,7 @@ def template_bomb() -> str:
 def test_big_networks_stopped_within_seconds(work, kind):
     """Within the block limit, a network still cannot grow without bound: templates of templates
     multiply, and 20,000 blocks took 20 s of CPU and 800 MB just to validate."""
-    from secompile.passes.expand import MAX_BLOCKS
+    from secompile.frontend.expand import MAX_BLOCKS
     if kind == "template-bomb":
         (work / "big.yaml").write_text(template_bomb())
         message = ("big.yaml:5:14: blocks.t0.layers[0]: the network grows past 100000 nodes at "

@@ -1,0 +1,85 @@
+"""Parameter binding: how a written value (literal or $-expression) becomes an attribute, and
+where a refused value is blamed.
+
+"Why was my parameter refused?" is answered here: type checks, positivity, expression errors,
+and the blame rule (a value computed from one stage parameter is reported at that parameter
+in the user's spec, not at the template line that used it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..spec import expr
+from ..spec.errors import Problem
+from ..spec.loader import SourceMap
+
+
+class Abort(Exception):
+    """Stops expanding one item after its problem has been recorded (expansion goes on elsewhere)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    value: object
+    smap: SourceMap | None
+    path: tuple          # where the value was written (blame location)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    smap: SourceMap      # the file the items being expanded come from
+    env: dict            # parameter name -> Param
+    where: str           # the instance being expanded, for messages ('stages[2].blocks[0]')
+    depth: int = 0
+
+
+class Binding:
+    """Problem recording and value resolution; mixed into the Expander (needs `spec`, `problems`)."""
+
+    problems: list[Problem]
+
+    def problem(self, ctx: Ctx, path, message: str, key: bool = False) -> None:
+        suffix = f" (in {ctx.where})" if ctx.smap is not self.spec.smap and ctx.where else ""
+        self.problems.append(ctx.smap.problem(path, message + suffix, key=key))
+
+    def blame(self, ctx: Ctx, blame: Param, message: str) -> None:
+        """Report at the blamed value: a stage parameter in the user's spec, or a template line."""
+        where = f" (in {ctx.where})" if ctx.where and blame.smap is not self.spec.smap else ""
+        self.problems.append(blame.smap.problem(blame.path, message + where))
+
+    def value(self, ctx: Ctx, raw, path, want=None):
+        """Resolve an attribute (literal or $-expression) -> (value, blame Param)."""
+        blame = Param(raw, ctx.smap, tuple(path))
+        if expr.is_expr(raw):
+            try:
+                val = expr.evaluate(raw, {k: p.value for k, p in ctx.env.items()})
+            except expr.ExprError as e:
+                self.problem(ctx, path, str(e))
+                raise Abort from None
+            used = [n for n in expr.names(raw) if n in ctx.env] or [
+                n for n in ctx.env if n in raw.replace("$", " ").split()]
+            if len(used) == 1 and ctx.env[used[0]].smap is not None:
+                blame = ctx.env[used[0]]
+        else:
+            val = raw
+        if want is int and (isinstance(val, float) and val.is_integer()):
+            val = int(val)
+        if want is not None and not (isinstance(val, want) and not (want is int and isinstance(val, bool))):
+            self.problem(ctx, path, f"expected {want.__name__}, got {val!r}")
+            raise Abort
+        return val, blame
+
+    def pair(self, ctx, raw, path):
+        """An int or a [h, w] list -> (h, w)."""
+        if isinstance(raw, list):
+            return tuple(self.value(ctx, r, path + (i,), int)[0] for i, r in enumerate(raw))
+        v = self.value(ctx, raw, path, int)[0]
+        return (v, v)
+
+    def positive(self, ctx, path, attrs, keys):
+        for k in keys:
+            val = attrs[k]
+            for n in (val if isinstance(val, tuple) else (val,)):
+                if not isinstance(n, int) or n < 1:
+                    self.problem(ctx, path + (k,), f"{k} must be a positive integer, got {n!r}")
+                    raise Abort

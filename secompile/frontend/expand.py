@@ -1,0 +1,175 @@
+"""expand: Spec -> IR graph, the front end's driver. Walks stages, layer lists and templates.
+
+Shapes are inferred as nodes are added, so every semantic problem (groups that do not
+divide channels, sizes shrinking below 1, unknown templates or parameters) is found
+here and reported at the spec location that caused it. Expansion goes on after a
+problem where it can, so one run reports them all.
+
+Where things are: layer kinds are built in `layers.py` (a dict kind -> builder), values are
+bound and problems blamed in `binding.py`, templates instantiated in `templates.py`.
+"""
+from __future__ import annotations
+
+from ..ir import ops
+from ..ir.graph import Composite, Graph, Stage
+from ..spec.document import Spec
+from ..spec.errors import LimitError, SpecError, did_you_mean, format_path
+from .binding import Abort, Binding, Ctx, Param
+from .layers import COMPOSITES, LAYERS
+from .templates import MAX_NESTING, Templates
+
+MAX_BLOCKS = 20_000     # blocks in one network; refused before any node is built
+MAX_IR_NODES = 100_000  # IR nodes before SE insertion: ~3 s to build (the zoo's largest has ~800)
+
+__all__ = ["expand", "Expander", "MAX_BLOCKS", "MAX_IR_NODES", "MAX_NESTING"]
+
+
+class Expander(Binding, Templates):
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.problems = []
+        self.graph = Graph(spec.name, spec.input_shape)
+
+    # -- nodes -----------------------------------------------------------------------
+    def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
+        if len(self.graph) >= MAX_IR_NODES:   # templates of templates multiply: 3 KB can ask for 10**7 nodes
+            where = f" (in {ctx.where})" if ctx.where else ""
+            raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} nodes at {ipath}; "
+                                                     f"refusing it{where}")])
+        try:
+            return self.graph.add(ipath, op, attrs, inputs)
+        except ops.OpError as e:
+            if blame is not None:
+                self.blame(ctx, blame, f"{e} at {ipath}")
+            else:
+                self.problem(ctx, path, f"{e} at {ipath}")
+            raise Abort from None
+
+    # -- whole network ---------------------------------------------------------------
+    def run(self) -> Graph:
+        spec, g = self.spec, self.graph
+        root = Ctx(spec.smap, {}, "")
+        self._guard_size()
+        x = g.add("input", "input", {"shape": spec.input_shape}, [])
+        if spec.data.get("stem"):
+            x = self.unit(root, "stem", ("stem",), spec.data["stem"], x)
+        for i, st in enumerate(spec.data["stages"]):
+            x = self.stage(root, i, st, x)
+        if spec.data.get("head"):
+            x = self.unit(root, "head", ("head",), spec.data["head"], x)
+        g.output = x
+        if self.problems:
+            raise SpecError(self.problems)
+        return g
+
+    def _guard_size(self):
+        total = sum(st.get("repeat", 1) for st in self.spec.data["stages"] if isinstance(st.get("repeat", 1), int))
+        if total > MAX_BLOCKS:
+            i = max(range(len(self.spec.data["stages"])), key=lambda k: self.spec.data["stages"][k].get("repeat", 1))
+            raise LimitError([self.spec.smap.problem(("stages", i, "repeat"),
+                                                     f"the stages repeat {total} blocks in all; the limit is "
+                                                     f"{MAX_BLOCKS} (refused before building anything)")])
+
+    def unit(self, ctx, scope, path, items, x):
+        self.graph.add_unit(scope)
+        try:
+            return self.items(ctx, items, path, scope, x)
+        except Abort:
+            return x
+
+    def stage(self, root: Ctx, i: int, st: dict, x: str) -> str:
+        g, path = self.graph, ("stages", i)
+        scope = f"stages.{i}"
+        name = st.get("name", f"stage{i}")
+        stage = Stage(scope, name)
+        g.stages.append(stage)
+        if "layers" in st:
+            extra = [k for k in st if k not in ("layers", "name")]
+            if extra:
+                self.problem(root, path + (extra[0],), f"a layer stage takes only 'layers' and 'name', "
+                                                       f"not '{extra[0]}'", key=True)
+            g.add_unit(scope)
+            try:
+                out = self.items(Ctx(root.smap, {}, format_path(path)), st["layers"], path + ("layers",), scope, x)
+            except Abort:
+                return x
+            c = Composite(scope, "layers", x, out, stage=i, index=0, name=name,
+                          mark=root.smap.mark(path), spec_path=format_path(path))
+            g.blocks[scope] = c
+            stage.blocks.append(scope)
+            return out
+        if "block" not in st:
+            close = [k for k in st if did_you_mean(k, ("block", "layers"))]
+            if close:   # a misspelt 'block' would otherwise read as a template parameter
+                self.problem(root, path + (close[0],), f"unknown key '{close[0]}'"
+                                                      f"{did_you_mean(close[0], ('block', 'layers'))}", key=True)
+            else:
+                self.problem(root, path, "a stage needs 'block' (a template name) or 'layers'")
+            return x
+        tmpl = self.spec.templates.get(st["block"])
+        if tmpl is None:
+            self.problem(root, path + ("block",), f"unknown block template '{st['block']}'"
+                                                  f"{did_you_mean(st['block'], self.spec.templates)}")
+            return x
+        params = {k: v for k, v in st.items() if k not in ("block", "repeat", "name")}
+        for j in range(st.get("repeat", 1)):
+            scope_j = f"{scope}.blocks.{j}"
+            given = dict(params)
+            if j > 0 and "stride" in given:
+                given["stride"] = 1   # a stage's stride applies to its first block
+            g.add_unit(scope_j)
+            before = len(self.problems)
+            try:
+                x = self.instance(root, tmpl, given, path, scope_j, x, where=f"{format_path(path)}.blocks[{j}]",
+                                  stage=(i, j, name))
+            except Abort:
+                pass
+            stage.blocks.append(scope_j)
+            if len(self.problems) > before and j > 0:
+                break   # later repeats would repeat the same problems
+        return x
+
+    # -- layer lists -----------------------------------------------------------------
+    def items(self, ctx: Ctx, items: list, path, scope: str, x: str) -> str:
+        names = set()
+        for i, item in enumerate(items):
+            name = item.get("name", str(i)) if isinstance(item, dict) else str(i)
+            if name in names:
+                self.problem(ctx, tuple(path) + (i, "name"), f"duplicate layer name '{name}' in this list")
+                raise Abort
+            names.add(name)
+            x = self.item(ctx, item, tuple(path) + (i,), f"{scope}.{name}", x)
+        return x
+
+    def item(self, ctx: Ctx, item, path, p: str, x: str) -> str:
+        if isinstance(item, str):
+            kind, attrs = item, {}
+        else:
+            kinds = [k for k in item if k != "name"]
+            if len(kinds) != 1:
+                self.problem(ctx, path, "a layer has exactly one kind, got " + (", ".join(kinds) or "none"))
+                raise Abort
+            kind = kinds[0]
+            attrs = item[kind] or {}
+        apath = tuple(path) + ((kind,) if not isinstance(item, str) else ())
+        if kind in COMPOSITES:
+            comp = COMPOSITES[kind](self, ctx, attrs, apath, p, x)
+            self.graph.composites[p] = comp
+            return comp.output
+        if kind == "block":
+            tmpl = self.spec.templates.get(attrs.get("template"))
+            if tmpl is None:
+                self.problem(ctx, apath + ("template",), f"unknown block template '{attrs.get('template')}'"
+                                                         f"{did_you_mean(attrs.get('template'), self.spec.templates)}")
+                raise Abort
+            given = {k: v for k, v in attrs.items() if k != "template"}
+            return self.instance(ctx, tmpl, given, apath, p, x, where=f"{ctx.where or format_path(path)}")
+        if kind not in LAYERS:
+            raise AssertionError(f"layer kind {kind} passed the schema but has no expansion")
+        return LAYERS[kind](self, ctx, attrs, apath, p, x)
+
+
+
+def expand(spec: Spec) -> Graph:
+    """Spec -> IR graph with shapes. Raises SpecError listing every problem."""
+    return Expander(spec).run()

@@ -1,0 +1,210 @@
+"""Layer builders: where each layer kind of the spec language becomes IR nodes.
+
+    LAYERS[kind](fe, ctx, attrs, path, p, x) -> the output node's path
+    COMPOSITES[kind](fe, ctx, attrs, path, p, x) -> a Composite (residual, parallel)
+
+`fe` is the Expander: builders resolve values through it (`fe.value`, `fe.pair`, which blame
+the right spec location), add nodes with `fe.node` and expand nested layer lists with
+`fe.items`. A builder records a problem and raises Abort when it cannot go on.
+"""
+from __future__ import annotations
+
+from ..ir import ops
+from ..ir.graph import Composite
+from ..spec.errors import did_you_mean
+from .binding import Abort
+
+BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
+
+
+def _opt(fe, ctx, a, path, key, default=None, want=None):
+    """An optional attribute, resolved (expressions allowed) or its default."""
+    return fe.value(ctx, a[key], path + (key,), want)[0] if key in a else default
+
+
+def conv(fe, ctx, a, path, p, x) -> str:
+    """conv -> conv2d [+ batchnorm] [+ act]: nodes `<p>.conv`, `<p>.bn`, `<p>.act`."""
+    out, _ = fe.value(ctx, a["out"], path + ("out",), int)
+    k = fe.pair(ctx, a.get("kernel", 1), path + ("kernel",))
+    stride = fe.pair(ctx, a.get("stride", 1), path + ("stride",))
+    dil = fe.pair(ctx, a.get("dilation", 1), path + ("dilation",))
+    pad_raw = fe.value(ctx, a.get("padding", "same"), path + ("padding",))[0] \
+        if not isinstance(a.get("padding"), list) else None
+    if pad_raw == "same":
+        pad = (ops.same_padding(k[0], dil[0]), ops.same_padding(k[1], dil[1]))
+    elif pad_raw == "valid":
+        pad = (0, 0)
+    else:
+        pad = fe.pair(ctx, a["padding"], path + ("padding",))
+    groups, g_blame = fe.value(ctx, a.get("groups", 1), path + ("groups",), int)
+    norm = fe.value(ctx, a.get("norm", "bn"), path + ("norm",))[0]
+    act = fe.value(ctx, a.get("act", "relu"), path + ("act",))[0]
+    bias = fe.value(ctx, a["bias"], path + ("bias",), bool)[0] if "bias" in a else norm == "none"
+    attrs = {"out": out, "kernel": k, "stride": stride, "padding": pad, "dilation": dil,
+             "groups": groups, "bias": bias}
+    fe.positive(ctx, path, attrs, ("out", "kernel", "stride", "dilation", "groups"))
+    if min(pad) < 0:
+        fe.problem(ctx, path + ("padding",), f"padding must be >= 0, got {pad}")
+        raise Abort
+    if norm not in ("bn", "none"):
+        fe.problem(ctx, path + ("norm",), f"norm must be bn or none, got {norm!r}")
+        raise Abort
+    if act != "none" and act not in ops.ACTIVATIONS:
+        fe.problem(ctx, path + ("act",), f"unknown activation {act!r}{did_you_mean(act, ops.ACTIVATIONS)}")
+        raise Abort
+    cin = fe.graph.shape(x)[0]
+    unit = fe.graph.unit_of(p)
+    rel = p[len(unit) + 1:] if unit and p != unit else p
+    for what, n in (("input", cin), ("output", out)):
+        if n % groups:
+            fe.blame(ctx, g_blame, f"{groups} does not divide the {n} {what} channels of {rel}")
+            raise Abort
+    y = fe.node(ctx, path, f"{p}.conv", "conv2d", attrs, [x])
+    if norm == "bn":
+        y = fe.node(ctx, path, f"{p}.bn", "batchnorm", dict(BN_DEFAULTS), [y])
+    if act != "none":
+        y = fe.node(ctx, path, f"{p}.act", "act", {"kind": act}, [y])
+    return y
+
+
+def bn(fe, ctx, a, path, p, x) -> str:
+    a = a or {}
+    return fe.node(ctx, path, p, "batchnorm", {"eps": a.get("eps", 1e-5),
+                                               "momentum": a.get("momentum", 0.1)}, [x])
+
+
+def act(kind):
+    def build(fe, ctx, a, path, p, x) -> str:
+        return fe.node(ctx, path, p, "act", {"kind": kind}, [x])
+    return build
+
+
+def pool(kind):
+    def build(fe, ctx, a, path, p, x) -> str:
+        k = fe.pair(ctx, a["kernel"], path + ("kernel",))
+        attrs = {"kernel": k,
+                 "stride": fe.pair(ctx, a["stride"], path + ("stride",)) if "stride" in a else k,
+                 "padding": fe.pair(ctx, a["padding"], path + ("padding",)) if "padding" in a else (0, 0),
+                 "ceil_mode": bool(_opt(fe, ctx, a, path, "ceil_mode", False))}
+        if kind == "avgpool":
+            attrs["count_include_pad"] = bool(_opt(fe, ctx, a, path, "count_include_pad", True))
+        fe.positive(ctx, path, attrs, ("kernel", "stride"))
+        return fe.node(ctx, path, p, kind + "2d", attrs, [x])
+    return build
+
+
+def global_pool(mode):
+    def build(fe, ctx, a, path, p, x) -> str:
+        return fe.node(ctx, path, p, "global_pool", {"mode": mode, "keepdim": False}, [x])
+    return build
+
+
+def flatten(fe, ctx, a, path, p, x) -> str:
+    return fe.node(ctx, path, p, "flatten", {}, [x])
+
+
+def linear(fe, ctx, a, path, p, x) -> str:
+    out = _opt(fe, ctx, a, path, "out", want=int)
+    fe.positive(ctx, path, {"out": out}, ("out",))
+    return fe.node(ctx, path, p, "linear", {"out": out, "bias": bool(_opt(fe, ctx, a, path, "bias", True))}, [x])
+
+
+def dropout(fe, ctx, a, path, p, x) -> str:
+    pr = _opt(fe, ctx, a, path, "p", 0.5)
+    if not isinstance(pr, (int, float)) or not 0 <= pr < 1:
+        fe.problem(ctx, path + ("p",), f"dropout p must be in [0, 1), got {pr!r}")
+        raise Abort
+    return fe.node(ctx, path, p, "dropout", {"p": float(pr)}, [x])
+
+
+def channel_shuffle(fe, ctx, a, path, p, x) -> str:
+    gr, blame = fe.value(ctx, a["groups"], path + ("groups",), int)
+    fe.positive(ctx, path, {"groups": gr}, ("groups",))
+    return fe.node(ctx, path, p, "channel_shuffle", {"groups": gr}, [x], blame=blame)
+
+
+def identity(fe, ctx, a, path, p, x) -> str:
+    return fe.node(ctx, path, p, "identity", {}, [x])
+
+
+LAYERS = {
+    "conv": conv, "bn": bn,
+    **{kind: act(kind) for kind in ops.ACTIVATIONS},
+    "maxpool": pool("maxpool"), "avgpool": pool("avgpool"),
+    "global_avgpool": global_pool("avg"), "global_maxpool": global_pool("max"),
+    "flatten": flatten, "linear": linear, "dropout": dropout,
+    "channel_shuffle": channel_shuffle, "identity": identity,
+}
+
+
+# -- composites ----------------------------------------------------------------------------
+def residual(fe, ctx, a, path, p, x) -> Composite:
+    g = fe.graph
+    branch = fe.items(ctx, a["branch"], path + ("branch",), f"{p}.branch", x)
+    merge = fe.value(ctx, a.get("merge", "add"), path + ("merge",))[0]
+    if merge not in ("add", "concat"):
+        fe.problem(ctx, path + ("merge",), f"merge must be add or concat, got {merge!r}")
+        raise Abort
+    sc = a.get("shortcut", "auto")
+    when, layers = ("auto", None) if sc == "auto" else ("never", None) if sc == "identity" else \
+        ("always", sc) if isinstance(sc, list) else (sc.get("when", "auto"), sc["layers"])
+    xs, bs = g.shape(x), g.shape(branch)
+    agree = xs == bs if merge == "add" else xs[1:] == bs[1:]
+    short = x
+    if when == "always" or (when == "auto" and not agree):
+        if layers is not None:
+            lp = path + ("shortcut",) + (("layers",) if isinstance(sc, dict) else ())
+            short = fe.items(ctx, layers, lp, f"{p}.shortcut", x)
+        else:
+            short = projection(fe, ctx, path, p, x, branch)
+    scale = fe.value(ctx, a.get("scale", 1.0), path + ("scale",))[0]
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
+        raise Abort
+    if merge == "add":
+        m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0, float(scale))}, [short, branch])
+    else:
+        m = fe.node(ctx, path, f"{p}.concat", "concat", {}, [short, branch])
+    out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
+    return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=short, merge=m)
+
+
+def projection(fe, ctx, path, p, x, branch) -> str:
+    """The `auto` shortcut when shapes differ: 1x1 conv (stride from the sizes) + BN."""
+    (_, hi, wi), (co, ho, wo) = fe.graph.shape(x), fe.graph.shape(branch)
+    sh, sw = -(-hi // ho), -(-wi // wo)   # the stride s with ceil(n / s) == out, if any
+    if ops.conv_out(hi, 1, sh, 0) != ho or ops.conv_out(wi, 1, sw, 0) != wo:
+        fe.problem(ctx, path + ("shortcut",), f"auto shortcut cannot map {hi}x{wi} to {ho}x{wo} with a "
+                                              "strided 1x1 conv; give the shortcut layers explicitly")
+        raise Abort
+    conv = {"out": co, "kernel": (1, 1), "stride": (sh, sw), "padding": (0, 0), "dilation": (1, 1),
+            "groups": 1, "bias": False}
+    y = fe.node(ctx, path, f"{p}.shortcut.0.conv", "conv2d", conv, [x])
+    return fe.node(ctx, path, f"{p}.shortcut.0.bn", "batchnorm", dict(BN_DEFAULTS), [y])
+
+
+def parallel(fe, ctx, a, path, p, x) -> Composite:
+    br = a["branches"]
+    named = br.items() if isinstance(br, dict) else ((f"branch{i}", b) for i, b in enumerate(br))
+    outs = []
+    for i, (name, items) in enumerate(named):
+        key = name if isinstance(br, dict) else i
+        if not name or "." in name:
+            fe.problem(ctx, path + ("branches", key), f"branch name {name!r}: names are non-empty and have no "
+                                                      "'.' (it separates the parts of node paths)", key=True)
+            raise Abort
+        outs.append(fe.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
+    merge = fe.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]
+    if merge not in ("add", "concat"):
+        fe.problem(ctx, path + ("merge",), f"merge must be concat or add, got {merge!r}")
+        raise Abort
+    if merge == "concat":
+        m = fe.node(ctx, path, f"{p}.concat", "concat", {}, outs) if len(outs) > 1 else outs[0]
+    else:
+        m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0,) * len(outs)}, outs) \
+            if len(outs) > 1 else outs[0]
+    out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
+    return Composite(p, "parallel", x, out, merge=m)
+
+
+COMPOSITES = {"residual": residual, "parallel": parallel}
