@@ -3,22 +3,16 @@
     model = secompile.compile("specs/se_resnext50.yaml")   # a torch.nn.Module
     report = secompile.count("specs/se_resnext50.yaml")    # analytic MACs / params
 """
-from .api import build_ir, check_limits, compile, count
+from ._version import __version__
+from .api import build_ir, check_limits, compile, count, draw, prepare, to_onnx
 from .spec import LimitError, Problem, Spec, SpecError, load_spec
 
-__version__ = "0.1.0"
-__all__ = ["compile", "count", "build_ir", "check_limits", "load_spec", "Spec", "SpecError",
-           "LimitError", "Problem", "__version__"]
+__all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "draw", "load_spec", "Spec",
+           "SpecError", "LimitError", "Problem", "__version__"]
 
 
-def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only when used
-    if name == "to_onnx":
-        from .backends.onnx import to_onnx
-        return to_onnx
-    if name == "draw":
-        from .backends.graphviz import draw
-        return draw
+def __getattr__(name):  # the torch backend is imported only when weights are loaded
     if name == "load_weights":
-        from .weights import load_weights
+        from .backends.torch_weights import load_weights
         return load_weights
     raise AttributeError(f"module 'secompile' has no attribute {name!r}")

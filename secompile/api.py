@@ -1,15 +1,22 @@
-"""The public API: thin functions over the pipeline spec -> IR -> passes -> analysis -> backends."""
+"""The public API: thin functions over the pipeline spec -> front end -> IR -> passes -> analysis
+-> backends.
+
+Every entry point that turns a spec into something goes through `prepare` (load, expand,
+insert SE blocks, count and check the limits), so the checks are the same everywhere.
+Backends are imported inside the functions that need them: `import secompile` stays free of
+torch, onnx and graphviz until one of them is asked for.
+"""
 from __future__ import annotations
 
 import contextlib
 import gc
 
 from .analysis.counts import Counts, report
-from .ir.graph import Graph
 from .frontend import expand
+from .ir.graph import Graph
 from .passes import insert_se
-from .spec.errors import LimitError, Problem
 from .spec.document import Spec, load_spec
+from .spec.errors import LimitError, Problem
 
 MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine should allocate
 MAX_MACS = 2_000_000_000_000
@@ -37,15 +44,8 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None) -> Graph:
         return g
 
 
-def count(spec, *, se: bool = True) -> dict:
-    """The analytic report: multiply-adds and parameters per stage and in total."""
-    g = build_ir(spec, se=se)
-    with _gc_paused():
-        return report(g)
-
-
 def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS) -> Counts:
-    """Refuse a network over the limits before any tensor is allocated."""
+    """Refuse a network over the limits before any tensor is allocated (None: no limit)."""
     c = Counts(g)
     total = c.total
     problems = []
@@ -61,11 +61,71 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
     return c
 
 
+def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
+            base_dir: str | None = None) -> tuple[Spec, Graph, Counts]:
+    """The front door: spec -> (Spec, IR with SE blocks, its Counts), limits checked.
+
+    Pass max_params=None, max_macs=None where nothing is allocated (drawing, tables).
+    Raises SpecError (LimitError) with every problem found.
+    """
+    spec = load_spec(spec, base_dir)
+    g = build_ir(spec, se=se)
+    return spec, g, check_limits(spec, g, max_params, max_macs)
+
+
+def count(spec, *, se: bool = True) -> dict:
+    """The analytic report: multiply-adds and parameters per stage and in total."""
+    g = build_ir(spec, se=se)
+    with _gc_paused():
+        return report(g)
+
+
 def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
             max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None):
     """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed)."""
-    spec = load_spec(spec, base_dir)
-    g = build_ir(spec)
-    check_limits(spec, g, max_params, max_macs)
+    _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir)
     from .backends.torch import lower  # torch only when a module is asked for
     return lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+
+
+def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int | None = None,
+            max_params=MAX_PARAMS, max_macs=MAX_MACS):
+    """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
+    backend's initialisation for `seed`. Writes `path` atomically when given (opset: default 17).
+
+    Raises SpecError for spec problems and for weights that do not fit the spec.
+    """
+    from .backends import onnx
+    from .backends.onnx_weights import load_state
+    opset = onnx.DEFAULT_OPSET if opset is None else opset
+    onnx.check_opset(opset)
+    _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs)
+    model = onnx.lower(g, load_state(weights, g, seed), fold_bn=fold_bn, opset=opset)
+    if path is not None:
+        onnx.save(model, path)
+    return model
+
+
+def _drawable(spec):
+    """-> (Graph, Spec or None). A Graph is drawn as is; anything else goes through the front door."""
+    if isinstance(spec, Graph):
+        return spec, None
+    s, g, _ = prepare(spec, max_params=None, max_macs=None)
+    return g, s
+
+
+def to_dot(spec, level: str = "block", *, scope: str | None = None) -> str:
+    """The DOT source of a diagram. `scope` (a block, stage or unit path such as
+    'stages.1.blocks.0') draws only that part, with stubs for what feeds it and reads it."""
+    from .backends.graphviz import dot_source
+    return dot_source(*_drawable(spec), level, scope)
+
+
+def draw(spec, level: str = "block", format: str = "svg", path: str | None = None, *,
+         scope: str | None = None) -> str:
+    """Draw `spec` (a path, YAML text, dict, Spec or IR Graph); returns the file written.
+    Raises DotNotFound (after writing `<path>.dot`) where `dot` is missing and format != 'dot'."""
+    from .backends.graphviz import FORMATS, draw_graph
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    return draw_graph(*_drawable(spec), level, format, path, scope=scope)

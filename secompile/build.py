@@ -1,39 +1,25 @@
 """`secompile build`: validate, count, compile the module to check it, write the outputs.
 
 Every output of one build is staged in a temporary directory and swapped in whole.
-Backends add their files through OUTPUT_WRITERS (ONNX, diagrams).
+Extra outputs are writers `(spec, g, model, stage_dir) -> [file names]`: the block-level
+diagram (`diagram_output`) and the ONNX model (`onnx_output`) below.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from .analysis.counts import report
-from .api import MAX_MACS, MAX_PARAMS, build_ir, check_limits
-from .outputs import staged_dir
-from .spec.document import load_spec
-
-
-def _report_md(rep: dict) -> str:
-    lines = [f"# {rep['name']}", "", f"input {'x'.join(map(str, rep['input']))}, output "
-             f"{'x'.join(map(str, rep['output']))}", "",
-             "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
-    rows = ([rep["stem"]] if rep.get("stem") else []) + rep["stages"] + ([rep["head"]] if rep.get("head") else [])
-    for r in rows:
-        lines.append(f"| {r['name']} | {r.get('blocks', '')} | {r.get('se_blocks', '')} | "
-                     f"{'x'.join(map(str, r['output_shape']))} | {r['macs']:,} | {r['params']:,} |")
-    t = rep["total"]
-    lines += [f"| **total** | | {rep['se']['blocks']} | | **{t['macs']:,}** | **{t['params']:,}** |", "",
-              f"Conv + fc multiply-adds: {t['conv_linear_macs']:,}. SE blocks add {rep['se']['params']:,} "
-              f"parameters and {rep['se']['macs']:,} multiply-adds.", ""]
-    return "\n".join(lines)
+from .api import MAX_MACS, MAX_PARAMS, prepare
+from .ir.graph import Graph
+from .outputs import atomic_write, staged_dir
+from .reports import report_markdown
 
 
 def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_macs=MAX_MACS,
           extra_outputs=()) -> dict:
-    spec = load_spec(spec_src)
-    g = build_ir(spec)
-    counts = check_limits(spec, g, max_params, max_macs)
+    spec, g, counts = prepare(spec_src, max_params=max_params, max_macs=max_macs)
     rep = report(g, counts)
 
     from .backends.torch import lower
@@ -49,7 +35,32 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
             json.dump(rep, f, indent=2)
             f.write("\n")
         with open(os.path.join(stage, "report.md"), "w") as f:
-            f.write(_report_md(rep))
+            f.write(report_markdown(rep))
         for writer in extra_outputs:
             files += writer(spec, g, model, stage)
     return {**rep, "_output_dir": out_dir, "_files": files}
+
+
+def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
+    """The block-level diagram `<name>.svg` (or `<name>.dot` without `dot`), into the staging dir."""
+    from .backends.graphviz import DotNotFound, dot_missing_message, dot_source, render
+    source = dot_source(g, spec, "block", None)
+    svg = os.path.join(stage_dir, f"{spec.name}.svg")
+    try:
+        atomic_write(svg, render(source, "svg"))
+        return [os.path.basename(svg)]
+    except DotNotFound:
+        dot_path = os.path.join(stage_dir, f"{spec.name}.dot")
+        atomic_write(dot_path, source)
+        print(dot_missing_message(f"{spec.name}.dot", "svg", f"{spec.name}.svg",
+                                  written=f"{spec.name}.dot in the output directory (run dot there)"),
+              file=sys.stderr)
+        return [os.path.basename(dot_path)]
+
+
+def onnx_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
+    """`secompile build --onnx`: `<name>.onnx` with the build's module weights, into the staging dir."""
+    from .backends.onnx import lower, save
+    from .backends.onnx_weights import load_state
+    m = lower(g, load_state(model, g))
+    return save(m, os.path.join(stage_dir, f"{spec.name}.onnx"))

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import pathlib
 import sys
 
 from . import __version__
+from .reports import print_summary
 from .spec.errors import SpecError
 
 
@@ -73,26 +76,6 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _print_summary(report: dict, file=sys.stdout) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=f"{report['name']}  input {'x'.join(map(str, report['input']))}", title_justify="left")
-    for col in ("part", "blocks", "SE", "output", "MACs (G)", "params (M)"):
-        t.add_column(col, justify="left" if col in ("part", "output") else "right")
-    rows = ([report["stem"]] if report.get("stem") else []) + report["stages"] + \
-        ([report["head"]] if report.get("head") else [])
-    for r in rows:
-        t.add_row(r["name"], str(r.get("blocks", "")), str(r.get("se_blocks", "")),
-                  "x".join(map(str, r["output_shape"])), f"{r['macs'] / 1e9:.3f}", f"{r['params'] / 1e6:.3f}")
-    tot = report["total"]
-    t.add_row("total", "", str(report["se"]["blocks"]), "x".join(map(str, report["output"])),
-              f"{tot['macs'] / 1e9:.3f}", f"{tot['params'] / 1e6:.3f}", style="bold")
-    Console(file=file, width=100).print(t)
-    print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters {tot['params']:,}; "
-          f"SE: {report['se']['blocks']} blocks, +{report['se']['params']:,} params", file=file)
-
-
 def cmd_validate(args) -> int:
     from .api import build_ir
     problems = []
@@ -114,40 +97,80 @@ def cmd_count(args) -> int:
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
-        _print_summary(rep)
+        print_summary(rep)
     return 0
 
 
 def cmd_build(args) -> int:
-    from .build import build
+    from .build import build, diagram_output, onnx_output
     writers = []
     if not args.no_draw:
-        from .backends.graphviz import build_output as draw_output
-        writers.append(draw_output)
+        writers.append(diagram_output)
     if args.onnx:
-        from .backends.onnx import build_output as onnx_output
         writers.append(onnx_output)
     rep = build(args.spec, args.output, max_params=args.max_params, max_macs=args.max_macs,
                 extra_outputs=writers)
     if not args.quiet:
-        _print_summary(rep)
+        print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .backends.onnx import export_cli
-    return export_cli(args)
+    """`secompile export SPEC --format onnx -o FILE [--weights CKPT] [--fold-bn] [--opset N]`."""
+    from .api import to_onnx
+    from .backends.onnx import DEFAULT_OPSET, check_opset
+    opset = args.opset if args.opset is not None else DEFAULT_OPSET
+    try:
+        check_opset(opset)
+    except ValueError as e:
+        print(f"secompile export: --opset: {e}", file=sys.stderr)
+        return 2
+    model = to_onnx(args.spec, args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn, opset=opset,
+                    max_params=args.max_params, max_macs=args.max_macs)
+    if not getattr(args, "quiet", False):
+        n = sum(math.prod(t.dims) for t in model.graph.initializer)
+        print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, {n:,} weights, "
+              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}")
+    return 0
 
 
 def cmd_draw(args) -> int:
-    from .backends.graphviz import draw_cli
-    return draw_cli(args)
+    """`secompile draw SPEC [--level] [--format] [-o FILE]`: 0 drawn, 2 `dot` missing (DOT written)."""
+    from .api import draw
+    from .backends.graphviz import DotNotFound
+    try:
+        out = draw(args.spec, args.level, args.format, args.output, scope=getattr(args, "scope", None))
+    except DotNotFound as e:
+        print(e, file=sys.stderr)
+        return 2
+    except ValueError as e:          # a scope that names nothing: the user's mistake, not a crash
+        print(f"secompile: {e}", file=sys.stderr)
+        return 2
+    if not getattr(args, "quiet", False):
+        print(f"wrote {out}")
+    return 0
 
 
 def cmd_zoo(args) -> int:
-    from .analysis.zoo import zoo_cli
-    return zoo_cli(args)
+    """`secompile zoo [DIR] [--json|--markdown]`: 0, or 2 when a spec has problems."""
+    from .reports import print_zoo, zoo_markdown
+    from .zoo import zoo_table
+    directory = args.directory
+    if not os.path.isdir(directory):
+        print(f"secompile zoo: {directory}: not a directory", file=sys.stderr)
+        return 2
+    rows = zoo_table(directory)
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2))
+    elif getattr(args, "markdown", False):
+        sys.stdout.write(zoo_markdown(rows))
+    else:
+        print_zoo(rows, directory)
+    errors = [r for r in rows if r["error"] is not None]
+    for r in errors:
+        print(r["error"], file=sys.stderr)
+    return 2 if errors else 0
 
 
 def cmd_schema(args) -> int:

@@ -19,7 +19,10 @@ import secompile
 from support import ROOT, SPECS, all_specs
 from secompile import cli
 from secompile.analysis.counts import Counts
+from secompile import api
 from secompile.backends import graphviz as gv
+from secompile.build import diagram_output
+from secompile.cli import cmd_draw
 from secompile.backends import graphviz_style as st
 from secompile.backends.graphviz_layout import choose_columns
 from secompile.backends.graphviz_levels import chains
@@ -125,7 +128,7 @@ def is_aid(name):
 @pytest.mark.parametrize("spec,level", spec_levels(HEAVY_LAYOUT))
 def test_structure_matches_ir(spec, level):
     g = ir(spec)
-    lay = Layout(gv.to_dot(spec, level))
+    lay = Layout(api.to_dot(spec, level))
     if level == "stage":
         check_stage(g, lay)
     elif level == "block":
@@ -186,8 +189,8 @@ def check_op(g, lay):
 @needs_dot
 @pytest.mark.parametrize("spec,level", spec_levels(HEAVY_RENDER))
 def test_renders_svg_and_png(spec, level, tmp_path):
-    svg = gv.draw(spec, level, "svg", tmp_path / f"{level}.svg")
-    png = gv.draw(spec, level, "png", tmp_path / f"{level}.png")
+    svg = api.draw(spec, level, "svg", tmp_path / f"{level}.svg")
+    png = api.draw(spec, level, "png", tmp_path / f"{level}.png")
     text = pathlib.Path(svg).read_text()
     assert text.lstrip().startswith("<?xml") and "</svg>" in text
     assert pathlib.Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -199,18 +202,18 @@ def test_op_level_se_resnext50_renders_fast(tmp_path):
     """Issue 5: the op-level SVG of SE-ResNeXt-50 in under 10 s (typically well under 1 s)."""
     import time
     t = time.perf_counter()
-    gv.draw(SPECS / "se_resnext50.yaml", "op", "svg", tmp_path / "op.svg")
+    api.draw(SPECS / "se_resnext50.yaml", "op", "svg", tmp_path / "op.svg")
     assert time.perf_counter() - t < 10
 
 
 # -- determinism -------------------------------------------------------------------------------
 def test_dot_text_is_deterministic():
     spec = SPECS / "se_resnext50.yaml"
-    first = {lv: gv.to_dot(spec, lv) for lv in ("stage", "block", "op")}
-    assert first == {lv: gv.to_dot(spec, lv) for lv in ("stage", "block", "op")}
-    assert gv.to_dot(ir(spec).copy(), "op") == first["op"]        # from an IR Graph too
-    code = ("import sys, secompile.backends.graphviz as gv; "
-            "sys.stdout.write(gv.to_dot(sys.argv[1], 'block') + gv.to_dot(sys.argv[1], 'op'))")
+    first = {lv: api.to_dot(spec, lv) for lv in ("stage", "block", "op")}
+    assert first == {lv: api.to_dot(spec, lv) for lv in ("stage", "block", "op")}
+    assert api.to_dot(ir(spec).copy(), "op") == first["op"]        # from an IR Graph too
+    code = ("import sys, secompile.api as api; "
+            "sys.stdout.write(api.to_dot(sys.argv[1], 'block') + api.to_dot(sys.argv[1], 'op'))")
     outs = set()
     for seed in ("1", "2"):    # set and dict order may not leak into the text
         env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
@@ -224,7 +227,7 @@ def test_dot_text_is_deterministic():
 def test_op_labels_show_op_attributes_shape_and_cost():
     spec = SPECS / "se_resnext50.yaml"
     g, c = ir(spec), Counts(ir(spec))
-    dot = pydot.graph_from_dot_data(gv.to_dot(spec, "op", scope="stages.1.blocks.0"))[0]
+    dot = pydot.graph_from_dot_data(api.to_dot(spec, "op", scope="stages.1.blocks.0"))[0]
     nodes = {n.get_name().strip('"'): n for sub in _walk(dot) for n in sub.get_nodes()}
     path = "stages.1.blocks.0.branch.conv2.conv"
     cost = c.nodes[path]
@@ -252,17 +255,17 @@ def _walk(graph):
 
 
 def test_stage_level_shows_stage_parameters():
-    text = gv.to_dot(SPECS / "se_resnext50.yaml", "stage")
+    text = api.to_dot(SPECS / "se_resnext50.yaml", "stage")
     for part in ("stage 2 · bottleneck × 6", "width 512", "cardinality 32", "stride 2",
                  "SE in all 6 blocks, reduction 16", "output 1024×14×14"):
         assert part in text, part
-    from_ir = gv.to_dot(ir(SPECS / "se_resnext50.yaml"), "stage")    # without the spec: from the IR
+    from_ir = api.to_dot(ir(SPECS / "se_resnext50.yaml"), "stage")    # without the spec: from the IR
     assert "groups 32" in from_ir and "width 512" not in from_ir
 
 
 def test_block_level_draws_projection_and_identity_shortcuts():
     g = ir(SPECS / "se_resnet50.yaml")
-    text = gv.to_dot(g, "block")
+    text = api.to_dot(g, "block")
     assert text.count("projection shortcut") == 4            # the first block of each stage
     dashed = [ln for ln in text.splitlines() if "->" in ln and "style=dashed" in ln]
     assert len(dashed) == 16 - 4                              # identity shortcuts
@@ -276,7 +279,7 @@ def test_columns_follow_stages_and_split_only_very_long_ones(monkeypatch):
 
     def columns(name):
         g = ir(SPECS / f"{name}.yaml")
-        gv.to_dot(g, "block")
+        api.to_dot(g, "block")
         return {s.path: sorted({seen[-1].column[b] for b in s.blocks}) for s in g.stages}
     assert columns("se_resnet50") == {f"stages.{i}": [i] for i in range(4)}
     senet = columns("senet154")             # 3, 8, 36, 3 blocks
@@ -306,9 +309,9 @@ def no_dot(monkeypatch, tmp_path):
 def test_without_dot_draw_writes_dot_source_and_says_how_to_render(no_dot):
     out = no_dot / "net.svg"
     with pytest.raises(gv.DotNotFound) as e:
-        gv.draw(SPECS / "se_resnet50.yaml", "block", "svg", out)
+        api.draw(SPECS / "se_resnet50.yaml", "block", "svg", out)
     assert not out.exists()
-    assert (no_dot / "net.dot").read_text() == gv.to_dot(SPECS / "se_resnet50.yaml", "block")
+    assert (no_dot / "net.dot").read_text() == api.to_dot(SPECS / "se_resnet50.yaml", "block")
     msg = str(e.value)
     assert f"dot -Tsvg {no_dot / 'net.dot'} -o {out}" in msg and "apt-get install graphviz" in msg
 
@@ -327,7 +330,7 @@ def test_without_dot_build_writes_dot_file(no_dot, capsys):
     spec = secompile.load_spec(SPECS / "se_resnet50.yaml")
     stage = no_dot / "stage"
     stage.mkdir()
-    assert gv.build_output(spec, ir(SPECS / "se_resnet50.yaml"), None, str(stage)) == ["se_resnet50.dot"]
+    assert diagram_output(spec, ir(SPECS / "se_resnet50.yaml"), None, str(stage)) == ["se_resnet50.dot"]
     assert "dot -Tsvg se_resnet50.dot -o se_resnet50.svg" in capsys.readouterr().err
     assert os.listdir(stage) == ["se_resnet50.dot"]
 
@@ -338,7 +341,7 @@ def test_failed_render_leaves_no_file(monkeypatch, tmp_path):
     monkeypatch.setattr(gv.graphviz, "pipe", broken)
     monkeypatch.setattr(gv.shutil, "which", lambda name: "/usr/bin/dot")
     with pytest.raises(subprocess.CalledProcessError):
-        gv.draw(SPECS / "se_resnet50.yaml", "stage", "svg", tmp_path / "x.svg")
+        api.draw(SPECS / "se_resnet50.yaml", "stage", "svg", tmp_path / "x.svg")
     assert os.listdir(tmp_path) == []
 
 
@@ -362,11 +365,11 @@ def test_build_writes_block_diagram(tmp_path):
 
 def test_rejects_unknown_level_format_and_scope(tmp_path):
     with pytest.raises(ValueError, match="level"):
-        gv.to_dot(SPECS / "se_resnet50.yaml", "layer")
+        api.to_dot(SPECS / "se_resnet50.yaml", "layer")
     with pytest.raises(ValueError, match="format"):
-        gv.draw(SPECS / "se_resnet50.yaml", "block", "jpeg", tmp_path / "x.jpeg")
+        api.draw(SPECS / "se_resnet50.yaml", "block", "jpeg", tmp_path / "x.jpeg")
     with pytest.raises(ValueError, match="names no node"):
-        gv.to_dot(SPECS / "se_resnet50.yaml", "op", scope="stages.9")
+        api.to_dot(SPECS / "se_resnet50.yaml", "op", scope="stages.9")
 
 
 def test_draw_cli_scope_and_bad_scope(tmp_path, capsys):
@@ -375,8 +378,8 @@ def test_draw_cli_scope_and_bad_scope(tmp_path, capsys):
     def args(scope):
         return argparse.Namespace(spec=str(SPECS / "se_resnet50.yaml"), level="op", format="dot",
                                   output=str(tmp_path / "x.dot"), scope=scope, quiet=False)
-    assert gv.draw_cli(args("stages.9")) == 2
+    assert cmd_draw(args("stages.9")) == 2
     assert "names no node" in capsys.readouterr().err and not (tmp_path / "x.dot").exists()
-    assert gv.draw_cli(args("stages.1.blocks.0")) == 0
+    assert cmd_draw(args("stages.1.blocks.0")) == 0
     assert "stages.1.blocks.0.se.fc1" in (tmp_path / "x.dot").read_text()
     assert "stages.2." not in (tmp_path / "x.dot").read_text()          # nothing outside the scope

@@ -16,8 +16,8 @@ import yaml
 
 import secompile
 from secompile.analysis.counts import Counts
-from secompile.analysis.zoo import (CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, render_markdown,
-                                    zoo_table)
+from secompile.reports import zoo_markdown as render_markdown
+from secompile.zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, zoo_table
 from secompile.backends.torch import trace_shapes
 from secompile.cli import main
 from support import ROOT, SHARED, SPECS

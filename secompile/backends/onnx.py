@@ -29,18 +29,15 @@ deterministic: the same graph and weights serialise to the same bytes.
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import __version__
-from ..api import MAX_MACS, MAX_PARAMS, build_ir, check_limits
+from .._version import __version__
 from ..ir.graph import Graph
 from ..outputs import atomic_write
-from ..spec.document import load_spec
-from .onnx_weights import fold, foldable, load_state
+from .onnx_weights import fold, foldable
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -290,44 +287,3 @@ def save(model: onnx.ModelProto, path: str) -> list[str]:
             t.data_location, t.raw_data = TensorProto.DEFAULT, raw
             del t.external_data[:]
     return [os.path.basename(path), location]
-
-
-# -- public API --------------------------------------------------------------------------
-def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int = DEFAULT_OPSET,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS) -> onnx.ModelProto:
-    """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
-    backend's initialisation for `seed`. Writes `path` atomically when given.
-
-    Raises SpecError for spec problems and for weights that do not fit the spec.
-    """
-    check_opset(opset)
-    spec = load_spec(spec)
-    g = build_ir(spec)
-    check_limits(spec, g, max_params, max_macs)
-    model = lower(g, load_state(weights, g, seed), fold_bn=fold_bn, opset=opset)
-    if path is not None:
-        save(model, path)
-    return model
-
-
-def export_cli(args) -> int:
-    """`secompile export SPEC --format onnx -o FILE [--weights CKPT] [--fold-bn] [--opset N]`."""
-    opset = args.opset if args.opset is not None else DEFAULT_OPSET
-    try:
-        check_opset(opset)
-    except ValueError as e:
-        print(f"secompile export: --opset: {e}", file=sys.stderr)
-        return 2
-    model = to_onnx(args.spec, args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn, opset=opset,
-                    max_params=args.max_params, max_macs=args.max_macs)
-    if not getattr(args, "quiet", False):
-        n = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-        print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, {n:,} weights, "
-              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}")
-    return 0
-
-
-def build_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
-    """`secompile build --onnx`: `<name>.onnx` with the build's module weights, into the staging dir."""
-    m = lower(g, load_state(model, g))
-    return save(m, os.path.join(stage_dir, f"{spec.name}.onnx"))

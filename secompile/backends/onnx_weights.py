@@ -5,6 +5,7 @@ checkpoint is checked against the spec, not against a second model built to comp
 Keys are the torch backend's `state_dict` keys: node path + `.weight` / `.bias` /
 `.running_mean` / `.running_var`. Tensors arrive as float32 numpy arrays, which is all
 the lowering needs; torch is imported only to read a checkpoint or initialise weights.
+Checkpoint files are read by `checkpoint.read_checkpoint`, shared with `torch_weights`.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..spec.errors import Mark, Problem, SpecError
+from .checkpoint import read_checkpoint, strip_prefixes
 
 BN_STATS = ("weight", "bias", "running_mean", "running_var")
 OPTIONAL = ("num_batches_tracked",)        # a BN training counter: accepted, never exported
-WRAPPERS = ("module.", "_orig_mod.")       # DataParallel / torch.compile prefixes on every key
 
 
 def expected_state(g: Graph) -> dict[str, tuple]:
@@ -52,42 +53,10 @@ def _raw_state(weights, g: Graph, seed: int | None):
         from .torch import lower
         return lower(g, seed=seed).state_dict(), "<init>"
     if hasattr(weights, "state_dict") and callable(weights.state_dict):   # an nn.Module
-        return weights.state_dict(), "<module>"
-    if isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        import torch
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise SpecError([Problem(Mark(path, 1, 1), "<weights>", "no such checkpoint file")]) from None
-        except Exception as e:  # unpickling refused or a corrupt file: the user's input, not our bug
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecError([Problem(Mark(path, 1, 1), "<weights>", f"cannot read the checkpoint: {msg}")]) from None
-        return _unwrap(obj, path), path
-    if isinstance(weights, Mapping):
-        return _unwrap(weights, "<state_dict>"), "<state_dict>"
+        return strip_prefixes(weights.state_dict()), "<module>"
+    if isinstance(weights, (str, os.PathLike, Mapping)):
+        return read_checkpoint(weights)
     raise TypeError(f"weights are an nn.Module, a state_dict or a checkpoint path, not {type(weights).__name__}")
-
-
-def _unwrap(obj, where: str):
-    """A bare state_dict, or a training checkpoint holding one under 'state_dict' / 'model'."""
-    if isinstance(obj, Mapping):
-        for k in ("state_dict", "model"):
-            inner = obj.get(k)
-            if isinstance(inner, Mapping) or hasattr(inner, "state_dict"):
-                return inner.state_dict() if hasattr(inner, "state_dict") else inner
-        return obj
-    raise SpecError([Problem(Mark(where, 1, 1), "<weights>",
-                             f"a checkpoint is a state_dict (a mapping of tensors), not {type(obj).__name__}")])
-
-
-def _strip_wrappers(state: Mapping) -> dict:
-    keys = [k for k in state if isinstance(k, str)]
-    for pre in WRAPPERS:
-        if keys and all(k.startswith(pre) for k in keys):
-            state = {k[len(pre):]: v for k, v in state.items()}
-            keys = list(state)
-    return dict(state)
 
 
 def _array(v) -> np.ndarray | None:
@@ -105,8 +74,7 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
     Raises SpecError naming the first key that is missing, unexpected or of the wrong shape
     (in IR order, then the checkpoint's order), with both shapes.
     """
-    raw, where = _raw_state(weights, g, seed)
-    state = _strip_wrappers(raw)
+    state, where = _raw_state(weights, g, seed)
     want = expected_state(g)
     bad: list[str] = []
     out: dict[str, np.ndarray] = {}

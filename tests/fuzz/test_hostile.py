@@ -404,8 +404,8 @@ def test_kill_during_draw(work):
 # -- failures while writing ---------------------------------------------------------------------
 def test_failing_later_backend_leaves_previous_build(work):
     """An exception in a backend after the ONNX file was staged: the previous directory stays."""
-    onnx = pytest.importorskip("secompile.backends.onnx")
-    from secompile.build import build
+    pytest.importorskip("secompile.backends.onnx")
+    from secompile.build import build, onnx_output
     build(str(work / "valid.yaml"), str(work / "out"))
     before = snapshot(work / "out")
 
@@ -414,7 +414,7 @@ def test_failing_later_backend_leaves_previous_build(work):
         raise RuntimeError("backend failed")
 
     with pytest.raises(RuntimeError, match="backend failed"):
-        build(str(work / "valid.yaml"), str(work / "out"), extra_outputs=[onnx.build_output, broken])
+        build(str(work / "valid.yaml"), str(work / "out"), extra_outputs=[onnx_output, broken])
     assert snapshot(work / "out") == before
     assert sorted(p.name for p in work.iterdir()) == ["blocks.yaml", "out", "valid.yaml"]   # no staging left
 

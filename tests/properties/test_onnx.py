@@ -12,9 +12,10 @@ from hypothesis import given
 
 from helpers import compiled
 from profiles import scaled
+from secompile.api import to_onnx
 from secompile.testing import specs
 
-onnx_backend = pytest.importorskip("secompile.backends.onnx")
+pytest.importorskip("secompile.backends.onnx")
 ort = pytest.importorskip("onnxruntime")
 
 TOL = 1e-4
@@ -24,7 +25,7 @@ TOL = 1e-4
 @given(specs(max_width=16, input_size=(8, 24)))
 def test_onnx_matches_torch(spec):
     g, model, x = compiled(spec)
-    proto = onnx_backend.to_onnx(spec, model)
+    proto = to_onnx(spec, model)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])

@@ -28,14 +28,14 @@ against the model as well and reported like missing keys.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .backends.torch import Unit
+from .checkpoint import read_checkpoint
+from .torch import Unit
 
 __all__ = ["load_weights", "map_state_dict", "detect_layout", "WeightsReport", "WeightsError", "LAYOUTS"]
 
@@ -110,29 +110,13 @@ def _fmt_shape(s) -> str:
 
 
 # -- reading checkpoints -------------------------------------------------------------------
-def read_checkpoint(checkpoint) -> dict:
-    """A path or a dict -> a flat {key: tensor} state_dict (wrappers and DDP prefixes removed)."""
-    if isinstance(checkpoint, (str, os.PathLike)):
-        path = os.fspath(checkpoint)
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file  # optional: only for .safetensors files
-            checkpoint = load_file(path)
-        else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise TypeError(f"a checkpoint is a path or a dict, not {type(checkpoint).__name__}")
-    # training checkpoints wrap the weights: {"state_dict": ...} (timm, Lightning), {"model": ...} (ours)
-    for k in ("state_dict", "model", "state_dict_ema"):
-        inner = checkpoint.get(k)
-        if isinstance(inner, dict) and any(torch.is_tensor(v) for v in inner.values()):
-            checkpoint = inner
-            break
-    sd = {k: v for k, v in checkpoint.items() if torch.is_tensor(v)}
+def _tensors(checkpoint) -> dict:
+    """A path or a mapping -> a flat {key: tensor} state_dict (see checkpoint.read_checkpoint);
+    entries that are not tensors (an epoch counter, an optimizer's name) are left out."""
+    raw, _ = read_checkpoint(checkpoint)
+    sd = {k: v for k, v in raw.items() if torch.is_tensor(v)}
     if not sd:
         raise ValueError("the checkpoint holds no tensors")
-    for prefix in ("module.", "_orig_mod."):   # DistributedDataParallel, torch.compile
-        if all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
     return sd
 
 
@@ -274,7 +258,7 @@ def _model_slots(model: nn.Module) -> dict:
 def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[dict, WeightsReport]:
     """-> (state_dict keyed like `model`, report); nothing is loaded."""
     model = _unwrap(model)
-    sd = read_checkpoint(checkpoint)
+    sd = _tensors(checkpoint)
     layout = detect_layout(sd)
     if source not in ("timm", layout):
         raise ValueError(f"the checkpoint is laid out like {layout!r}, not {source!r}")

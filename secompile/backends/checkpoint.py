@@ -1,0 +1,79 @@
+"""Reading checkpoints: the one reader behind ONNX export (`onnx_weights.load_state`) and
+`secompile.load_weights` (`torch_weights`).
+
+    state, where = read_checkpoint("run/last.pth")   # {key: tensor}, the name problems point at
+
+A checkpoint is a `torch.save` file (loaded with weights_only), a `.safetensors` file or an
+in-memory mapping. Training checkpoints wrap the weights ({"state_dict": ...} from timm and
+Lightning, {"model": ...} ours, {"state_dict_ema": ...} timm's EMA weights); DataParallel and
+torch.compile prefix every key (`module.`, `_orig_mod.`). Both are undone here. A file that is
+missing or cannot be read is the user's input, not our bug: a SpecError located at the file.
+Entries are returned as they are (tensors, arrays or anything else): each caller judges them.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..spec.errors import Mark, Problem, SpecError
+
+WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")   # tried in this order
+KEY_PREFIXES = ("module.", "_orig_mod.")                   # DataParallel / torch.compile
+
+
+def _problem(where: str, message: str) -> SpecError:
+    return SpecError([Problem(Mark(where, 1, 1), "<weights>", message)])
+
+
+def _load_file(path: str):
+    import torch
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file  # optional: only for .safetensors files
+            return load_file(path)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise _problem(path, "no such checkpoint file") from None
+    except ImportError:
+        raise
+    except Exception as e:  # unpickling refused or a corrupt file
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _problem(path, f"cannot read the checkpoint: {msg}") from None
+
+
+def _unwrap(obj, where: str) -> Mapping:
+    """A bare state_dict, or a training checkpoint holding one (or a module) under WRAPPER_KEYS."""
+    if not isinstance(obj, Mapping):
+        raise _problem(where, f"a checkpoint is a state_dict (a mapping of tensors), not {type(obj).__name__}")
+    for k in WRAPPER_KEYS:
+        inner = obj.get(k)
+        if hasattr(inner, "state_dict") and callable(inner.state_dict):   # a whole module was saved
+            return inner.state_dict()
+        if isinstance(inner, Mapping):
+            return inner
+    return obj
+
+
+def strip_prefixes(state: Mapping) -> dict:
+    keys = [k for k in state if isinstance(k, str)]
+    for pre in KEY_PREFIXES:
+        if keys and all(k.startswith(pre) for k in keys):
+            state = {k[len(pre):]: v for k, v in state.items()}
+            keys = list(state)
+    return dict(state)
+
+
+def read_checkpoint(source) -> tuple[dict, str]:
+    """A checkpoint path or a mapping -> ({key: entry}, the file name problems point at).
+
+    Raises SpecError (located at the file) for a missing, unreadable or non-mapping checkpoint,
+    TypeError for a source that is neither a path nor a mapping.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        where = os.fspath(source)
+        obj = _load_file(where)
+    elif isinstance(source, Mapping):
+        where, obj = "<state_dict>", source
+    else:
+        raise TypeError(f"a checkpoint is a path or a mapping, not {type(source).__name__}")
+    return strip_prefixes(_unwrap(obj, where)), where

@@ -1,0 +1,173 @@
+"""Every human-readable report, in one place: the CLI summary table, a build's report.md, and
+the model zoo (rich table and docs/zoo.md).
+
+Renderers take the plain data the API returns (a `count` report dict, zoo rows) and format it;
+they compute nothing. The zoo's prose lives in `templates/zoo.md.in`, with the place where the
+generated tables go marked; its notes are a `str.format` template filled from the rows.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from .zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, spec_stem
+
+ZOO_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "zoo.md.in")
+TABLES_MARK = "<!-- secompile zoo: the generated tables go here -->\n"
+
+
+def _dims(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _parts(rep: dict) -> list[dict]:
+    """The rows of a count report: stem, stages, head."""
+    return ([rep["stem"]] if rep.get("stem") else []) + rep["stages"] + ([rep["head"]] if rep.get("head") else [])
+
+
+# -- one network ---------------------------------------------------------------------------
+def print_summary(rep: dict, file=None) -> None:
+    """`secompile count` / `build`: a rich table by part and a line of totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    file = file or sys.stdout
+    t = Table(title=f"{rep['name']}  input {_dims(rep['input'])}", title_justify="left")
+    for col in ("part", "blocks", "SE", "output", "MACs (G)", "params (M)"):
+        t.add_column(col, justify="left" if col in ("part", "output") else "right")
+    for r in _parts(rep):
+        t.add_row(r["name"], str(r.get("blocks", "")), str(r.get("se_blocks", "")),
+                  _dims(r["output_shape"]), f"{r['macs'] / 1e9:.3f}", f"{r['params'] / 1e6:.3f}")
+    tot = rep["total"]
+    t.add_row("total", "", str(rep["se"]["blocks"]), _dims(rep["output"]),
+              f"{tot['macs'] / 1e9:.3f}", f"{tot['params'] / 1e6:.3f}", style="bold")
+    Console(file=file, width=100).print(t)
+    print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters {tot['params']:,}; "
+          f"SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} params", file=file)
+
+
+def report_markdown(rep: dict) -> str:
+    """A build's report.md."""
+    lines = [f"# {rep['name']}", "", f"input {_dims(rep['input'])}, output {_dims(rep['output'])}", "",
+             "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
+    for r in _parts(rep):
+        lines.append(f"| {r['name']} | {r.get('blocks', '')} | {r.get('se_blocks', '')} | "
+                     f"{_dims(r['output_shape'])} | {r['macs']:,} | {r['params']:,} |")
+    t = rep["total"]
+    lines += [f"| **total** | | {rep['se']['blocks']} | | **{t['macs']:,}** | **{t['params']:,}** |", "",
+              f"Conv + fc multiply-adds: {t['conv_linear_macs']:,}. SE blocks add {rep['se']['params']:,} "
+              f"parameters and {rep['se']['macs']:,} multiply-adds.", ""]
+    return "\n".join(lines)
+
+
+# -- the zoo -------------------------------------------------------------------------------
+def _g(n) -> str:
+    return "" if n is None else f"{n / 1e9:.3f}"
+
+
+def _m(n) -> str:
+    return "" if n is None else f"{n / 1e6:.2f}"
+
+
+def _pct(x) -> str:
+    return "" if x is None else f"{x:+.2f}%"
+
+
+def _size(row) -> str:
+    return "" if row["input"] is None else "x".join(map(str, row["input"][1:]))
+
+
+def _zoo_template() -> tuple[str, str]:
+    """-> (preamble, notes) of templates/zoo.md.in."""
+    with open(ZOO_TEMPLATE, encoding="utf-8") as f:
+        preamble, notes = f.read().split(TABLES_MARK)
+    return preamble, notes
+
+
+def _table2(rows_by_stem: dict) -> list[str]:
+    out = ["## Table 2 of the paper", "",
+           "| network | spec | paper (G) | MACs (G) | diff | conv+fc (G) | diff |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for stem, (label, paper) in PAPER_TABLE2.items():
+        r = rows_by_stem.get(stem)
+        if r is None or r["error"] is not None:
+            continue
+        d1 = 100.0 * (r["macs"] / 1e9 - paper) / paper
+        d2 = 100.0 * (r["conv_linear_macs"] / 1e9 - paper) / paper
+        out.append(f"| {label} | `{r['file']}` | {paper:.2f} | {_g(r['macs'])} | {d1:+.2f}% | "
+                   f"{_g(r['conv_linear_macs'])} | {d2:+.2f}% |")
+    return out + [""]
+
+
+def _caffe(rows_by_stem: dict) -> list[str]:
+    out = ["## The authors' Caffe models", "",
+           "Counts of the reference prototxt files (`../shared/reference/caffe/README.md`) against the "
+           "spec reproducing each one.", "",
+           "| prototxt | spec | conv+fc (README) | conv+fc (spec) | params (README) | params (spec) |",
+           "|---|---|---:|---:|---:|---:|"]
+    for stem, (proto, macs, params) in CAFFE_REFERENCE.items():
+        r = rows_by_stem.get(stem)
+        if r is None or r["error"] is not None:
+            continue
+        m = "equal" if r["conv_linear_macs"] == macs else f"{r['conv_linear_macs']:,}"
+        extra = CAFFE_README_EXTRA_PARAMS.get(stem, 0)
+        if r["params"] == params:
+            p = "equal"
+        elif extra and r["params"] == params - extra:
+            p = f"{r['params']:,} (README - {extra:,}, see notes)"
+        else:
+            p = f"{r['params']:,}"
+        out.append(f"| {proto} | `{r['file']}` | {macs:,} | {m} | {params:,} | {p} |")
+    return out + [""]
+
+
+def zoo_markdown(rows: list[dict]) -> str:
+    """The zoo as Markdown (docs/zoo.md): table, comparison with the paper and the Caffe models, notes.
+
+    The notes are left out where the rows lack a network they quote (a directory other than specs/).
+    """
+    preamble, notes = _zoo_template()
+    by_stem = {spec_stem(r["file"]): r for r in rows}
+    lines = [preamble, "## All specs", "",
+             "| spec | network | input | MACs (G) | conv+fc MACs | params | SE blocks | SE MACs | SE params |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["error"] is not None:
+            lines.append(f"| `{r['file']}` | error: {r['error'].splitlines()[0]} | | | | | | | |")
+            continue
+        lines.append(f"| `{r['file']}` | {r['name']} | {_size(r)} | {_g(r['macs'])} | {r['conv_linear_macs']:,} | "
+                     f"{r['params']:,} | {r['se_blocks']} | {_pct(r['se_macs_pct'])} | {_pct(r['se_params_pct'])} |")
+    lines.append("")
+    lines += _table2(by_stem)
+    lines += _caffe(by_stem)
+    se_bn = by_stem.get("se_bn_inception")
+    irv2 = by_stem.get("inception_resnet_v2")
+    se_r50 = by_stem.get("se_resnet50")
+    parts = (se_bn, irv2, se_r50)
+    if all(r is not None and r["error"] is None for r in parts) and se_r50["se_macs_pct"] is not None:
+        cl = irv2["conv_linear_macs"] / 1e9
+        lines.append(notes.format(se_bn_params=se_bn["params"], irv2_cl=cl,
+                                  irv2_pct=100.0 * (cl - 11.75) / 11.75, se_r50_macs=se_r50["macs"] / 1e9,
+                                  r50_macs=by_stem["resnet50"]["macs"] / 1e9,
+                                  se_r50_pct=se_r50["se_macs_pct"]).rstrip("\n"))
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def print_zoo(rows: list[dict], directory, file=None) -> None:
+    """`secompile zoo`: the rich table of a directory's specs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"model zoo: {directory}", title_justify="left")
+    for col in ("spec", "input", "MACs (G)", "conv+fc (G)", "params (M)", "SE", "SE MACs", "SE params"):
+        t.add_column(col, justify="left" if col in ("spec", "input") else "right")
+    for r in rows:
+        if r["error"] is not None:
+            t.add_row(r["file"], "error", "", "", "", "", "", "", style="red")
+            continue
+        t.add_row(spec_stem(r["file"]), _size(r), _g(r["macs"]), _g(r["conv_linear_macs"]), _m(r["params"]),
+                  str(r["se_blocks"]), _pct(r["se_macs_pct"]), _pct(r["se_params_pct"]))
+    Console(file=file or sys.stdout, width=120).print(t)
+
+
+__all__ = ["print_summary", "report_markdown", "zoo_markdown", "print_zoo"]

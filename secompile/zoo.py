@@ -1,0 +1,105 @@
+"""The model zoo table: every spec of a directory with its analytic cost and SE overhead.
+
+    rows = zoo_table("specs")                  # one dict per spec, counted from the IR (no torch)
+    print(reports.zoo_markdown(rows))          # docs/zoo.md is exactly this text
+
+`secompile zoo [DIR] [--json|--markdown]` prints the same table. An SE spec `se_X.yaml` is
+paired with the plain spec `X.yaml` of the same directory; its overhead is the relative
+increase of multiply-adds and parameters over that plain network.
+
+The comparison with the SE paper (Table 2) and with the authors' Caffe prototxt files is
+generated from the rows as well, so the committed docs/zoo.md always shows the counts of
+the committed specs; the constants below are the published numbers being compared against.
+The prose of docs/zoo.md is templates/zoo.md.in; secompile.reports renders the tables.
+"""
+from __future__ import annotations
+
+import os
+
+from .analysis.counts import report
+from .api import prepare
+from .spec.errors import SpecError
+
+# The SE paper, Table 2: GFLOPs (one multiply-add = one FLOP) at 224 x 224 (299 for
+# Inception-ResNet-v2): spec file stem -> (network as the paper names it, G multiply-adds).
+PAPER_TABLE2 = {
+    "resnet50": ("ResNet-50", 3.86), "se_resnet50": ("SE-ResNet-50", 3.87),
+    "resnet101": ("ResNet-101", 7.58), "se_resnet101": ("SE-ResNet-101", 7.60),
+    "resnet152": ("ResNet-152", 11.30), "se_resnet152": ("SE-ResNet-152", 11.32),
+    "resnext50": ("ResNeXt-50 (32x4d)", 4.24), "se_resnext50": ("SE-ResNeXt-50 (32x4d)", 4.25),
+    "resnext101_32x4d": ("ResNeXt-101 (32x4d)", 7.99), "se_resnext101_32x4d": ("SE-ResNeXt-101 (32x4d)", 8.00),
+    "vgg16_bn": ("VGG-16 (BN)", 15.47), "se_vgg16_bn": ("SE-VGG-16 (BN)", 15.48),
+    "bn_inception": ("BN-Inception", 2.03), "se_bn_inception": ("SE-BN-Inception", 2.04),
+    "inception_resnet_v2": ("Inception-ResNet-v2", 11.75),
+    "se_inception_resnet_v2": ("SE-Inception-ResNet-v2", 11.76),
+}
+
+# ../shared/reference/caffe/README.md: the authors' prototxt files counted under Caffe's rules
+# (conv + fc multiply-adds; params = conv weights and biases, Scale gamma/beta, fc).
+CAFFE_REFERENCE = {
+    "se_bn_inception": ("SE-BN-Inception.prototxt", 2_033_239_424, 11_931_622),
+    "se_resnet50": ("SE-ResNet-50.prototxt", 3_860_488_192, 28_088_024),
+    "se_resnet101": ("SE-ResNet-101.prototxt", 7_574_937_600, 49_326_872),
+    "se_resnet152": ("SE-ResNet-152.prototxt", 11_288_993_792, 66_821_848),
+    "se_resnext50": ("SE-ResNeXt-50.prototxt", 4_232_994_816, 27_559_896),
+    "se_resnext101_32x4d": ("SE-ResNeXt-101.prototxt", 7_974_739_968, 48_955_416),
+    "senet154": ("SENet-154.prototxt", 20_688_363_520, 115_088_984),
+}
+# Parameters a README row counts that the network does not have. None since the README was
+# corrected: it once gave SE-BN-Inception a weight per channel of its ten two-input SE `Scale`
+# layers (6,624 in all), which own no weights.
+CAFFE_README_EXTRA_PARAMS: dict = {}
+
+
+def spec_stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def spec_files(directory) -> list[str]:
+    """The top-level `*.yaml` specs of a directory (block-template folders are not specs)."""
+    directory = os.fspath(directory)
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                  if f.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(directory, f)))
+
+
+def _family_key(stem: str) -> tuple:
+    base = stem[3:] if stem.startswith("se_") else stem
+    return (base, stem.startswith("se_"))
+
+
+def zoo_table(directory="specs") -> list[dict]:
+    """One row per spec of `directory`, plain networks before their SE variant.
+
+    Row keys: name, file, input (C, H, W), output, macs, conv_linear_macs, params, se_blocks,
+    plain (file of the paired plain spec or None), se_macs_pct, se_params_pct (overhead over
+    the plain spec in %, None without one), error (None, or the spec's problems as text).
+    """
+    files = spec_files(directory)
+    rows: dict[str, dict] = {}
+    for path in files:
+        stem = spec_stem(path)
+        row = {"name": stem, "file": os.path.basename(path), "input": None, "output": None, "macs": None,
+               "conv_linear_macs": None, "params": None, "se_blocks": None, "plain": None,
+               "se_macs_pct": None, "se_params_pct": None, "error": None}
+        try:
+            _, g, counts = prepare(path, max_params=None, max_macs=None)   # nothing is allocated
+            rep = report(g, counts)
+        except SpecError as e:
+            row["error"] = "\n".join(e.messages)
+        else:
+            row.update(name=rep["name"], input=tuple(rep["input"]), output=tuple(rep["output"]),
+                       macs=rep["total"]["macs"], conv_linear_macs=rep["total"]["conv_linear_macs"],
+                       params=rep["total"]["params"], se_blocks=rep["se"]["blocks"])
+        rows[stem] = row
+    for stem, row in rows.items():
+        plain = rows.get(stem[3:]) if stem.startswith("se_") else None
+        if plain is None:
+            continue
+        row["plain"] = plain["file"]
+        if row["error"] is None and plain["error"] is None:
+            row["se_macs_pct"] = 100.0 * (row["macs"] - plain["macs"]) / plain["macs"]
+            row["se_params_pct"] = 100.0 * (row["params"] - plain["params"]) / plain["params"]
+    return [rows[s] for s in sorted(rows, key=_family_key)]
+
+
+__all__ = ["zoo_table", "spec_files", "spec_stem", "PAPER_TABLE2", "CAFFE_REFERENCE", "CAFFE_README_EXTRA_PARAMS"]
