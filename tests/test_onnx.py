@@ -21,8 +21,8 @@ import pytest
 import torch
 
 import secompile
-from secompile.backends import onnx as onnx_backend
 from secompile.api import to_onnx
+from secompile.backends import onnx as onnx_backend
 from secompile.backends.onnx_weights import expected_state
 from secompile.backends.torch import Unit, lower
 from secompile.cli import main

@@ -272,3 +272,18 @@ def test_lazy_reexport():
     model = secompile.compile(SPECS / "se_resnet20_cifar.yaml")
     mapped, report = map_state_dict(model, model.state_dict(), source="secompile")
     assert report.ok and set(mapped) == set(model.state_dict())
+
+
+def test_one_checkpoint_reader_for_load_weights_and_onnx_export(tmp_path):
+    """load_weights and ONNX export read the same files the same way (backends/checkpoint.py)."""
+    pytest.importorskip("onnx")
+    spec = SPECS / "se_resnet20_cifar.yaml"
+    model = secompile.compile(spec, seed=5).eval()
+    path = tmp_path / "ema.pt"   # timm's EMA weights, saved from a DataParallel model
+    torch.save({"epoch": 1, "state_dict_ema": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    other = secompile.compile(spec, seed=6).eval()
+    assert load_weights(other, path, source="secompile").ok
+    assert secompile.to_onnx(spec, path).SerializeToString() == secompile.to_onnx(spec, model).SerializeToString()
+    for reader in (lambda p: load_weights(other, p, source="secompile"), lambda p: secompile.to_onnx(spec, p)):
+        with pytest.raises(secompile.SpecError, match="no such checkpoint file"):
+            reader(tmp_path / "missing.pt")
