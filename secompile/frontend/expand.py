@@ -25,6 +25,8 @@ __all__ = ["expand", "Expander", "MAX_BLOCKS", "MAX_IR_NODES", "MAX_NESTING"]
 
 
 class Expander(Binding, Templates):
+    """One expansion: the graph being built and the problems found so far (reported all at once)."""
+
     def __init__(self, spec: Spec):
         self.spec = spec
         self.problems = []
@@ -167,7 +169,6 @@ class Expander(Binding, Templates):
         if kind not in LAYERS:
             raise AssertionError(f"layer kind {kind} passed the schema but has no expansion")
         return LAYERS[kind](self, ctx, attrs, apath, p, x)
-
 
 
 def expand(spec: Spec) -> Graph:
