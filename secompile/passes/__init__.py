@@ -1,6 +1,6 @@
 """Passes: plain functions over the IR (Spec -> Graph, Graph -> Graph)."""
 from .expand import expand
+from .fuse import fuse_scale_add
 from .insert_se import insert_se
-from .shapes import infer_shapes
 
-__all__ = ["expand", "insert_se", "infer_shapes"]
+__all__ = ["expand", "insert_se", "fuse_scale_add"]
