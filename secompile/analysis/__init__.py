@@ -1,4 +1,4 @@
 """Analyses over the IR: analytic multiply-adds, parameters, reports."""
-from .counts import Cost, Counts, count, report
+from .counts import Cost, Counts, report
 
-__all__ = ["Cost", "Counts", "count", "report"]
+__all__ = ["Cost", "Counts", "report"]

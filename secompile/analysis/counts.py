@@ -57,10 +57,6 @@ class Counts:
         return sum((self.scope(s) for s in self.graph.se), Cost())
 
 
-def count(g: Graph) -> Counts:
-    return Counts(g)
-
-
 def _scope_output_shape(g: Graph, prefix: str) -> list:
     for p in reversed(g.order):
         if p == prefix or p.startswith(prefix + "."):

@@ -7,6 +7,7 @@ Every label is built from the IR alone, so the same graph always gives the same 
 from __future__ import annotations
 
 from html import escape
+from typing import Callable, NamedTuple
 
 from ..analysis.counts import Cost
 
@@ -28,9 +29,6 @@ SE_CLUSTER = ("#fff3e6", "#d9480f")
 BLOCK_CLUSTER = ("#f6f8fb", "#8796a8")
 STAGE_CLUSTER = ("#ffffff", "#4d5b6b")
 SCOPE_CLUSTER = ("#ffffff", "#aab4c0")    # nested residual/parallel scopes, stem, head
-
-FAMILY = {"conv2d": "conv", "linear": "linear", "maxpool2d": "pool", "avgpool2d": "pool",
-          "global_pool": "pool", "add": "merge", "concat": "merge", "input": "io"}
 
 ACT_NAMES = {"relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid", "hard_sigmoid": "hard sigmoid",
              "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh"}
@@ -62,40 +60,66 @@ def _pair(p) -> str:
     return f"{p[0]}×{p[1]}"
 
 
+def _conv(a, in_shapes) -> str:
+    parts = [f"conv {_pair(a['kernel'])}", str(a["out"])]
+    if a["stride"] != (1, 1):
+        (sh, sw) = a["stride"]
+        parts.append("stride " + (str(sh) if sh == sw else _pair(a["stride"])))
+    if a["groups"] > 1:
+        depthwise = in_shapes and a["groups"] == in_shapes[0][0] == a["out"]
+        parts.append("depthwise" if depthwise else f"groups {a['groups']}")
+    if a["dilation"] != (1, 1):
+        parts.append(f"dilation {a['dilation'][0]}")
+    return ", ".join(parts)
+
+
+def _pool(kind):
+    def text(a, in_shapes) -> str:
+        s = a["stride"]
+        out = f"{kind} pool {_pair(a['kernel'])}" + (f", stride {s[0]}" if s != (1, 1) else "")
+        return out + (", ceil" if a.get("ceil_mode") else "")
+    return text
+
+
+def _add(a, in_shapes) -> str:
+    scales = [s for s in a.get("scales") or () if s != 1.0]
+    return "add" + (f", branch × {scales[0]:g}" if scales else "")
+
+
+class OpLook(NamedTuple):
+    family: str                               # a key of COLORS
+    describe: Callable[[dict, list], str]     # (attrs, input shapes) -> the node's title
+
+
+def _text(t: str):
+    return lambda a, in_shapes: t
+
+
+# One entry per IR op (ops.OPS): its colour family and its description.
+LOOKS: dict[str, OpLook] = {
+    "input": OpLook("io", _text("input")),
+    "conv2d": OpLook("conv", _conv),
+    "batchnorm": OpLook("plain", _text("BN")),
+    "act": OpLook("plain", lambda a, ins: ACT_NAMES.get(a["kind"], a["kind"])),
+    "maxpool2d": OpLook("pool", _pool("max")),
+    "avgpool2d": OpLook("pool", _pool("avg")),
+    "global_pool": OpLook("pool", lambda a, ins: f"global {a['mode']} pool"),
+    "flatten": OpLook("plain", _text("flatten")),
+    "linear": OpLook("linear", lambda a, ins: f"fc, {a['out']}"),
+    "dropout": OpLook("plain", lambda a, ins: f"dropout {a['p']:g}"),
+    "identity": OpLook("plain", _text("identity")),
+    "add": OpLook("merge", _add),
+    "concat": OpLook("merge", _text("concat")),
+    "mul": OpLook("plain", _text("scale (channel-wise ×)")),
+    "scale_add": OpLook("merge", _text("add (+ channel-wise scale)")),   # passes/fuse.py
+    "channel_shuffle": OpLook("plain", lambda a, ins: f"channel shuffle, groups {a['groups']}"),
+}
+FAMILY = {op: look.family for op, look in LOOKS.items() if look.family != "plain"}
+
+
 def describe(op: str, a: dict, in_shapes: list) -> str:
     """The op and its key attributes, e.g. 'conv 3×3, 128, stride 2, groups 32'."""
-    if op == "conv2d":
-        parts = [f"conv {_pair(a['kernel'])}", str(a["out"])]
-        if a["stride"] != (1, 1):
-            parts.append("stride " + (str(a["stride"][0]) if a["stride"][0] == a["stride"][1] else _pair(a["stride"])))
-        if a["groups"] > 1:
-            depthwise = in_shapes and a["groups"] == in_shapes[0][0] == a["out"]
-            parts.append("depthwise" if depthwise else f"groups {a['groups']}")
-        if a["dilation"] != (1, 1):
-            parts.append(f"dilation {a['dilation'][0]}")
-        return ", ".join(parts)
-    if op in ("maxpool2d", "avgpool2d"):
-        s = a["stride"]
-        text = f"{op[:3]} pool {_pair(a['kernel'])}" + (f", stride {s[0]}" if s != (1, 1) else "")
-        return text + (", ceil" if a.get("ceil_mode") else "")
-    if op == "global_pool":
-        return f"global {a['mode']} pool"
-    if op == "linear":
-        return f"fc, {a['out']}"
-    if op == "batchnorm":
-        return "BN"
-    if op == "act":
-        return ACT_NAMES.get(a["kind"], a["kind"])
-    if op == "dropout":
-        return f"dropout {a['p']:g}"
-    if op == "channel_shuffle":
-        return f"channel shuffle, groups {a['groups']}"
-    if op == "add":
-        scales = [s for s in a.get("scales", ()) if s != 1.0]
-        return "add" + (f", branch × {scales[0]:g}" if scales else "")
-    if op == "mul":
-        return "scale (channel-wise ×)"
-    return op
+    return LOOKS[op].describe(a, in_shapes)
 
 
 def se_describe(role: str, op: str, a: dict, info: dict) -> str:

@@ -91,7 +91,7 @@ class _Lowering:
             self.tensor[p] = self.tensor[self.fold[p]]   # the conv already produced this value
             return
         out = self.folded_into.get(p, p)                 # a folded conv writes the BN's tensor
-        self.tensor[p] = getattr(self, "op_" + op)(p, a, xs, out, shape)
+        self.tensor[p] = EMITTERS[op](self, p, a, xs, out, shape)
 
     def _params(self, p, bias: bool) -> list[str]:
         bn = self.folded_into.get(p)
@@ -170,8 +170,6 @@ class _Lowering:
     def op_identity(self, p, a, xs, out, shape):
         return self.node("Identity", xs, p, out, shape)
 
-    op_dropout = op_identity   # inference: dropout is the identity
-
     def op_mul(self, p, a, xs, out, shape):
         return self.node("Mul", xs, p, out, shape)
 
@@ -187,6 +185,14 @@ class _Lowering:
             terms.append(x)
         return self.node("Add" if len(terms) == 2 else "Sum", terms, p, out, shape)
 
+    def op_scale_add(self, p, a, xs, out, shape):
+        """The torch backend's fused SE scale + add (passes/fuse.py) as the Mul and Add it replaces.
+        Export lowers the unfused graph (one ONNX node per IR node), so this is for graphs fused
+        by a caller."""
+        other, u, s = xs
+        scaled = self.node("Mul", [u, s], f"{p}/mul", shape=shape)
+        return self.node("Add", [other, scaled], p, out, shape)
+
     def op_channel_shuffle(self, p, a, xs, out, shape):
         gr = a["groups"]
         c, h, w = shape
@@ -196,6 +202,27 @@ class _Lowering:
         y = self.node("Transpose", [y], f"{p}/transpose", shape=(c // gr, gr, h * w), perm=[0, 2, 1, 3])
         return self.node("Reshape", [y, self.const(f"{p}/merge_shape", np.array([0, c, h, w], np.int64))],
                          p, out, shape)
+
+
+# One emitter per IR op (ops.OPS); each returns the tensor holding the node's value.
+EMITTERS = {
+    "conv2d": _Lowering.op_conv2d,
+    "linear": _Lowering.op_linear,
+    "batchnorm": _Lowering.op_batchnorm,
+    "act": _Lowering.op_act,
+    "maxpool2d": _Lowering.op_maxpool2d,
+    "avgpool2d": _Lowering.op_avgpool2d,
+    "global_pool": _Lowering.op_global_pool,
+    "flatten": _Lowering.op_flatten,
+    "identity": _Lowering.op_identity,
+    "dropout": _Lowering.op_identity,   # inference: dropout is the identity
+    "mul": _Lowering.op_mul,
+    "concat": _Lowering.op_concat,
+    "add": _Lowering.op_add,
+    "scale_add": _Lowering.op_scale_add,
+    "channel_shuffle": _Lowering.op_channel_shuffle,
+}
+NOT_EMITTED = {"input"}   # a graph input (value_info), not a node
 
 
 def _onnx_pool_size(n, k, s, pad, ceil) -> int:

@@ -15,31 +15,23 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..ir.graph import Graph
+from ..ir.ops import BN_WEIGHTS, OPS
 from ..spec.errors import Mark, Problem, SpecError
 from .checkpoint import read_checkpoint, strip_prefixes
 
-BN_STATS = ("weight", "bias", "running_mean", "running_var")
-OPTIONAL = ("num_batches_tracked",)        # a BN training counter: accepted, never exported
+BN_STATS = tuple(w.name for w in BN_WEIGHTS if w.inference)   # weight, bias, running mean/var
+# num_batches_tracked, a BN training counter: accepted in a checkpoint, never exported
+OPTIONAL = tuple(w.name for w in BN_WEIGHTS if not w.inference)
 
 
 def expected_state(g: Graph) -> dict[str, tuple]:
-    """key -> shape of every tensor the network needs at inference, in IR order."""
+    """key -> shape of every tensor the network needs at inference, in IR order (the registry's
+    weight declarations: ops.OPS[op].weights)."""
     out: dict[str, tuple] = {}
     for p, d in g.nodes():
-        op, a = d["op"], d["attrs"]
-        if op == "conv2d":
-            cin = g.shape(d["inputs"][0])[0]
-            out[f"{p}.weight"] = (a["out"], cin // a["groups"], *a["kernel"])
-        elif op == "linear":
-            out[f"{p}.weight"] = (a["out"], g.shape(d["inputs"][0])[0])
-        elif op == "batchnorm":
-            for k in BN_STATS:
-                out[f"{p}.{k}"] = (d["shape"][0],)
-            continue
-        else:
-            continue
-        if a["bias"]:
-            out[f"{p}.bias"] = (a["out"],)
+        ins = [g.shape(i) for i in d["inputs"]]
+        for name, shape in OPS[d["op"]].tensors(d["attrs"], ins, inference=True).items():
+            out[f"{p}.{name}"] = shape
     return out
 
 

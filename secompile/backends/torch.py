@@ -6,9 +6,10 @@ module whose children mirror the node paths (so `state_dict` keys read like the 
 generated once from the graph, like torch.fx's codegen: no graph interpretation per
 call, readable (`print(unit.code)`), friendly to torch.compile and torch.export.
 
-Ops with weights or state are modules; parameter-free ops are inline tensor code. An SE
-scale feeding a residual add is fused into one `torch.addcmul` (the reference Caffe
-models' Axpy layer): one pass over memory instead of two.
+Ops with weights or state are modules; parameter-free ops are inline tensor code, one
+emitter per op in `EMITTERS`. The forward runs the graph after `passes.fuse`, so an SE
+scale feeding a residual add is one `torch.addcmul` (the reference Caffe models' Axpy
+layer): one pass over memory instead of two.
 """
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ import hashlib
 import keyword
 import linecache
 import math
-import re
+from typing import Callable, NamedTuple
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from ..ir.graph import Graph
+from ..ir.ops import OPS
+from ..passes.fuse import fuse_scale_add
 
 _ACT_MODULES = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "hard_swish": nn.Hardswish}
 _ACT_INLINE = {"sigmoid": "{}.sigmoid()", "tanh": "{}.tanh()", "hard_sigmoid": "F.hardsigmoid({})"}
@@ -114,26 +117,111 @@ class CompiledNet(nn.Module):
         return f"name={self.name!r}"
 
 
-# -- modules for ops ---------------------------------------------------------------------
-def _module(op: str, a: dict, in_shape: tuple):
-    if op == "conv2d":
-        return nn.Conv2d(in_shape[0], a["out"], a["kernel"], a["stride"], a["padding"], a["dilation"],
-                         a["groups"], bias=a["bias"])
-    if op == "batchnorm":
-        cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
-        return cls(in_shape[0], eps=a["eps"], momentum=a["momentum"])
-    if op == "linear":
-        return nn.Linear(in_shape[0], a["out"], bias=a["bias"])
-    if op == "maxpool2d":
-        return nn.MaxPool2d(a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"])
-    if op == "avgpool2d":
-        return nn.AvgPool2d(a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-                            count_include_pad=a["count_include_pad"])
-    if op == "dropout":
-        return nn.Dropout(a["p"])
-    if op == "act" and a["kind"] in _ACT_MODULES:
-        return _ACT_MODULES[a["kind"]]()
-    return None
+# -- one emitter per op: its module (weights or state), and the expression of its forward --
+class _Node:
+    """What an emitter sees of one IR node inside a unit's forward."""
+
+    def __init__(self, g: Graph, path: str, ins: list[str], call: str, pos: dict):
+        d = g.node(path)
+        self.g, self.path, self.a, self.shape = g, path, d["attrs"], d["shape"]
+        self.ins = ins          # variable names of the inputs
+        self.call = call        # the node's child module, e.g. self.branch.conv1.conv
+        self.pos = pos          # unit node path -> position in the forward
+
+
+class TorchOp(NamedTuple):
+    expr: Callable[[_Node], str]
+    # (attrs, input shape) -> the node's child module, or None: inline code only
+    module: Callable[[dict, tuple], nn.Module | None] = lambda a, in_shape: None
+
+
+def _call(n: _Node) -> str:
+    return f"{n.call}({n.ins[0]})"
+
+
+def _act_expr(n: _Node) -> str:
+    kind = n.a["kind"]
+    return _call(n) if kind in _ACT_MODULES else _ACT_INLINE[kind].format(n.ins[0])
+
+
+def _global_pool_expr(n: _Node) -> str:
+    fn = "mean" if n.a["mode"] == "avg" else "amax"
+    return f"{n.ins[0]}.{fn}((2, 3){', keepdim=True' if n.a['keepdim'] else ''})"
+
+
+def _shuffle_expr(n: _Node) -> str:
+    gr = n.a["groups"]
+    return f"{n.ins[0]}.unflatten(1, ({gr}, {n.shape[0] // gr})).transpose(1, 2).flatten(1, 2)"
+
+
+def _add_expr(n: _Node) -> str:
+    ins = n.ins
+    scales = n.a.get("scales") or (1.0,) * len(ins)
+    if len(ins) == 2 and scales[0] == 1.0 and scales[1] != 1.0:
+        return f"torch.add({ins[0]}, {ins[1]}, alpha={scales[1]!r})"
+    return " + ".join(name if s == 1.0 else f"{name} * {s!r}" for name, s in zip(ins, scales))
+
+
+# Readers of u that have made a new tensor from it (no alias of u survives them).
+_COPYING_READERS = ("global_pool", "conv2d", "linear")
+
+
+def _may_overwrite(n: _Node) -> bool:
+    """May scale_add write into u when autograd is off? Only into a new tensor of this unit
+    (not a view of another value, not the caller's input) that every other reader is done with."""
+    g, p = n.g, n.path
+    other, u, _ = g.inputs(p)
+    if u not in n.pos or other == u or not OPS[g.op(u)].fresh:
+        return False
+    return all(n.pos.get(c, len(n.pos)) < n.pos[p] and g.op(c) in _COPYING_READERS
+               for c in g.consumers(u) if c != p)
+
+
+def _scale_add_expr(n: _Node) -> str:
+    other, u, s = n.ins
+    if _may_overwrite(n):   # train-4: no fresh output tensor to allocate and first-touch
+        return f"torch.addcmul({other}, {u}, {s}, out=None if torch.is_grad_enabled() else {u})"
+    return f"torch.addcmul({other}, {u}, {s})"
+
+
+def _conv2d(a, s):
+    return nn.Conv2d(s[0], a["out"], a["kernel"], a["stride"], a["padding"], a["dilation"],
+                     a["groups"], bias=a["bias"])
+
+
+def _batchnorm(a, s):
+    cls = nn.BatchNorm2d if len(s) == 3 else nn.BatchNorm1d
+    return cls(s[0], eps=a["eps"], momentum=a["momentum"])
+
+
+def _avgpool2d(a, s):
+    return nn.AvgPool2d(a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
+                        count_include_pad=a["count_include_pad"])
+
+
+def _act(a, s):
+    return _ACT_MODULES[a["kind"]]() if a["kind"] in _ACT_MODULES else None
+
+
+EMITTERS: dict[str, TorchOp] = {
+    "conv2d": TorchOp(_call, _conv2d),
+    "batchnorm": TorchOp(_call, _batchnorm),
+    "linear": TorchOp(_call, lambda a, s: nn.Linear(s[0], a["out"], bias=a["bias"])),
+    "maxpool2d": TorchOp(_call, lambda a, s: nn.MaxPool2d(a["kernel"], a["stride"], a["padding"],
+                                                          ceil_mode=a["ceil_mode"])),
+    "avgpool2d": TorchOp(_call, _avgpool2d),
+    "dropout": TorchOp(_call, lambda a, s: nn.Dropout(a["p"])),
+    "act": TorchOp(_act_expr, _act),
+    "global_pool": TorchOp(_global_pool_expr),
+    "flatten": TorchOp(lambda n: f"{n.ins[0]}.flatten(1)"),
+    "identity": TorchOp(lambda n: n.ins[0]),
+    "concat": TorchOp(lambda n: f"torch.cat([{', '.join(n.ins)}], 1)"),
+    "mul": TorchOp(lambda n: f"{n.ins[0]} * {n.ins[1]}"),
+    "channel_shuffle": TorchOp(_shuffle_expr),
+    "add": TorchOp(_add_expr),
+    "scale_add": TorchOp(_scale_add_expr),   # passes/fuse.py
+}
+NOT_EMITTED = {"input"}   # the graph's input is the first unit's argument
 
 
 # Names a child cannot be registered (add_module) or read (attribute access) by.
@@ -170,116 +258,44 @@ def _var(rel: str, used: set) -> str:
     return v
 
 
-# Ops whose output is always a new tensor. identity, dropout (in eval), flatten and channel_shuffle
-# may return their input or a view of it, so a ReLU in place after them would overwrite a tensor
-# that other nodes read (a residual shortcut, say).
-_FRESH = frozenset({"conv2d", "batchnorm", "linear", "maxpool2d", "avgpool2d", "global_pool", "add", "concat", "mul"})
-
-
 def _inplace_ok(g: Graph, src: str, unit_input: str) -> bool:
-    """ReLU may overwrite its input when that is a new tensor nothing else reads."""
-    return src != unit_input and len(g.consumers(src)) == 1 and g.op(src) in _FRESH
+    """ReLU may overwrite its input when that is a new tensor nothing else reads (props-6)."""
+    return src != unit_input and len(g.consumers(src)) == 1 and OPS[g.op(src)].fresh
+
+
+def _dead_after(g: Graph, nodes: list[str], x_in: str, out: str) -> dict[int, list[str]]:
+    """Position in `nodes` -> the values last read there, from the graph's consumers (as torch.fx
+    does). Setting them to None there lets the allocator reuse a block's intermediates at once
+    instead of when the block returns (peak forward memory of SE-ResNeXt-50 at batch 32: -46%;
+    CPU page faults per forward at batch 8: 35k -> 1k)."""
+    pos = {p: i for i, p in enumerate(nodes)}
+    dead: dict[int, list[str]] = {}
+    for v in [x_in] + nodes:
+        readers = [pos[c] for c in g.consumers(v) if c in pos]
+        if readers and v != out:
+            dead.setdefault(max(readers), []).append(v)
+    return dead
 
 
 def _unit_source(g: Graph, unit: str, nodes: list[str], x_in: str, out: str, probe: bool) -> str:
-    """Python source of `forward(self, x)` (or `probe(self, x, rec)`) for one unit."""
+    """Python source of `forward(self, x)` (or `probe(self, x, rec)`, which records every
+    node's output and frees nothing) for one unit."""
     rel = lambda p: p[len(unit) + 1:] if p.startswith(unit + ".") else p  # noqa: E731
     used = {"x", "self", "torch", "F", "rec"}
     names = {x_in: "x"}
-    fused = set()
+    pos = {p: i for i, p in enumerate(nodes)}
+    dead = {} if probe else _dead_after(g, nodes, x_in, out)
     lines = []
-    for p in nodes:
-        d = g.node(p)
-        op, a, ins = d["op"], d["attrs"], [names[i] for i in d["inputs"]]
-        if p in fused:
-            continue
+    for i, p in enumerate(nodes):
+        node = _Node(g, p, [names[s] for s in g.inputs(p)], _attr_chain(rel(p)), pos)
         v = names[p] = _var(rel(p), used)
-        call = _attr_chain(rel(p))
-        if op in ("conv2d", "batchnorm", "linear", "maxpool2d", "avgpool2d", "dropout") or \
-                (op == "act" and a["kind"] in _ACT_MODULES):
-            expr = f"{call}({ins[0]})"
-        elif op == "act":
-            expr = _ACT_INLINE[a["kind"]].format(ins[0])
-        elif op == "global_pool":
-            fn = "mean" if a["mode"] == "avg" else "amax"
-            expr = f"{ins[0]}.{fn}((2, 3){', keepdim=True' if a['keepdim'] else ''})"
-        elif op == "flatten":
-            expr = f"{ins[0]}.flatten(1)"
-        elif op == "identity":
-            expr = ins[0]
-        elif op == "concat":
-            expr = f"torch.cat([{', '.join(ins)}], 1)"
-        elif op == "mul":
-            expr = f"{ins[0]} * {ins[1]}"
-        elif op == "channel_shuffle":
-            gr = a["groups"]
-            expr = f"{ins[0]}.unflatten(1, ({gr}, {d['shape'][0] // gr})).transpose(1, 2).flatten(1, 2)"
-        elif op == "add":
-            expr = _add_expr(g, p, a, ins, d["inputs"], names, probe, lines)
-        else:
-            raise NotImplementedError(f"torch backend: op {op}")
-        lines.append(f"    {v} = {expr}")
+        lines.append(f"    {v} = {EMITTERS[g.op(p)].expr(node)}")
         if probe:
             lines.append(f"    rec[{rel(p)!r}] = {v}")  # unit-relative: identical blocks share code
-    if not probe:
-        lines = _free_after_last_use(lines, keep=names[out])
+        if i in dead:
+            lines.append("    " + "; ".join(f"{names[d]} = None" for d in dead[i]))
     head = "def probe(self, x, rec):" if probe else "def forward(self, x):"
     return "\n".join([head] + lines + [f"    return {names[out]}", ""])
-
-
-_READ = re.compile(r"(?<![.\w'])[A-Za-z_]\w*")   # names read by an expression (not attributes)
-
-
-def _free_after_last_use(lines: list[str], keep: str) -> list[str]:
-    """`v = None` right after the last line that reads `v`, as torch.fx's codegen does: a block's
-    intermediates die as soon as they are used up instead of when the block returns, so the
-    allocator reuses their memory at once (peak forward memory of SE-ResNeXt-50 at batch 32:
-    -46%; CPU page faults per forward at batch 8: 35k -> 1k)."""
-    assigned = ["x"] + [ln.split(" = ", 1)[0].strip() for ln in lines]
-    last = {}
-    for i, ln in enumerate(lines):
-        for name in _READ.findall(ln.split(" = ", 1)[1]):
-            last[name] = i
-    out = []
-    for i, ln in enumerate(lines):
-        out.append(ln)
-        dead = [v for v in dict.fromkeys(assigned) if last.get(v) == i and v != keep]
-        if dead:
-            out.append("    " + "; ".join(f"{v} = None" for v in dead))
-    return out
-
-
-def _reusable(g: Graph, u: str, m: str, lines: list, var: str) -> bool:
-    """May the SE scale m overwrite its input u when autograd is off?"""
-    if g.op(u) not in _FRESH or not any(ln.startswith(f"    {var} = ") for ln in lines):
-        return False          # maybe a view of another value, or the unit's input (the caller's tensor)
-    pos = {p: i for i, p in enumerate(g.order)}
-    # every other reader has run already and made a new tensor of u (no alias survives)
-    return all(pos[c] < pos[m] and g.op(c) in ("global_pool", "conv2d", "linear")
-               for c in g.consumers(u) if c != m)
-
-
-def _add_expr(g, p, a, ins, inputs, names, probe, lines) -> str:
-    scales = a.get("scales") or (1.0,) * len(ins)
-    if len(ins) == 2 and not probe and all(s == 1.0 for s in scales):
-        for k in (1, 0):  # fuse an SE scale (u * s) feeding this add: torch.addcmul(other, u, s)
-            m = inputs[k]
-            if g.op(m) == "mul" and len(g.consumers(m)) == 1 and inputs.count(m) == 1 and \
-                    any(ln.startswith(f"    {names.get(m)} = ") for ln in lines):   # emitted in this unit
-                u, s = (names[i] for i in g.inputs(m))
-                # drop the separate multiply emitted for m
-                lines[:] = [ln for ln in lines if not ln.startswith(f"    {names[m]} = ")]
-                if _reusable(g, g.inputs(m)[0], m, lines, u):
-                    # without autograd, write into u (already squeezed, read by nothing else):
-                    # no fresh output tensor to allocate and first-touch
-                    return f"torch.addcmul({ins[1 - k]}, {u}, {s}, out=None if torch.is_grad_enabled() else {u})"
-                return f"torch.addcmul({ins[1 - k]}, {u}, {s})"
-    terms = []
-    for name, s in zip(ins, scales):
-        terms.append(name if s == 1.0 else f"{name} * {s!r}")
-    if len(ins) == 2 and scales[0] == 1.0 and scales[1] != 1.0:
-        return f"torch.add({ins[0]}, {ins[1]}, alpha={scales[1]!r})"
-    return " + ".join(terms)
 
 
 def _unit_nodes(g: Graph) -> dict:
@@ -291,7 +307,8 @@ def _unit_nodes(g: Graph) -> dict:
     return units
 
 
-def _build_unit(g: Graph, unit: str, nodes: list[str]) -> Unit:
+def _build_unit(g: Graph, fused: Graph, unit: str, nodes: list[str], fused_nodes: list[str]):
+    """The unit's forward runs the fused graph; its probe records every node of the plain one."""
     inside = set(nodes)
     x_in = {i for p in nodes for i in g.inputs(p) if i not in inside}
     if len(x_in) != 1:
@@ -300,16 +317,17 @@ def _build_unit(g: Graph, unit: str, nodes: list[str]) -> Unit:
     outs = [p for p in nodes if p == g.output or any(c not in inside for c in g.consumers(p))]
     if len(outs) != 1:
         raise ValueError(f"unit {unit} has outputs {outs}; units give one output")
-    code = _unit_source(g, unit, nodes, x_in, outs[0], probe=False) + "\n\n" + \
+    code = _unit_source(fused, unit, fused_nodes, x_in, outs[0], probe=False) + "\n\n" + \
         _unit_source(g, unit, nodes, x_in, outs[0], probe=True)
     m = Unit(unit, code)
-    for p in nodes:
-        d = g.node(p)
-        mod = _module(d["op"], d["attrs"], g.shape(d["inputs"][0]) if d["inputs"] else ())
+    for p in fused_nodes:
+        d = fused.node(p)
+        in_shape = fused.shape(d["inputs"][0]) if d["inputs"] else ()
+        mod = EMITTERS[d["op"]].module(d["attrs"], in_shape)
         if mod is None:
             continue
         if d["op"] == "act" and d["attrs"]["kind"] == "relu" and \
-                _inplace_ok(g, d["inputs"][0], x_in):
+                _inplace_ok(fused, d["inputs"][0], x_in):
             mod = nn.ReLU(inplace=True)
         parent = m
         segs = p[len(unit) + 1:].split(".")
@@ -353,8 +371,10 @@ def init_weights(model: nn.Module, seed: int | None = None, zero_init_last_bn: b
 
 def lower(g: Graph, seed: int | None = None, zero_init_last_bn: bool = False) -> CompiledNet:
     """IR graph -> CompiledNet (He-initialised; deterministic when `seed` is given)."""
-    by_unit = _unit_nodes(g)
-    units = {u: _build_unit(g, u, nodes) for u, nodes in by_unit.items() if nodes}
+    fused = fuse_scale_add(g)
+    by_unit, fused_by_unit = _unit_nodes(g), _unit_nodes(fused)
+    units = {u: _build_unit(g, fused, u, nodes, fused_by_unit[u])
+             for u, nodes in by_unit.items() if nodes}
     stages = []
     for st in g.stages:
         if st.path in units:

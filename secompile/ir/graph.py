@@ -65,6 +65,7 @@ class Graph:
         """Add a node, inferring its shape (raises ops.OpError). Returns its path."""
         if path in self.g:
             raise ValueError(f"duplicate IR node path {path}")
+        ops.check_attrs(op, attrs)
         shape = ops.infer(op, attrs, [self.shape(i) for i in inputs])
         self.g.add_node(path, op=op, attrs=attrs, inputs=list(inputs), shape=shape)
         for i, src in enumerate(inputs):
@@ -99,6 +100,29 @@ class Graph:
                     self.g.add_edge(new, c, index=idx)
         if self.output == old:
             self.output = new
+
+    def replace(self, path: str, op: str, attrs: dict, inputs: list[str]) -> None:
+        """Make node `path` another op over other inputs (a fusion); its value, consumers and
+        place in the order stay, so its output shape must too."""
+        ops.check_attrs(op, attrs)
+        shape = ops.infer(op, attrs, [self.shape(i) for i in inputs])
+        if shape != self.shape(path):
+            raise ValueError(f"replacing {path} would change its shape {self.shape(path)} "
+                             f"to {shape}")
+        for src in list(self.g.predecessors(path)):
+            self.g.remove_edge(src, path)
+        self.g.nodes[path].update(op=op, attrs=attrs, inputs=list(inputs))
+        for i, src in enumerate(inputs):
+            self.g.add_edge(src, path, index=i)
+        self._order = None
+
+    def remove(self, path: str) -> None:
+        """Drop a node nothing reads any more."""
+        if list(self.g.successors(path)) or path == self.output:
+            raise ValueError(f"cannot remove {path}: it is still read")
+        self.g.remove_node(path)
+        del self._rank[path]
+        self._order = None
 
     # -- queries ---------------------------------------------------------------------
     def __contains__(self, path) -> bool:

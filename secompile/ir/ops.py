@@ -1,13 +1,22 @@
-"""IR op types: for each op, its output shape, parameter count and multiply-adds.
+"""The registry of IR ops: every fact about an op that more than one module needs.
+
+Each `OpDef` declares the op's attributes, its weight tensors (state_dict suffix and shape
+as functions of the attributes and input shapes), its shape rule, its multiply-add rule and
+whether its output is always a newly allocated tensor. Parameter counts are derived from the
+declared weights, so the count, the torch module and the ONNX initializers cannot disagree.
+Backends keep one emitter per op in a table keyed by these names (tests/test_registry.py
+fails when one is missing); the spec schema's enums are generated from here
+(`python -m secompile.ir.schema_gen`).
 
 Shapes exclude the batch dimension: (C, H, W) for feature maps, (F,) for vectors.
-Counting rules (documented in docs/counting.md):
+Counting rules (docs/counting.md):
 
 - conv2d:   MACs = Cout * (Cin / groups) * kh * kw * Hout * Wout; params = weights (+ Cout bias)
 - linear:   MACs = Fin * Fout; params = Fin * Fout (+ Fout bias)
 - avg pool: one add per input element read (kh * kw per output element; global: C * H * W)
 - mul:      SE scale, one multiply per element (C * H * W)
 - add:      a plain add is 0; a scaled input (residual scaling) is one multiply-add per element
+- scale_add: the fused SE scale + add (passes/fuse.py): the multiply of `mul`, C * H * W
 - batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, identity: 0 MACs
   (BatchNorm folds into the convolution at inference; max and activations are not
   multiply-adds). BatchNorm has 2 * C parameters (affine); running statistics are buffers.
@@ -15,7 +24,12 @@ Bias adds are not counted, as in the paper and in torch.utils.flop_counter.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 ACTIVATIONS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
+POOL_MODES = ("avg", "max")
+REQUIRED = object()   # an attribute without a default
 
 
 class OpError(ValueError):
@@ -29,6 +43,40 @@ def _prod(xs) -> int:
     return out
 
 
+def _always(a) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One tensor an op owns, named `<node path>.<name>` in the state_dict."""
+
+    name: str
+    shape: Callable[[dict, list], tuple]        # (attrs, input shapes) -> shape
+    buffer: bool = False                        # state, not a parameter (BN running statistics)
+    inference: bool = True                      # needed at inference (not a training counter)
+    present: Callable[[dict], bool] = _always   # e.g. a bias only when attrs["bias"]
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    shape: Callable[[dict, list], tuple]        # (attrs, input shapes) -> output shape
+    attrs: dict = field(default_factory=dict)   # attribute name -> default (or REQUIRED)
+    weights: tuple = ()                         # Weight declarations, in state_dict order
+    macs: Callable = lambda a, ins, out: 0      # (attrs, input shapes, output shape) -> int
+    fresh: bool = False                         # output always new, never a view of an input
+
+    def tensors(self, a: dict, ins: list, inference: bool = False) -> dict[str, tuple]:
+        """name -> shape of the tensors a node owns (`inference`: only those a runtime needs)."""
+        return {w.name: tuple(w.shape(a, ins)) for w in self.weights
+                if w.present(a) and (w.inference or not inference)}
+
+    def params(self, a: dict, ins: list) -> int:
+        return sum(_prod(w.shape(a, ins)) for w in self.weights if not w.buffer and w.present(a))
+
+
+# -- shape rules ---------------------------------------------------------------------------
 def _spatial(shape, op):
     if len(shape) != 3:
         raise OpError(f"{op} needs a feature map (C, H, W), got shape {tuple(shape)}")
@@ -39,7 +87,8 @@ def conv_out(size, kernel, stride, pad, dilation=1, ceil=False) -> int:
     span = size + 2 * pad - dilation * (kernel - 1) - 1
     if ceil:
         out = -(-span // stride) + 1
-        if (out - 1) * stride >= size + pad:  # last window must start inside the input (Caffe/PyTorch rule)
+        # the last window must start inside the input (Caffe/PyTorch rule)
+        if (out - 1) * stride >= size + pad:
             out -= 1
         return out
     return span // stride + 1
@@ -48,18 +97,10 @@ def conv_out(size, kernel, stride, pad, dilation=1, ceil=False) -> int:
 def shape_conv2d(a, ins):
     c, h, w = _spatial(ins[0], "conv")
     if c % a["groups"] or a["out"] % a["groups"]:
-        raise OpError(f"groups={a['groups']} must divide input channels {c} and output channels {a['out']}")
+        raise OpError(f"groups={a['groups']} must divide input channels {c} "
+                      f"and output channels {a['out']}")
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
     return (a["out"], conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw))
-
-
-def params_conv2d(a, ins):
-    c = ins[0][0]
-    return a["out"] * (c // a["groups"]) * _prod(a["kernel"]) + (a["out"] if a["bias"] else 0)
-
-
-def macs_conv2d(a, ins, out):
-    return a["out"] * (ins[0][0] // a["groups"]) * _prod(a["kernel"]) * out[1] * out[2]
 
 
 def shape_pool(a, ins):
@@ -67,7 +108,8 @@ def shape_pool(a, ins):
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
     if ph * 2 > kh or pw * 2 > kw:
         raise OpError(f"pool padding {a['padding']} must be at most half the kernel {a['kernel']}")
-    return (c, conv_out(h, kh, sh, ph, 1, a["ceil_mode"]), conv_out(w, kw, sw, pw, 1, a["ceil_mode"]))
+    ceil = a["ceil_mode"]
+    return (c, conv_out(h, kh, sh, ph, 1, ceil), conv_out(w, kw, sw, pw, 1, ceil))
 
 
 def shape_global_pool(a, ins):
@@ -77,7 +119,8 @@ def shape_global_pool(a, ins):
 
 def shape_linear(a, ins):
     if len(ins[0]) != 1:
-        raise OpError(f"linear needs a vector (F,), got shape {tuple(ins[0])}: add flatten or a global pool")
+        raise OpError(f"linear needs a vector (F,), got shape {tuple(ins[0])}: "
+                      "add flatten or a global pool")
     return (a["out"],)
 
 
@@ -97,7 +140,8 @@ def shape_concat(a, ins):
     for s in ins:
         _spatial(s, "concat")
     if len({tuple(s[1:]) for s in ins}) != 1:
-        raise OpError("concat needs equal spatial sizes, got " + ", ".join(f"{s[1]}x{s[2]}" for s in ins))
+        sizes = ", ".join(f"{s[1]}x{s[2]}" for s in ins)
+        raise OpError(f"concat needs equal spatial sizes, got {sizes}")
     return (sum(s[0] for s in ins),) + tuple(ins[0][1:])
 
 
@@ -106,6 +150,11 @@ def shape_mul(a, ins):
     if len(u) != 3 or tuple(s) != (u[0], 1, 1):
         raise OpError(f"channel scale needs (C, H, W) and (C, 1, 1), got {tuple(u)} and {tuple(s)}")
     return tuple(u)
+
+
+def shape_scale_add(a, ins):
+    """other + u * s (torch.addcmul's argument order): the shape of the add of other and u * s."""
+    return shape_add(a, [ins[0], shape_mul(a, ins[1:])])
 
 
 def shape_shuffle(a, ins):
@@ -119,47 +168,91 @@ def shape_flatten(a, ins):
     return (_prod(ins[0]),)
 
 
-def _zero(a, ins, out=None):
-    return 0
+# -- weight shapes -------------------------------------------------------------------------
+def _has_bias(a) -> bool:
+    return a["bias"]
+
+
+def _out(a, ins) -> tuple:
+    return (a["out"],)
+
+
+def _channels(a, ins) -> tuple:
+    return (ins[0][0],)
+
+
+CONV_WEIGHTS = (Weight("weight", lambda a, ins: (a["out"], ins[0][0] // a["groups"], *a["kernel"])),
+                Weight("bias", _out, present=_has_bias))
+LINEAR_WEIGHTS = (Weight("weight", lambda a, ins: (a["out"], ins[0][0])),
+                  Weight("bias", _out, present=_has_bias))
+BN_WEIGHTS = (Weight("weight", _channels), Weight("bias", _channels),
+              Weight("running_mean", _channels, buffer=True),
+              Weight("running_var", _channels, buffer=True),
+              Weight("num_batches_tracked", lambda a, ins: (), buffer=True, inference=False))
+
+POOL_ATTRS = {"kernel": REQUIRED, "stride": REQUIRED, "padding": (0, 0), "ceil_mode": False}
 
 
 def _numel(shape) -> int:
     return _prod(shape)
 
 
-class OpType:
-    def __init__(self, shape, params=_zero, macs=_zero):
-        self.shape, self.params, self.macs = shape, params, macs
+def _conv_macs(a, ins, out) -> int:
+    return a["out"] * (ins[0][0] // a["groups"]) * _prod(a["kernel"]) * out[1] * out[2]
 
 
-OPS: dict[str, OpType] = {
-    "input": OpType(lambda a, ins: tuple(a["shape"])),
-    "conv2d": OpType(shape_conv2d, params_conv2d, macs_conv2d),
-    "batchnorm": OpType(shape_same, lambda a, ins: 2 * ins[0][0]),
-    "act": OpType(shape_same),
-    "maxpool2d": OpType(shape_pool),
-    "avgpool2d": OpType(shape_pool, macs=lambda a, ins, out: _prod(a["kernel"]) * _numel(out)),
-    "global_pool": OpType(shape_global_pool,
-                          macs=lambda a, ins, out: _numel(ins[0]) if a["mode"] == "avg" else 0),
-    "flatten": OpType(shape_flatten),
-    "linear": OpType(shape_linear,
-                     lambda a, ins: ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0),
-                     lambda a, ins, out: ins[0][0] * a["out"]),
-    "dropout": OpType(shape_same),
-    "identity": OpType(shape_same),
-    "add": OpType(shape_add, macs=lambda a, ins, out: _numel(out) * sum(
-        1 for s in a.get("scales", ()) if s != 1.0)),
-    "concat": OpType(shape_concat),
-    "mul": OpType(shape_mul, macs=lambda a, ins, out: _numel(out)),
-    "channel_shuffle": OpType(shape_shuffle),
-}
+def _add_macs(a, ins, out) -> int:
+    return _numel(out) * sum(1 for s in a.get("scales") or () if s != 1.0)
+
+
+_DEFS = (
+    OpDef("input", lambda a, ins: tuple(a["shape"]), attrs={"shape": REQUIRED}),
+    OpDef("conv2d", shape_conv2d, fresh=True, weights=CONV_WEIGHTS, macs=_conv_macs,
+          attrs={"out": REQUIRED, "kernel": (1, 1), "stride": (1, 1), "padding": (0, 0),
+                 "dilation": (1, 1), "groups": 1, "bias": True}),
+    OpDef("batchnorm", shape_same, fresh=True, weights=BN_WEIGHTS,
+          attrs={"eps": 1e-5, "momentum": 0.1}),
+    OpDef("act", shape_same, attrs={"kind": REQUIRED}),   # kind: one of ACTIVATIONS
+    OpDef("maxpool2d", shape_pool, fresh=True, attrs=POOL_ATTRS),
+    OpDef("avgpool2d", shape_pool, fresh=True, attrs={**POOL_ATTRS, "count_include_pad": True},
+          macs=lambda a, ins, out: _prod(a["kernel"]) * _numel(out)),
+    OpDef("global_pool", shape_global_pool, fresh=True,
+          attrs={"mode": "avg", "keepdim": False},   # mode: one of POOL_MODES
+          macs=lambda a, ins, out: _numel(ins[0]) if a["mode"] == "avg" else 0),
+    # identity, dropout (in eval), flatten and channel_shuffle may return their input or a view
+    # of it: an in-place op after them would overwrite a tensor other nodes read (props-6)
+    OpDef("flatten", shape_flatten),
+    OpDef("linear", shape_linear, fresh=True, weights=LINEAR_WEIGHTS,
+          attrs={"out": REQUIRED, "bias": True}, macs=lambda a, ins, out: ins[0][0] * a["out"]),
+    OpDef("dropout", shape_same, attrs={"p": 0.5}),
+    OpDef("identity", shape_same),
+    OpDef("add", shape_add, fresh=True, macs=_add_macs,
+          attrs={"scales": None}),   # one per input; None: all 1
+    OpDef("concat", shape_concat, fresh=True),
+    OpDef("mul", shape_mul, fresh=True, macs=lambda a, ins, out: _numel(out)),
+    OpDef("scale_add", shape_scale_add, fresh=True, macs=lambda a, ins, out: _numel(out)),
+    OpDef("channel_shuffle", shape_shuffle, attrs={"groups": REQUIRED}),
+)
+OPS: dict[str, OpDef] = {d.name: d for d in _DEFS}
+
+
+def check_attrs(op: str, attrs: dict) -> None:
+    """An unknown op, an undeclared attribute or a missing required one is a compiler bug."""
+    if op not in OPS:
+        raise ValueError(f"unknown IR op {op!r} (ops: {', '.join(OPS)})")
+    declared = OPS[op].attrs
+    extra = set(attrs) - set(declared)
+    missing = [k for k, v in declared.items() if v is REQUIRED and k not in attrs]
+    if extra or missing:
+        raise ValueError(f"IR op {op}: undeclared attributes {sorted(extra)}, missing {missing}")
 
 
 def infer(op: str, attrs: dict, in_shapes: list) -> tuple:
     """Output shape of `op`; raises OpError for inconsistent inputs or sizes below 1."""
     out = tuple(OPS[op].shape(attrs, in_shapes))
     if any(d < 1 for d in out):
-        raise OpError(f"output shape {out} has a size below 1 (input {tuple(in_shapes[0]) if in_shapes else ()})")
+        first = tuple(in_shapes[0]) if in_shapes else ()
+        raise OpError(f"output shape {out} has a size below 1 (input {first})")
     return out
 
 
@@ -175,4 +268,8 @@ def same_padding(kernel: int, dilation: int = 1) -> int:
     return dilation * (kernel - 1) // 2
 
 
-__all__ = ["OPS", "OpError", "infer", "params", "macs", "conv_out", "same_padding", "ACTIVATIONS"]
+# What the spec schema's enums are generated from (schema_gen.py writes spec/op_enums.json).
+SCHEMA_ENUMS = {"activations": list(ACTIVATIONS), "pool_modes": list(POOL_MODES)}
+
+__all__ = ["OPS", "OpDef", "Weight", "OpError", "REQUIRED", "check_attrs", "infer", "params",
+           "macs", "conv_out", "same_padding", "ACTIVATIONS", "POOL_MODES", "SCHEMA_ENUMS"]

@@ -6,9 +6,12 @@ document is shipped as `schema.json` for editors (yaml-language-server).
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import jsonschema
 
-from .errors import did_you_mean, Problem
+from .errors import Problem, did_you_mean
 from .loader import SourceMap
 
 EXPR = {"type": "string", "pattern": r"\$", "x-expect": "a $-expression"}
@@ -18,7 +21,10 @@ BOOL = {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}], "x-expect": "t
 PAIR = {"anyOf": [{"$ref": "#/$defs/int"},
                   {"type": "array", "items": {"$ref": "#/$defs/int"}, "minItems": 2, "maxItems": 2}],
         "x-expect": "an integer, a pair [h, w] or a $-expression"}
-ACTS = ["relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh", "none"]
+# Generated from the op registry (secompile/ir/ops.py) by `python -m secompile.ir.schema_gen`:
+# this layer sits below the IR and does not import it.
+OP_ENUMS = json.loads((Path(__file__).with_name("op_enums.json")).read_text())
+ACTS = OP_ENUMS["activations"] + ["none"]
 
 
 def _obj(props: dict, required=(), extra=False, **kw) -> dict:
@@ -120,7 +126,7 @@ SE_RULE = _obj({
                  "x-expect": "standard, pre, post, identity, after, none or {after: PATH}"},
     "reduction": {"type": "integer", "minimum": 1},
     "channels": {"type": "integer", "minimum": 1, "description": "reduced channels, overrides reduction"},
-    "squeeze": {"enum": ["avg", "max"]},
+    "squeeze": {"enum": OP_ENUMS["pool_modes"]},
     "gate": {"enum": ["sigmoid", "hard_sigmoid"]},
     "bias": {"type": "boolean"},
 }, required=["where"])

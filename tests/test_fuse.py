@@ -1,0 +1,71 @@
+"""passes/fuse.py: SE scale + residual add -> one scale_add node, lowered by the torch backend
+as torch.addcmul; counts, shapes and the rest of the graph are unchanged."""
+import numpy as np
+import onnxruntime as ort
+import torch
+from support import SPECS
+
+import secompile
+from secompile.analysis import Counts
+from secompile.api import build_ir
+from secompile.backends import onnx as onnx_backend
+from secompile.backends.onnx_weights import load_state
+from secompile.backends.torch import _dead_after, _unit_nodes
+from secompile.passes import fuse_scale_add
+
+
+def test_every_residual_se_scale_is_fused_and_counts_stay():
+    g = build_ir(SPECS / "se_resnet50.yaml")
+    f = fuse_scale_add(g)
+    fused = [p for p in f.order if f.op(p) == "scale_add"]
+    assert len(fused) == len(g.se) == 16
+    assert all(f.inputs(p)[1:] == g.inputs(p.rsplit(".", 1)[0] + ".se.scale") for p in fused)
+    assert not any(f.op(p) == "mul" for p in f.order)
+    assert f.order == [p for p in g.order if g.op(p) != "mul"]
+    assert all(f.shape(p) == g.shape(p) for p in f.order)
+    assert Counts(f).total == Counts(g).total
+    assert g.op(fused[0]) == "add"   # the input graph is left alone
+
+
+def test_no_fusion_without_a_plain_two_input_add():
+    g = build_ir(SPECS / "se_inception_resnet_v2.yaml")   # residual scaling: add has scale 0.1-0.2
+    f = fuse_scale_add(g)
+    scaled = [p for p in g.order
+              if g.op(p) == "add" and any(s != 1.0 for s in g.node(p)["attrs"]["scales"])]
+    assert scaled and all(f.op(p) == "add" for p in scaled)
+
+
+def test_forward_frees_each_intermediate_once_after_its_last_reader():
+    g = fuse_scale_add(build_ir(SPECS / "se_resnext50.yaml"))
+    for unit, nodes in _unit_nodes(g).items():
+        x_in = next(i for p in nodes for i in g.inputs(p) if i not in nodes)
+        dead = _dead_after(g, nodes, x_in, nodes[-1])
+        freed = [v for vs in dead.values() for v in vs]
+        assert sorted(freed) == sorted([x_in] + nodes[:-1]), unit
+        for i, vs in dead.items():
+            for v in vs:
+                assert max(nodes.index(c) for c in g.consumers(v) if c in nodes) == i
+
+
+def test_generated_forward_frees_without_rereading_its_text():
+    model = secompile.compile(SPECS / "se_resnet50.yaml")
+    code = model.stages[1].blocks[1].code
+    forward = code.split("def probe")[0]
+    assert "torch.addcmul(" in forward and "x = None" in forward
+    assert "se_scale =" not in forward and "rec[" not in forward
+
+
+def test_onnx_lowers_a_fused_graph_to_the_same_values():
+    g = build_ir(SPECS / "se_resnet20_cifar.yaml")
+    state = load_state(None, g, seed=0)
+    x = np.random.default_rng(0).standard_normal((2, *g.input_shape)).astype(np.float32)
+    outs = []
+    for graph in (g, fuse_scale_add(g)):
+        m = onnx_backend.lower(graph, state)
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {"input": x})[0])
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():   # and both are the torch module's result
+        model = secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0).eval()
+        y = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(outs[1], y, rtol=1e-4, atol=1e-4)
