@@ -1,7 +1,7 @@
 """The network generator behind `specs()`.
 
 A `Gen` draws a spec top-down (input, stem, stages, head, SE rules) while modelling
-the shape of every tensor (see `model.py`), so each choice is one that keeps the spec
+the shape of every tensor (see `oracle.py`), so each choice is one that keeps the spec
 valid: channels that groups divide, sizes that stay >= 1, branches whose shapes agree
 at their merge, selectors that match, reductions that leave a channel. Inside block
 templates, attribute values are sometimes written as $-expressions over the
@@ -20,7 +20,7 @@ from math import gcd
 from hypothesis import strategies as st
 
 from . import templates as T
-from .model import BlockInfo, conv_size, glob, pool_size, same_pad, select_blocks
+from .oracle import BlockInfo, conv_size, glob, pool_size, same_pad, select_blocks
 
 ACTS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
 BLOCK_KINDS = ("basic", "bottleneck", "resnext", "mixed", "preact", "dense", "shuffle", "nested",

@@ -12,7 +12,7 @@ from math import gcd
 
 from hypothesis import strategies as st
 
-from .model import ceil_div
+from .oracle import ceil_div
 
 BASIC = {
     "description": "two 3x3 convs; projection shortcut when the shape changes",
