@@ -22,6 +22,22 @@ def _add_limits(p):
                    help=f"refuse networks with more multiply-adds (default {MAX_MACS:.0e})")
 
 
+def _add_set(*parsers):
+    """`--set KEY=VALUE` (repeatable) on the spec commands; see secompile/spec/overrides.py."""
+    for p in parsers:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                       help="override a spec value before validation (dotted path, YAML value; "
+                            "repeatable), e.g. --set stages.2.repeat=8 --set input.size=320")
+
+
+def _spec(args, path):
+    """The spec to hand to the API: the path, or the Spec with the --set overrides applied."""
+    if not getattr(args, "set", None):
+        return path
+    from .spec.model import load_spec
+    return load_spec(path, overrides=args.set)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secompile", description="Squeeze-and-Excitation networks as data: "
                                  "validate, count, draw and compile YAML network specs.")
@@ -70,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", action="store_true")
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    _add_set(*(sub.choices[c] for c in ("validate", "count", "build", "export", "draw")))
     return ap
 
 
@@ -98,7 +115,7 @@ def cmd_validate(args) -> int:
     problems = []
     for s in args.specs:
         try:
-            g = build_ir(s)
+            g = build_ir(_spec(args, s))
             if not args.quiet:
                 print(f"{s}: ok ({g.name}: {len(g)} ops, {len(g.se)} SE blocks)")
         except SpecError as e:
@@ -110,7 +127,10 @@ def cmd_validate(args) -> int:
 
 def cmd_count(args) -> int:
     from .api import count
-    rep = count(args.spec, se=not args.no_se)
+    spec = _spec(args, args.spec)
+    rep = count(spec, se=not args.no_se)
+    if getattr(spec, "overrides", None):
+        rep["overrides"] = spec.override_dict()
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
@@ -127,7 +147,7 @@ def cmd_build(args) -> int:
     if args.onnx:
         from .backends.onnx import build_output as onnx_output
         writers.append(onnx_output)
-    rep = build(args.spec, args.output, max_params=args.max_params, max_macs=args.max_macs,
+    rep = build(_spec(args, args.spec), args.output, max_params=args.max_params, max_macs=args.max_macs,
                 extra_outputs=writers)
     if not args.quiet:
         _print_summary(rep)
@@ -137,11 +157,13 @@ def cmd_build(args) -> int:
 
 def cmd_export(args) -> int:
     from .backends.onnx import export_cli
+    args.spec = _spec(args, args.spec)
     return export_cli(args)
 
 
 def cmd_draw(args) -> int:
     from .backends.graphviz import draw_cli
+    args.spec = _spec(args, args.spec)
     return draw_cli(args)
 
 
