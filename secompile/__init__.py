@@ -5,10 +5,11 @@
 """
 from .api import build_ir, check_limits, compile, count
 from .spec import LimitError, Problem, Spec, SpecError, load_spec
+from .sweep import diff, sweep  # design-space sweeps and spec diffs (secompile/sweep.py)
 
 __version__ = "0.1.0"
 __all__ = ["compile", "count", "build_ir", "check_limits", "load_spec", "Spec", "SpecError",
-           "LimitError", "Problem", "__version__"]
+           "LimitError", "Problem", "sweep", "diff", "__version__"]
 
 
 def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only when used

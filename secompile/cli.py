@@ -87,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
     _add_set(*(sub.choices[c] for c in ("validate", "count", "build", "export", "draw")))
+    from .sweep_cli import register  # sweep, diff (secompile/sweep_cli.py)
+    register(sub)
     return ap
 
 
@@ -181,8 +183,10 @@ def cmd_schema(args) -> int:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
-                "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command](args)
+        handler = getattr(args, "handler", None) or {   # handler: subcommands added by register()
+            "validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
+            "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command]
+        return handler(args)
     except SpecError as e:
         for m in e.messages:
             print(m, file=sys.stderr)
