@@ -33,6 +33,10 @@ WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_p
                "se_params_rel", "se_macs_rel", "base_params", "base_macs", "acc", "val_loss", "epochs", "index")
 
 
+COST_FIELDS = ("macs", "conv_linear_macs", "params", "nodes", "se_blocks", "base_macs", "base_params",
+               "se_macs", "se_params", "se_macs_rel", "se_params_rel")   # None in an invalid variant's row
+
+
 # -- the variants --------------------------------------------------------------------------
 def _axes(vary) -> list[list[Override]]:
     """vary: {KEY: [values]} (Python values) or ['KEY=[YAML list]', ...] (CLI text) -> axes."""
@@ -61,8 +65,9 @@ def _axes(vary) -> list[list[Override]]:
 
 def variant_name(base: str, index: int, overrides) -> str:
     """Deterministic name of a variant (also its --emit file name and train.py's run folder)."""
-    slug = ",".join(f"{o.key}={format_value(o.value)}" for o in overrides)
-    slug = re.sub(r"[^A-Za-z0-9.=,]+", "_", slug).replace("=", "-").replace(",", "+").strip("_")
+    def clean(text):
+        return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")
+    slug = "+".join(f"{clean(o.key)}-{clean(format_value(o.value))}" for o in overrides)
     return f"{base}-{index:02d}-{slug[:80]}" if slug else f"{base}-{index:02d}"
 
 
@@ -153,7 +158,7 @@ def sweep(spec, vary, *, where: str | None = None, metrics: str | list | None = 
             row = {"index": i, "spec": name, "name": variant_name(name, i, combo),
                    "overrides": {o.key: o.value for o in combo},
                    "label": ", ".join(f"{o.key}={format_value(o.value)}" for o in combo),
-                   "ok": True, "errors": []}
+                   "ok": True, "errors": [], **dict.fromkeys(COST_FIELDS)}
             try:
                 v = load_spec(base if base is not None else spec, base_dir, overrides=list(combo))
                 row.update(_evaluate(v, shared, combo))

@@ -121,8 +121,8 @@ def test_parse_vary_locates_each_alternative():
     assert [a.value_col for a in alts] == [17, 20, 23] and {a.index for a in alts} == {2}
     with pytest.raises(SpecError) as e:
         parse_vary("se.0.reduction=8")
-    assert e.value.messages == ["--vary:1:16: se.0.reduction: expected a non-empty YAML list of alternatives, "
-                                "e.g. se.0.reduction=[4, 8, 16], got '8'"]
+    assert e.value.messages == ["--vary:1:16: se.0.reduction: expected a non-empty YAML list of alternatives "
+                                "(se.0.reduction=[A, B, ...]), got '8'"]
 
 
 def test_apply_overrides_remarks_the_subtree():

@@ -175,7 +175,7 @@ def parse_vary(text: str, *, index: int = 1, file: str = "--vary") -> tuple[str,
         raise SpecError([_shift(p, file, index, col0) for p in e.problems]) from None
     if not isinstance(values, list) or not values:
         raise _problem(file, index, col0, canonical_key(path),
-                       f"expected a non-empty YAML list of alternatives, e.g. {key}=[4, 8, 16], "
+                       f"expected a non-empty YAML list of alternatives ({key}=[A, B, ...]), "
                        f"got {value_text.strip()!r}")
     out = []
     for i, v in enumerate(values):
