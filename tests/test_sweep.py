@@ -159,3 +159,22 @@ def test_api_errors():
         secompile.sweep(SE50, vary={"se.0.reduction": []})
     with pytest.raises(TypeError):
         secompile.sweep(SE50, vary={"se.0.reduction": 8})
+
+
+def test_train_py_writes_metrics_that_the_sweep_joins(tmp_path):
+    """examples/train.py --set ... writes <out>/metrics.json; sweep --metrics joins it by spec and overrides."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("examples_train_metrics", ROOT / "examples" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    cifar = str(SPECS / "se_resnet20_cifar.yaml")
+    assert train.main(["--spec", cifar, "--set", "se.0.reduction=8", "--data", "synthetic", "--epochs", "1",
+                       "--train-size", "64", "--val-size", "32", "--batch-size", "16",
+                       "--out", str(tmp_path / "runs" / "r8")]) == 0
+    m = json.loads((tmp_path / "runs" / "r8" / "metrics.json").read_text())
+    assert (m["spec"], m["overrides"], m["epochs"], m["epochs_planned"]) == ("se_resnet20_cifar", {"se.0.reduction": 8}, 1, 1)
+    assert 0.0 <= m["val_acc"] <= 1.0 and m["val_loss"] > 0
+    rows = secompile.sweep(cifar, vary={"se.0.reduction": [4, 8]}, metrics=str(tmp_path / "runs/*/metrics.json"))
+    assert rows[0].get("acc") is None and rows[1]["acc"] == m["val_acc"] and rows[1]["runs"] == 1
+    with pytest.raises(SystemExit, match=r"^--set:1:17: stages\[0\].repeat: expected integer, got string 'x'$"):
+        train.main(["--spec", cifar, "--set", "stages.0.repeat=x", "--out", str(tmp_path / "bad")])
