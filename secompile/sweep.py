@@ -256,44 +256,66 @@ def as_dataframe(rows: list[dict]):
     return pd.DataFrame(rows)
 
 
+def _unit(values) -> tuple[float, str]:
+    top = max((abs(v) for v in values), default=0)
+    return next(((d, u) for d, u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if top >= d), (1.0, ""))
+
+
 def plot(rows: list[dict], path: str, title: str | None = None) -> str:
-    """params (M) vs MACs (G), the Pareto front marked and labelled (svg/png/pdf by extension)."""
+    """params vs MACs, each point named by its values, the Pareto front marked and labelled;
+    coloured by val top-1 where --metrics gave one (svg/png/pdf by the file's extension)."""
     try:
         import matplotlib
     except ImportError:
         raise SpecError([Problem(Mark("--plot", 1, 1), "<plot>", "plotting needs matplotlib "
                                  "(pip install matplotlib, or pip install 'secompile[plot]')")]) from None
     matplotlib.use("Agg")
+    import io
+
     import matplotlib.pyplot as plt
 
     from .outputs import atomic_write
-    plt.rcParams["svg.hashsalt"] = "secompile"
+    plt.rcParams["svg.hashsalt"] = "secompile"      # deterministic SVG ids
     ok = [r for r in rows if r["ok"]]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    keys = list(dict.fromkeys(k for r in rows for k in r["overrides"]))
+    (pd, pu), (md, mu) = _unit([r["params"] for r in ok]), _unit([r["macs"] for r in ok])
+
+    def xy(r):
+        return r["params"] / pd, r["macs"] / md
+
+    def short(r):   # the values only: the keys are in the title
+        return ", ".join(format_value(r["overrides"][k]) for k in keys if k in r["overrides"])
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     acc = [r.get("acc") for r in ok]
-    has_acc = any(a is not None for a in acc)
-    xs, ys = [r["params"] / 1e6 for r in ok], [r["macs"] / 1e9 for r in ok]
-    if has_acc:
+    xs, ys = [xy(r)[0] for r in ok], [xy(r)[1] for r in ok]
+    if any(a is not None for a in acc):
         sc = ax.scatter(xs, ys, c=[100 * a if a is not None else float("nan") for a in acc], cmap="viridis",
-                        s=36, zorder=2, plotnonfinite=True)
+                        s=40, zorder=2, plotnonfinite=True, label="variants")
         fig.colorbar(sc, ax=ax, label="val top-1 (%)")
     else:
-        ax.scatter(xs, ys, s=30, color="#7a8ca3", zorder=2, label="variants")
+        ax.scatter(xs, ys, s=32, color="#7a8ca3", zorder=2, label="variants")
     front = sorted((r for r in ok if r.get("pareto")), key=lambda r: (r["params"], r["macs"]))
+    if len(ok) <= 16:     # few points: name them all; the front's names are drawn in colour
+        for r in ok:
+            if not r.get("pareto"):
+                ax.annotate(short(r), xy(r), textcoords="offset points", xytext=(7, -3), fontsize=7,
+                            color="#555555")
     if front:
-        ax.plot([r["params"] / 1e6 for r in front], [r["macs"] / 1e9 for r in front], "-o", color="#d9480f",
-                mfc="none", ms=10, lw=1.2, zorder=3, label="Pareto front")
-        for r in front:
-            text = r["label"] + (f"\n{100 * r['acc']:.1f}%" if r.get("acc") is not None else "")
-            ax.annotate(text, (r["params"] / 1e6, r["macs"] / 1e9), textcoords="offset points", xytext=(6, 6),
-                        fontsize=7, color="#d9480f")
-    ax.set_xlabel("parameters (M)")
-    ax.set_ylabel("multiply-adds (G)")
-    ax.set_title(title or (rows[0]["spec"] if rows else "sweep"), fontsize=10)
+        ax.plot([xy(r)[0] for r in front], [xy(r)[1] for r in front], "-o", color="#d9480f", mfc="none", ms=11,
+                lw=1.2, zorder=3, label="Pareto front")
+        for i, r in enumerate(front):
+            text = short(r) + (f" ({100 * r['acc']:.1f}%)" if r.get("acc") is not None else "")
+            ax.annotate(text, xy(r), textcoords="offset points", xytext=(8, 8 if i % 2 == 0 else -14),
+                        fontsize=7.5, color="#d9480f", fontweight="bold")
+    ax.margins(x=0.25, y=0.15)
+    ax.set_xlabel(f"parameters ({pu})" if pu else "parameters")
+    ax.set_ylabel(f"multiply-adds ({mu})" if mu else "multiply-adds")
+    name = rows[0]["spec"] if rows else "sweep"
+    ax.set_title(title or f"{name}: {', '.join(keys)}", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    import io
     buf = io.BytesIO()
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "svg"
     fig.savefig(buf, format=fmt, metadata={"Date": None} if fmt == "svg" else None)

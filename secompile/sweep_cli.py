@@ -47,12 +47,13 @@ def register(subparsers) -> None:
 
 
 # -- sweep ---------------------------------------------------------------------------------
-def _g(n) -> str:
-    return f"{n / 1e9:.3f}"
-
-
-def _m(n) -> str:
-    return f"{n / 1e6:.3f}"
+def _si(n) -> str:
+    """3,871,627,264 -> '3.872G', 289,562 -> '289.6k': four significant digits (--json is exact)."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.{max(0, 4 - len(str(int(abs(v)))))}f}{unit}"
+    return str(n)
 
 
 def _rel(x) -> str:
@@ -77,14 +78,15 @@ def print_table(rows: list[dict], file=sys.stdout) -> None:
     t.add_column("#", justify="right")
     for k in keys:
         t.add_column(k)
-    for col in ("MACs (G)", "conv+fc (G)", "params (M)", "SE", "SE params", "SE MACs") + \
+    for col in ("MACs", "conv+fc MACs", "params", "SE", "SE params", "SE MACs") + \
             (("top-1 %",) if has_acc else ()) + ("",):
         t.add_column(col, justify="right" if col else "left")
     for r in rows:
         vals = [str(r["index"])] + [_fmt(r["overrides"].get(k, "")) for k in keys]
         if r["ok"]:
-            vals += [_g(r["macs"]), _g(r["conv_linear_macs"]), _m(r["params"]), str(r["se_blocks"]),
-                     f"{r['se_params']:+,} ({_rel(r['se_params_rel'])})", f"{r['se_macs'] / 1e6:+,.1f}M ({_rel(r['se_macs_rel'])})"]
+            vals += [_si(r["macs"]), _si(r["conv_linear_macs"]), _si(r["params"]), str(r["se_blocks"]),
+                     f"{r['se_params']:+,} ({_rel(r['se_params_rel'])})",
+                     f"+{_si(r['se_macs'])} ({_rel(r['se_macs_rel'])})"]
             if has_acc:
                 vals.append(f"{100 * r['acc']:.2f}" if r.get("acc") is not None else "")
             vals.append("pareto" if r.get("pareto") else "")
@@ -171,11 +173,17 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
 
     def unit_row(u, indent="  "):
         what = ["+SE " + _relpath(x, u["path"]) for x in u["se"]]
+        reshaped = []
         for c in u["changed"]:
             if c["path"] in u["rewired"]:
                 continue
-            fields = ", ".join(_change_text(k, v) for k, v in c.items() if k != "path")
+            if set(c) <= {"path", "shape", "inputs"}:     # a consequence of a change upstream
+                reshaped.append(c)
+                continue
+            fields = ", ".join(_change_text(k, v) for k, v in c.items() if k not in ("path", "inputs"))
             what.append(f"{_relpath(c['path'], u['path'])}: {fields}")
+        if reshaped:
+            what.append(f"{len(reshaped)} more node(s) change shape")
         if u["rewired"] and u["se_added"]:
             what.append(f"{len(u['rewired'])} node(s) read the SE output")
         if u["removed"] and not u["se_removed"]:
