@@ -26,7 +26,14 @@ from .passes import expand, insert_se
 from .spec import expr
 from .spec.errors import Mark, Problem, SpecError
 from .spec.model import Spec, load_spec
-from .spec.overrides import Override, apply_overrides, format_value, make_override, parse_vary
+from .spec.overrides import (
+    Override,
+    apply_overrides,
+    exists,
+    format_value,
+    make_override,
+    parse_vary,
+)
 
 # names a --where expression can use (None where a row has no value, e.g. acc without --metrics)
 WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_params", "se_macs",
@@ -101,7 +108,9 @@ def _evaluate(spec: Spec, shared: _Shared, overrides) -> dict:
 
 
 def _check_keys(spec: Spec | None, axes) -> None:
-    """A KEY that names nothing in the spec is a bad --vary (exit 2), not N invalid rows."""
+    """A KEY that names nothing in the spec is a bad --vary (exit 2), not N invalid rows: its
+    path must resolve, and the first alternative must raise no problem located at the KEY's
+    last segment (an unknown key or template parameter is reported there)."""
     if spec is None:
         return
     problems = []
@@ -110,6 +119,16 @@ def _check_keys(spec: Spec | None, axes) -> None:
             apply_overrides(spec.data, spec.smap, alts[:1])
         except SpecError as e:
             problems.extend(e.problems)
+            continue
+        o = alts[0]
+        if exists(spec.data, o.path):       # a key the spec has: its values are the variants' business
+            continue
+        at_key = o.mark(o.key_cols[-1]) if o.key_cols else None
+        try:
+            v = load_spec(spec, overrides=alts[:1])
+            expand(v)
+        except SpecError as e:
+            problems.extend(p for p in e.problems if p.mark == at_key)
     if problems:
         raise SpecError(problems)
 

@@ -77,6 +77,9 @@ def test_invalid_variants_are_rows_with_located_errors():
 
 @pytest.mark.parametrize("vary, message", [
     ("stagse.0.repeat=[1, 2]", "--vary:1:1: stagse: unknown key 'stagse' in the spec (did you mean 'stages'?)"),
+    ("se.0.reductoin=[4, 8]", "--vary:1:6: se[0].reductoin: unknown key 'reductoin' (did you mean 'reduction'?)"),
+    ("stages.0.widht=[32, 64]", "--vary:1:10: stages[0].widht: unknown parameter 'widht' of block template "
+                                "'bottleneck' (did you mean 'width'?)"),
     ("stages.0.repeat=3", "--vary:1:17: stages.0.repeat: expected a non-empty YAML list of alternatives "
                           "(stages.0.repeat=[A, B, ...]), got '3'"),
     ("stages.0.repeat=[1, 2", "--vary:1:22: <value>: expected ',' or ']', but got '<stream end>' "

@@ -273,6 +273,19 @@ def _resolve(data, o: Override) -> tuple:
     raise _problem(o.file, o.index, 1, "<override>", "empty key")
 
 
+def exists(data, path) -> bool:
+    """Does `path` (keys and indices, negative ones from the end) name a value in `data`?"""
+    node = data
+    for seg in path:
+        if isinstance(node, list) and isinstance(seg, int) and -len(node) <= seg < len(node):
+            node = node[seg]
+        elif isinstance(node, dict) and (seg in node or str(seg) in node):
+            node = node[seg if seg in node else str(seg)]
+        else:
+            return False
+    return True
+
+
 def apply_overrides(data, smap: SourceMap, overrides) -> tuple[dict, SourceMap]:
     """Apply overrides in order to a copy of `data` (and of `smap`, re-marked at each override).
     The inputs are left untouched. Raises SpecError (all path problems at once)."""
@@ -306,4 +319,4 @@ def apply_overrides(data, smap: SourceMap, overrides) -> tuple[dict, SourceMap]:
 
 
 __all__ = ["Override", "parse_override", "parse_vary", "parse_key", "make_override", "as_overrides",
-           "apply_overrides", "format_value", "canonical_key"]
+           "apply_overrides", "exists", "format_value", "canonical_key"]
