@@ -145,3 +145,8 @@ def test_cli_bad_set_exits_2_located_without_traceback(cmd):
 def test_cli_validate_with_set():
     out = run("validate", "specs/se_resnet50.yaml", "--set", "se.0.where.stages=[0, 1, 2]")
     assert out.returncode == 0 and "13 SE blocks" in out.stdout
+
+
+def test_resnet50_with_se_rules_by_override_is_se_resnet50():
+    rep = secompile.count(load_spec(SPECS / "resnet50.yaml", overrides=["se=[{where: {stages: all}}]"]))
+    assert rep["total"] == secompile.count(SE50)["total"]

@@ -181,3 +181,13 @@ def test_train_py_writes_metrics_that_the_sweep_joins(tmp_path):
     assert rows[0].get("acc") is None and rows[1]["acc"] == m["val_acc"] and rows[1]["runs"] == 1
     with pytest.raises(SystemExit, match=r"^--set:1:17: stages\[0\].repeat: expected integer, got string 'x'$"):
         train.main(["--spec", cifar, "--set", "stages.0.repeat=x", "--out", str(tmp_path / "bad")])
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
+    from secompile.sweep import plot
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [8]})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SpecError) as e:
+        plot(rows, str(tmp_path / "p.svg"))
+    assert e.value.messages == ["--plot:1:1: <plot>: plotting needs matplotlib (pip install matplotlib, "
+                                "or pip install 'secompile[plot]')"]
