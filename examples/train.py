@@ -19,6 +19,13 @@ each process trains on its shard (gloo on CPU, NCCL on GPU); `--batch-size` is p
 At the end of every epoch the BN running statistics are averaged over the processes, so all
 of them hold identical weights; each prints a digest of its state to show it.
 
+Overrides: `--set KEY=VALUE` (repeatable) changes the spec before it is built, as on the
+secompile command line (`--set se.0.reduction=8`, `--set head.1.linear.out=10`).
+
+Metrics: rank 0 writes `<out>/metrics.json` at the end of every epoch (spec name, overrides,
+epochs done, final val top-1 and loss, best top-1), which `secompile sweep --metrics
+'runs/*/metrics.json'` joins into a sweep's table and plot (docs/sweeps.md).
+
 Checkpoints (`<out>/last.pt`, plus `best.pt`) are written atomically by rank 0 at the end of
 every epoch, every `--save-every` steps and when `--max-steps` stops a run; `--resume`
 continues from `last.pt` exactly where it stopped, mid-epoch included (same world size and
@@ -57,6 +64,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--spec", required=True, help="network spec (YAML)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value (dotted path, YAML value; repeatable), e.g. se.0.reduction=8")
     p.add_argument("--data", default="synthetic", help="'synthetic' or a folder with train/<class>/ (and val/<class>/)")
     p.add_argument("--train-size", type=int, default=10000, help="synthetic training images")
     p.add_argument("--val-size", type=int, default=2000, help="synthetic validation images")
@@ -122,9 +131,9 @@ def state_digest(model: torch.nn.Module) -> str:
 
 
 # -- spec, data ----------------------------------------------------------------------------
-def self_contained(spec_path: str) -> dict:
+def self_contained(spec_path) -> dict:
     """The spec as one dict, included templates inlined: a checkpoint needs no other file."""
-    spec = secompile.load_spec(spec_path)
+    spec = secompile.load_spec(spec_path)   # a path or a loaded Spec (overrides applied)
     out = {k: v for k, v in spec.data.items() if k != "include"}
     out["blocks"] = {name: t.body for name, t in spec.templates.items()}
     return json.loads(json.dumps(out))   # plain types only: loadable with weights_only=True
@@ -192,6 +201,18 @@ def evaluate(model, dataset, args, device, rank, world, autocast):
     return loss / max(n, 1), correct / max(n, 1)
 
 
+def write_metrics(out_dir: str, name: str, spec_obj, args, history: list, best: float, world: int) -> None:
+    """<out>/metrics.json: what `secompile sweep --metrics` joins (by spec name, or spec name and
+    overrides). Rewritten atomically at the end of every epoch, so it always describes the last one."""
+    last_record = history[-1] if history else {}
+    metrics = {"format": "secompile-metrics/1", "spec": name, "spec_file": os.fspath(args.spec),
+               "overrides": spec_obj.override_dict(), "epochs": len(history), "epochs_planned": args.epochs,
+               "val_acc": last_record.get("val_acc"), "val_loss": last_record.get("val_loss"),
+               "train_loss": last_record.get("train_loss"), "best_val_acc": best if history else None,
+               "global_batch": args.batch_size * world, "seed": args.seed}
+    atomic_write(os.path.join(out_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+
+
 def save_checkpoint(path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -229,9 +250,13 @@ def main(argv=None) -> int:
     log = print if lead else (lambda *a, **k: None)
     torch.manual_seed(args.seed)
 
-    g = secompile.build_ir(args.spec)
+    try:
+        spec_obj = secompile.load_spec(args.spec, overrides=args.set or None)
+    except secompile.SpecError as e:
+        raise SystemExit("\n".join(e.messages)) from None
+    g = secompile.build_ir(spec_obj)
     input_shape, (num_classes,) = tuple(g.input_shape), g.shape(g.output)
-    spec = self_contained(args.spec)
+    spec = self_contained(spec_obj)
     out_dir = args.out or os.path.join("runs", g.name)
     last_path = os.path.join(out_dir, "last.pt")
 
@@ -241,7 +266,7 @@ def main(argv=None) -> int:
         if ck.get("format") != CHECKPOINT_FORMAT or ck["spec"] != spec:
             raise SystemExit(f"{last_path}: a checkpoint of another network or format; use another --out")
 
-    net = secompile.compile(args.spec, seed=args.seed, zero_init_last_bn=args.zero_init_last_bn).to(device)
+    net = secompile.compile(spec_obj, seed=args.seed, zero_init_last_bn=args.zero_init_last_bn).to(device)
     if args.channels_last:
         net = net.to(memory_format=torch.channels_last)
     train_set, val_set, classes = build_data(args, input_shape, num_classes)
@@ -349,6 +374,8 @@ def main(argv=None) -> int:
         is_best = val_set is not None and record["val_acc"] > best
         best = max(best, record.get("val_acc", 0.0))
         checkpoint(epoch + 1, 0)
+        if lead:
+            write_metrics(out_dir, g.name, spec_obj, args, history, best, world)
         if is_best:
             checkpoint(epoch + 1, 0, os.path.join(out_dir, "best.pt"))
         if stopped:

@@ -6,9 +6,10 @@
 from ._version import __version__
 from .api import build_ir, check_limits, compile, count, draw, prepare, to_onnx
 from .spec import LimitError, Problem, Spec, SpecError, load_spec
+from .sweep import diff, sweep  # design-space sweeps and spec diffs (secompile/sweep.py)
 
 __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "draw", "load_spec", "Spec",
-           "SpecError", "LimitError", "Problem", "__version__"]
+           "SpecError", "LimitError", "Problem", "sweep", "diff", "__version__"]
 
 
 def __getattr__(name):  # the torch backend is imported only when weights are loaded

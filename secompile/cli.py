@@ -25,6 +25,22 @@ def _add_limits(p):
                    help=f"refuse networks with more multiply-adds (default {MAX_MACS:.0e})")
 
 
+def _add_set(*parsers):
+    """`--set KEY=VALUE` (repeatable) on the spec commands; see secompile/spec/overrides.py."""
+    for p in parsers:
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
+                       help="override a spec value before validation (dotted path, YAML value; "
+                            "repeatable), e.g. --set stages.2.repeat=8 --set input.size=320")
+
+
+def _spec(args, path):
+    """The spec to hand to the API: the path, or the Spec with the --set overrides applied."""
+    if not getattr(args, "set", None):
+        return path
+    from .spec.document import load_spec
+    return load_spec(path, overrides=args.set)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secompile", description="Squeeze-and-Excitation networks as data: "
                                  "validate, count, draw and compile YAML network specs.")
@@ -73,6 +89,9 @@ def parser() -> argparse.ArgumentParser:
     fmt.add_argument("--markdown", action="store_true")
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    _add_set(*(sub.choices[c] for c in ("validate", "count", "build", "export", "draw")))
+    from .sweep_cli import register  # sweep, diff (secompile/sweep_cli.py)
+    register(sub)
     return ap
 
 
@@ -81,7 +100,7 @@ def cmd_validate(args) -> int:
     problems = []
     for s in args.specs:
         try:
-            g = build_ir(s)
+            g = build_ir(_spec(args, s))
             if not args.quiet:
                 print(f"{s}: ok ({g.name}: {len(g)} ops, {len(g.se)} SE blocks)")
         except SpecError as e:
@@ -93,7 +112,10 @@ def cmd_validate(args) -> int:
 
 def cmd_count(args) -> int:
     from .api import count
-    rep = count(args.spec, se=not args.no_se)
+    spec = _spec(args, args.spec)
+    rep = count(spec, se=not args.no_se)
+    if getattr(spec, "overrides", None):
+        rep["overrides"] = spec.override_dict()
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
@@ -108,7 +130,7 @@ def cmd_build(args) -> int:
         writers.append(diagram_output)
     if args.onnx:
         writers.append(onnx_output)
-    rep = build(args.spec, args.output, max_params=args.max_params, max_macs=args.max_macs,
+    rep = build(_spec(args, args.spec), args.output, max_params=args.max_params, max_macs=args.max_macs,
                 extra_outputs=writers)
     if not args.quiet:
         print_summary(rep)
@@ -126,7 +148,7 @@ def cmd_export(args) -> int:
     except ValueError as e:
         print(f"secompile export: --opset: {e}", file=sys.stderr)
         return 2
-    model = to_onnx(args.spec, args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn, opset=opset,
+    model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn, opset=opset,
                     max_params=args.max_params, max_macs=args.max_macs)
     if not getattr(args, "quiet", False):
         n = sum(math.prod(t.dims) for t in model.graph.initializer)
@@ -140,7 +162,7 @@ def cmd_draw(args) -> int:
     from .api import draw
     from .backends.graphviz import DotNotFound
     try:
-        out = draw(args.spec, args.level, args.format, args.output, scope=getattr(args, "scope", None))
+        out = draw(_spec(args, args.spec), args.level, args.format, args.output, scope=getattr(args, "scope", None))
     except DotNotFound as e:
         print(e, file=sys.stderr)
         return 2
@@ -182,8 +204,10 @@ def cmd_schema(args) -> int:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
-                "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command](args)
+        handler = getattr(args, "handler", None) or {   # handler: subcommands added by register()
+            "validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
+            "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command]
+        return handler(args)
     except SpecError as e:
         for m in e.messages:
             print(m, file=sys.stderr)

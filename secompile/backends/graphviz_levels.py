@@ -145,7 +145,10 @@ def _layer_row(g: Graph, layer: str, nodes: list[str]) -> tuple[str, str]:
     return " · ".join([desc] + extra), st.shape_text(g.shape(nodes[-1]))
 
 
-def block_level(g: Graph, counts: Counts, scope: str | None = None) -> graphviz.Digraph:
+def block_level(g: Graph, counts: Counts, scope: str | None = None, *,
+                highlight: dict | None = None) -> graphviz.Digraph:
+    """`highlight`: IR path -> extra node attributes (e.g. `secompile diff --draw` colouring
+    what changed); a drawn node takes those of its first highlighted IR node."""
     d = Drawing(g, counts, "block", scope)
     dot = new_digraph(g.name, "block")
     chain_of, members = chains(g)
@@ -164,6 +167,8 @@ def block_level(g: Graph, counts: Counts, scope: str | None = None) -> graphviz.
         ir = [p for L in layers for p in by_layer[L]]
         cost = sum((counts.nodes[p] for p in ir), Cost())
         attrs = {"tooltip": cid, **_chain_node(g, counts, cid, layers, by_layer, cost)}
+        if highlight:
+            attrs.update(next((highlight[p] for p in ir if p in highlight), {}))
         if on_spine(g, cid):
             attrs["group"] = "spine"
         entries.append((d.scopes.of(first), cid, attrs))

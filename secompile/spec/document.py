@@ -41,6 +41,11 @@ class Spec:
     smap: SourceMap
     templates: dict = field(default_factory=dict)   # name -> Template
     base_dir: str = "."
+    overrides: tuple = ()           # spec.overrides.Override applied by load_spec(overrides=...)
+
+    def override_dict(self) -> dict:
+        """The applied overrides as {KEY: value}, in order (for reports and metadata)."""
+        return {o.key: o.value for o in self.overrides}
 
     @property
     def file(self) -> str:
@@ -80,11 +85,22 @@ def _load_source(source, base_dir):
     raise TypeError(f"a spec is a path, YAML text, a dict or a Spec, not {type(source).__name__}")
 
 
-def load_spec(source, base_dir: str | None = None) -> Spec:
-    """Load, include and validate a spec. Raises SpecError with every problem found."""
-    if isinstance(source, Spec):
+def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
+    """Load, include and validate a spec. Raises SpecError with every problem found.
+    `overrides` ({KEY: value}, 'KEY=VALUE' strings or spec.overrides.Override objects) are
+    applied to the data before validation; a Spec given with overrides is re-validated."""
+    if isinstance(source, Spec) and not overrides:
         return source
-    data, smap, base = _load_source(source, base_dir)
+    applied: tuple = ()
+    if isinstance(source, Spec):
+        data, smap, base, applied = source.data, source.smap, source.base_dir, source.overrides
+    else:
+        data, smap, base = _load_source(source, base_dir)
+    if overrides:   # spec/overrides.py: a copy of data and smap, re-marked at each override
+        from .overrides import apply_overrides, as_overrides
+        new = as_overrides(overrides)
+        data, smap = apply_overrides(data, smap, new)
+        applied = tuple(applied) + tuple(new)
     problems = validate(data, smap) if isinstance(data, dict) else [
         smap.problem((), "a spec is a mapping with at least 'name' and 'stages'")]
     if not isinstance(data, dict):
@@ -96,7 +112,7 @@ def load_spec(source, base_dir: str | None = None) -> Spec:
     _add_templates(data, smap, templates, origin, problems, own=True)
     if problems:
         raise SpecError(problems)
-    return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base)
+    return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base, overrides=applied)
 
 
 def _add_templates(data, smap, templates, origin, problems, own=False):

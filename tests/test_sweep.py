@@ -1,0 +1,193 @@
+"""secompile sweep: exact counts (the paper's eq. 5), invalid variants as rows, located CLI errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+from support import ROOT, SPECS
+
+import secompile
+from secompile.spec.errors import SpecError
+
+SE50 = SPECS / "se_resnet50.yaml"
+RESNET50_PARAMS = 25_557_032
+# SE-ResNet-50's stages: N_s blocks whose SE block sees C_s channels
+STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "secompile", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def eq5(r: int) -> int:
+    """Section 6.4, eq. 5: SE adds (2/r) * sum_s N_s * C_s^2 weights (the FC layers), exactly here
+    (every C_s is divisible by r), plus the biases of the reference models: N_s * (C_s/r + C_s)."""
+    weights = sum(n * c * c for n, c in STAGES) * 2 // r
+    assert weights * r == 2 * sum(n * c * c for n, c in STAGES)
+    return weights + sum(n * (c // r + c) for n, c in STAGES)
+
+
+def test_reduction_sweep_gives_eq5_exactly():
+    out = run("sweep", "specs/se_resnet50.yaml", "--vary", "se.0.reduction=[4, 8, 16, 32]", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["overrides"] for r in rows] == [{"se.0.reduction": r} for r in (4, 8, 16, 32)]
+    for row, r in zip(rows, (4, 8, 16, 32)):
+        assert row["ok"] and row["base_params"] == RESNET50_PARAMS and row["se_blocks"] == 16
+        assert row["se_params"] == eq5(r)
+        assert row["params"] == RESNET50_PARAMS + eq5(r)
+    assert [r["params"] for r in rows] == [35_635_688, 30_603_912, 28_088_024, 26_830_080]
+    assert rows[2]["se_params"] == 2_530_992 and rows[2]["macs"] == 3_871_627_264
+    assert rows[2]["conv_linear_macs"] == 3_860_488_192
+
+
+def test_se_in_every_stage_but_the_last_and_the_product():
+    rows = secompile.sweep(SE50, vary={"se.0.where.stages": ["all", [0, 1, 2]], "se.0.reduction": [8, 16]})
+    assert [(r["overrides"]["se.0.where.stages"], r["overrides"]["se.0.reduction"]) for r in rows] == [
+        ("all", 8), ("all", 16), ([0, 1, 2], 8), ([0, 1, 2], 16)]
+    assert [r["se_blocks"] for r in rows] == [16, 16, 13, 13]
+    last = sum(n * (c * c * 2 // 16 + c // 16 + c) for n, c in STAGES[3:])
+    assert rows[1]["params"] - rows[3]["params"] == last == 1_579_392
+    assert rows[3]["label"] == "se.0.where.stages=[0, 1, 2], se.0.reduction=16"
+    assert rows[3]["name"] == "se_resnet50-03-se.0.where.stages-0_1_2+se.0.reduction-16"
+
+
+def test_variants_differing_only_in_se_share_one_expansion(monkeypatch):
+    sweep_mod = sys.modules["secompile.sweep"]      # `secompile.sweep` is the function
+    calls = []
+    real = sweep_mod.expand
+    monkeypatch.setattr(sweep_mod, "expand", lambda spec: calls.append(spec.name) or real(spec))
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [2, 4, 8, 16, 32], "stages.3.repeat": [2, 3]})
+    assert len(rows) == 10 and len(calls) == 2         # one expansion per stages.3.repeat value
+    assert rows[0]["base_params"] == rows[2]["base_params"] != rows[1]["base_params"]
+
+
+def test_invalid_variants_are_rows_with_located_errors():
+    rows = secompile.sweep(SE50, ["se.0.reduction=[16, 0, x, 100000]"])
+    assert [r["ok"] for r in rows] == [True, False, False, False]
+    assert rows[1]["errors"] == ["--vary:1:21: se[0].reduction: must be >= 1, got 0"]
+    assert rows[2]["errors"] == ["--vary:1:24: se[0].reduction: expected integer, got string 'x'"]
+    assert rows[3]["errors"][0] == ("--vary:1:27: se[0].reduction: reduction 100000 leaves no channel for "
+                                    "1024 channels (1024 // 100000 = 0)")
+    assert rows[1]["params"] is None and rows[1]["se_params"] is None
+    out = run("sweep", "specs/se_resnet50.yaml", "--vary", "se.0.reduction=[16, 0]")
+    assert out.returncode == 0 and "invalid" in out.stdout
+    assert "variant 1 (se.0.reduction=0): --vary:1:21: se[0].reduction: must be >= 1, got 0" in out.stdout
+
+
+@pytest.mark.parametrize("vary, message", [
+    ("stagse.0.repeat=[1, 2]", "--vary:1:1: stagse: unknown key 'stagse' in the spec (did you mean 'stages'?)"),
+    ("se.0.reductoin=[4, 8]", "--vary:1:6: se[0].reductoin: unknown key 'reductoin' (did you mean 'reduction'?)"),
+    ("stages.0.widht=[32, 64]", "--vary:1:10: stages[0].widht: unknown parameter 'widht' of block template "
+                                "'bottleneck' (did you mean 'width'?)"),
+    ("stages.0.repeat=3", "--vary:1:17: stages.0.repeat: expected a non-empty YAML list of alternatives "
+                          "(stages.0.repeat=[A, B, ...]), got '3'"),
+    ("stages.0.repeat=[1, 2", "--vary:1:22: <value>: expected ',' or ']', but got '<stream end>' "
+                              "(while parsing a flow sequence)"),
+    ("stages.7.repeat=[1]", "--vary:1:8: stages[7]: index 7 out of range (stages has 4 items)"),
+    ("stages.0.repeat", "--vary:1:1: <override>: expected KEY=[ALTERNATIVES, ...], got 'stages.0.repeat'"),
+])
+def test_bad_vary_exits_2_located_without_traceback(vary, message):
+    out = run("sweep", "specs/se_resnet50.yaml", "--vary", "se.0.reduction=[8]", "--vary", vary)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == message.replace("--vary:1:", "--vary:2:") + "\n"
+
+
+def test_where_filters_with_the_expression_language():
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [4, 8, 16, 32]}, where="params < 30e6")
+    assert [r["overrides"]["se.0.reduction"] for r in rows] == [16, 32]
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [4, 8, 16, 32]},
+                           where="se_params_rel < 0.1 and macs > 3.8e9 and se_blocks == 16")
+    assert [r["overrides"]["se.0.reduction"] for r in rows] == [16, 32]
+    out = run("sweep", "specs/se_resnet50.yaml", "--vary", "se.0.reduction=[4]", "--where", "parms < 30e6")
+    assert out.returncode == 2
+    assert out.stderr == ("--where:1:1: <where>: unknown parameter 'parms' in expression 'parms < 30e6' "
+                          "(did you mean 'params'?)\n")
+
+
+def test_emit_writes_loadable_specs_with_deterministic_names(tmp_path):
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [8, 16]}, emit=str(tmp_path / "variants"))
+    names = sorted(p.name for p in (tmp_path / "variants").iterdir())
+    assert names == ["se_resnet50-00-se.0.reduction-8.yaml", "se_resnet50-01-se.0.reduction-16.yaml"]
+    text = (tmp_path / "variants" / names[0]).read_text()
+    assert "#   --set se.0.reduction=8\n" in text
+    rep = secompile.count(tmp_path / "variants" / names[0])
+    assert rep["name"] == "se_resnet50-00-se.0.reduction-8" and rep["total"]["params"] == rows[0]["params"]
+
+
+def test_metrics_join_and_pareto(tmp_path):
+    for name, acc in (("se_resnet50-00-se.0.reduction-4", 0.80), ("se_resnet50-01-se.0.reduction-8", 0.79),
+                      ("se_resnet50-02-se.0.reduction-16", 0.795)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {"spec": name, "val_acc": acc, "val_loss": 1.0, "epochs": 2, "overrides": {}}))
+    # a run of the base spec with --set overrides joins by (spec name, overrides)
+    (tmp_path / "r32").mkdir()
+    (tmp_path / "r32" / "metrics.json").write_text(json.dumps(
+        {"spec": "se_resnet50", "overrides": {"se.0.reduction": 32}, "val_acc": 0.7, "epochs": 2}))
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [4, 8, 16, 32]}, metrics=str(tmp_path / "*/metrics.json"))
+    assert [r.get("acc") for r in rows] == [0.80, 0.79, 0.795, 0.7]
+    # cheaper and better than r=8: r=16 dominates it; r=4 (best) and r=32 (cheapest) stay
+    assert [r["pareto"] for r in rows] == [True, False, True, True]
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [4, 8, 16, 32]}, where="acc > 0.79",
+                           metrics=str(tmp_path / "*/metrics.json"))
+    assert [r["overrides"]["se.0.reduction"] for r in rows] == [4, 16]
+
+
+def test_csv_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run("sweep", "specs/se_resnet50.yaml", "--vary", "se.0.reduction=[4, 16]", "--vary",
+              "se.0.where.stages=[all, [0, 1, 2]]", "--csv", str(tmp_path / "s.csv"), "--plot", str(tmp_path / "s.svg"))
+    assert out.returncode == 0, out.stderr
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0].startswith("se.0.reduction,se.0.where.stages,index,name,label,ok,macs,")
+    assert lines[1].startswith("4,all,0,se_resnet50-00-") and len(lines) == 5
+    svg = (tmp_path / "s.svg").read_text()
+    assert "Pareto front" in svg and "parameters (M)" in svg
+
+
+def test_dataframe_needs_pandas():
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install pandas"):
+            secompile.sweep(SE50, vary={"se.0.reduction": [8]}, dataframe=True)
+    else:
+        df = secompile.sweep(SE50, vary={"se.0.reduction": [8]}, dataframe=True)
+        assert list(df["params"]) == [30_603_912]
+
+
+def test_api_errors():
+    with pytest.raises(SpecError, match=r"<vary>:1:1: se.0.reduction: no alternatives given"):
+        secompile.sweep(SE50, vary={"se.0.reduction": []})
+    with pytest.raises(TypeError):
+        secompile.sweep(SE50, vary={"se.0.reduction": 8})
+
+
+def test_train_py_writes_metrics_that_the_sweep_joins(tmp_path):
+    """examples/train.py --set ... writes <out>/metrics.json; sweep --metrics joins it by spec and overrides."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("examples_train_metrics", ROOT / "examples" / "train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    cifar = str(SPECS / "se_resnet20_cifar.yaml")
+    assert train.main(["--spec", cifar, "--set", "se.0.reduction=8", "--data", "synthetic", "--epochs", "1",
+                       "--train-size", "64", "--val-size", "32", "--batch-size", "16",
+                       "--out", str(tmp_path / "runs" / "r8")]) == 0
+    m = json.loads((tmp_path / "runs" / "r8" / "metrics.json").read_text())
+    assert (m["spec"], m["overrides"], m["epochs"], m["epochs_planned"]) == ("se_resnet20_cifar", {"se.0.reduction": 8}, 1, 1)
+    assert 0.0 <= m["val_acc"] <= 1.0 and m["val_loss"] > 0
+    rows = secompile.sweep(cifar, vary={"se.0.reduction": [4, 8]}, metrics=str(tmp_path / "runs/*/metrics.json"))
+    assert rows[0].get("acc") is None and rows[1]["acc"] == m["val_acc"] and rows[1]["runs"] == 1
+    with pytest.raises(SystemExit, match=r"^--set:1:17: stages\[0\].repeat: expected integer, got string 'x'$"):
+        train.main(["--spec", cifar, "--set", "stages.0.repeat=x", "--out", str(tmp_path / "bad")])
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
+    from secompile.sweep import plot
+    rows = secompile.sweep(SE50, vary={"se.0.reduction": [8]})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(SpecError) as e:
+        plot(rows, str(tmp_path / "p.svg"))
+    assert e.value.messages == ["--plot:1:1: <plot>: plotting needs matplotlib (pip install matplotlib, "
+                                "or pip install 'secompile[plot]')"]
