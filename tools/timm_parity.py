@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:

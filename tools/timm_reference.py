@@ -36,8 +36,8 @@ from collections import OrderedDict
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
 MODELS = [
     "seresnet18", "seresnet34", "seresnext26d_32x4d", "efficientnet_b0",
@@ -140,8 +140,8 @@ def compare_layout(ours: list[tuple[str, str]], ref: list[tuple[str, str]]) -> l
         if a != b:
             problems.append(f"first difference at #{i}: model {a[0]} {a[1]} vs TSV {b[0]} {b[1]}")
             break
-    only_model = sorted(set(k for k, _ in ours) - set(k for k, _ in ref))
-    only_tsv = sorted(set(k for k, _ in ref) - set(k for k, _ in ours))
+    only_model = sorted({k for k, _ in ours} - {k for k, _ in ref})
+    only_tsv = sorted({k for k, _ in ref} - {k for k, _ in ours})
     if only_model:
         problems.append(f"keys only in the model: {only_model[:10]}{' ...' if len(only_model) > 10 else ''}")
     if only_tsv:
