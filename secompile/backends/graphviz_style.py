@@ -86,6 +86,15 @@ def _add(a, in_shapes) -> str:
     return "add" + (f", branch × {scales[0]:g}" if scales else "")
 
 
+def _mul(a, in_shapes) -> str:
+    spatial = len(in_shapes) == 2 and in_shapes[1][0] == 1 and in_shapes[0][0] != 1
+    return "scale (spatial ×)" if spatial else "scale (channel-wise ×)"
+
+
+def _slice(a, in_shapes) -> str:
+    return f"channels {a['start']}..{a['start'] + a['size'] - 1}"
+
+
 class OpLook(NamedTuple):
     family: str                               # a key of COLORS
     describe: Callable[[dict, list], str]     # (attrs, input shapes) -> the node's title
@@ -110,9 +119,16 @@ LOOKS: dict[str, OpLook] = {
     "identity": OpLook("plain", _text("identity")),
     "add": OpLook("merge", _add),
     "concat": OpLook("merge", _text("concat")),
-    "mul": OpLook("plain", _text("scale (channel-wise ×)")),
+    "mul": OpLook("plain", _mul),
     "scale_add": OpLook("merge", _text("add (+ channel-wise scale)")),   # passes/fuse.py
     "channel_shuffle": OpLook("plain", lambda a, ins: f"channel shuffle, groups {a['groups']}"),
+    "channel_conv": OpLook("conv", lambda a, ins: f"channel conv 1-D, k={a['kernel']}"),
+    "dual_pool": OpLook("pool", _text("avg + max pool")),
+    "spatial_sum": OpLook("pool", _text("sum over H×W")),
+    "channel_pool": OpLook("pool", _text("channel avg + max")),
+    "select": OpLook("merge", lambda a, ins: f"select ({a['paths']} paths, softmax)"),
+    "channel_slice": OpLook("plain", _slice),
+    "drop_path": OpLook("plain", lambda a, ins: f"drop path {a['p']:g}"),
 }
 FAMILY = {op: look.family for op, look in LOOKS.items() if look.family != "plain"}
 

@@ -10,10 +10,17 @@ produces the IR value keeps the bare path:
     maxpool2d       MaxPool (ceil_mode kept, see _pool)                 HardSigmoid(1/6, 1/2),
     avgpool2d       AveragePool (count_include_pad too)                 HardSwish, Clip(0, 6),
     global_pool     GlobalAveragePool / GlobalMaxPool (keepdim)         silu: Sigmoid -> Mul
-                    ReduceMean / ReduceMax (to a vector)     mul        Mul (broadcast C x 1 x 1)
+                    ReduceMean / ReduceMax (to a vector)     mul        Mul (broadcast scale)
     flatten         Flatten(axis=1)                          concat     Concat(axis=1)
     dropout, identity  Identity (inference)                  add        Add / Sum; a scaled input
     channel_shuffle Reshape -> Transpose -> Reshape                     is Mul(x, scale) first
+    channel_conv    Reshape (N, 1, C) -> Conv (1-D, ECA) -> Reshape
+    dual_pool       GlobalAveragePool, GlobalMaxPool -> Concat(axis=2)
+    channel_pool    ReduceMean, ReduceMax (axis 1) -> Concat(axis=1)
+    spatial_sum     ReduceSum (axes 2, 3)                    channel_slice  Slice (axis 1)
+    select          Reshape logits (N, P, C, 1, 1) -> Softmax(axis=1); Unsqueeze the branches
+                    -> Concat(axis=1) -> Mul -> ReduceSum (axis 1)
+    drop_path       Identity (stochastic depth is training-only)
 
 so an SE block reads GlobalAveragePool -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoid -> Mul.
 Initializers are exactly the parameters and BN running statistics, named by their
@@ -36,6 +43,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .._version import __version__
 from ..ir.graph import Graph
+from ..ir.ops import eca_padding
 from ..outputs import atomic_write
 from .onnx_weights import fold, foldable
 
@@ -203,6 +211,63 @@ class _Lowering:
         return self.node("Reshape", [y, self.const(f"{p}/merge_shape", np.array([0, c, h, w], np.int64))],
                          p, out, shape)
 
+    # -- attention building blocks (ECA, CBAM, Selective Kernel) -----------------------
+    def _reduce(self, op_type, xs, axes, name, out=None, shape=None, keepdims=1):
+        """ReduceMean/ReduceMax take their axes as an attribute before opset 18, ReduceSum (13+)
+        as an input."""
+        axes = list(axes)
+        if op_type == "ReduceSum" or self.opset >= 18:
+            xs = xs + [self.const(f"{name}/axes", np.array(axes, np.int64))]
+            return self.node(op_type, xs, name, out, shape, keepdims=keepdims)
+        return self.node(op_type, xs, name, out, shape, axes=axes, keepdims=keepdims)
+
+    def op_channel_conv(self, p, a, xs, out, shape):
+        """ECA: the channels as a 1-D signal (N, 1, C) through a 1-D Conv, then back."""
+        c_in = self.g.shape(self.g.inputs(p)[0])[0]
+        pad = eca_padding(a)
+        flat = self.const(f"{p}/signal_shape", np.array([0, 1, c_in], np.int64))
+        y = self.node("Reshape", xs + [flat], f"{p}/signal", shape=(1, c_in))
+        y = self.node("Conv", [y, self.weight(f"{p}.weight")], f"{p}/conv", shape=(1, shape[0]),
+                      kernel_shape=[a["kernel"]], pads=[pad, pad])
+        back = self.const(f"{p}/shape", np.array([0, *shape], np.int64))
+        return self.node("Reshape", [y, back], p, out, shape)
+
+    def op_dual_pool(self, p, a, xs, out, shape):
+        c = shape[0]
+        avg = self.node("GlobalAveragePool", xs, f"{p}/mean", shape=(c, 1, 1))
+        mx = self.node("GlobalMaxPool", xs, f"{p}/max", shape=(c, 1, 1))
+        return self.node("Concat", [avg, mx], p, out, shape, axis=2)
+
+    def op_spatial_sum(self, p, a, xs, out, shape):
+        return self._reduce("ReduceSum", xs, [2, 3], p, out, shape)
+
+    def op_channel_pool(self, p, a, xs, out, shape):
+        half = (1,) + tuple(shape[1:])
+        avg = self._reduce("ReduceMean", xs, [1], f"{p}/mean", shape=half)
+        mx = self._reduce("ReduceMax", xs, [1], f"{p}/max", shape=half)
+        return self.node("Concat", [avg, mx], p, out, shape, axis=1)
+
+    def op_select(self, p, a, xs, out, shape):
+        """Softmax over the paths of the path-major logits (N, P, C, 1, 1), times the stacked
+        branches (N, P, C, H, W), summed over P."""
+        logits, *branches = xs
+        paths, c = a["paths"], shape[0]
+        view = self.const(f"{p}/logits_shape", np.array([0, paths, c, 1, 1], np.int64))
+        w = self.node("Reshape", [logits, view], f"{p}/logits", shape=(paths, c, 1, 1))
+        w = self.node("Softmax", [w], f"{p}/softmax", shape=(paths, c, 1, 1), axis=1)
+        axis = self.const(f"{p}/path_axis", np.array([1], np.int64))
+        stacked = [self.node("Unsqueeze", [b, axis], f"{p}/path{i}", shape=(1, *shape))
+                   for i, b in enumerate(branches)]
+        y = self.node("Concat", stacked, f"{p}/stack", shape=(paths, *shape), axis=1)
+        y = self.node("Mul", [y, w], f"{p}/weighted", shape=(paths, *shape))
+        return self._reduce("ReduceSum", [y], [1], p, out, shape, keepdims=0)
+
+    def op_channel_slice(self, p, a, xs, out, shape):
+        start = a["start"]
+        bounds = [self.const(f"{p}/{k}", np.array([v], np.int64))
+                  for k, v in (("starts", start), ("ends", start + a["size"]), ("axes", 1))]
+        return self.node("Slice", xs + bounds, p, out, shape)
+
 
 # One emitter per IR op (ops.OPS); each returns the tensor holding the node's value.
 EMITTERS = {
@@ -221,6 +286,13 @@ EMITTERS = {
     "add": _Lowering.op_add,
     "scale_add": _Lowering.op_scale_add,
     "channel_shuffle": _Lowering.op_channel_shuffle,
+    "channel_conv": _Lowering.op_channel_conv,
+    "dual_pool": _Lowering.op_dual_pool,
+    "spatial_sum": _Lowering.op_spatial_sum,
+    "channel_pool": _Lowering.op_channel_pool,
+    "select": _Lowering.op_select,
+    "channel_slice": _Lowering.op_channel_slice,
+    "drop_path": _Lowering.op_identity,   # stochastic depth is training-only
 }
 NOT_EMITTED = {"input"}   # a graph input (value_info), not a node
 

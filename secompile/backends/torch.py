@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir.graph import Graph
-from ..ir.ops import OPS
+from ..ir.ops import OPS, eca_padding
 from ..passes.fuse import fuse_scale_add
 
 _ACT_MODULES = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "hard_swish": nn.Hardswish}
@@ -184,6 +184,50 @@ def _scale_add_expr(n: _Node) -> str:
     return f"torch.addcmul({other}, {u}, {s})"
 
 
+def _channel_conv_expr(n: _Node) -> str:
+    """ECA: the pooled channels as a 1-D signal, (B, 1, C), through Conv1d(1, 1, k)."""
+    c_in = n.g.shape(n.g.inputs(n.path)[0])[0]
+    rest = "".join(f", {d}" for d in n.shape[1:])
+    return f"{n.call}({n.ins[0]}.reshape(-1, 1, {c_in})).reshape(-1, {n.shape[0]}{rest})"
+
+
+def _select_expr(n: _Node) -> str:
+    """Selective Kernel: softmax across the paths of path-major logits, weighted sum (timm)."""
+    logits, *branches = n.ins
+    paths, c = n.a["paths"], n.shape[0]
+    return (f"(torch.stack([{', '.join(branches)}], 1) * "
+            f"{logits}.reshape(-1, {paths}, {c}, 1, 1).softmax(1)).sum(1)")
+
+
+def _mean_max(x: str, dims: str, cat: int) -> str:
+    """[mean ; max] over `dims`, stacked on axis `cat` (CBAM's descriptors, mean first)."""
+    return f"torch.cat([{x}.mean({dims}, keepdim=True), {x}.amax({dims}, keepdim=True)], {cat})"
+
+
+def _slice_expr(n: _Node) -> str:
+    start = n.a["start"]
+    return f"{n.ins[0]}[:, {start}:{start + n.a['size']}]"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm.layers.drop_path): in training each sample's branch is
+    dropped with probability p and kept ones scaled by 1 / (1 - p); the identity in eval."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def _conv2d(a, s):
     return nn.Conv2d(s[0], a["out"], a["kernel"], a["stride"], a["padding"], a["dilation"],
                      a["groups"], bias=a["bias"])
@@ -220,6 +264,14 @@ EMITTERS: dict[str, TorchOp] = {
     "channel_shuffle": TorchOp(_shuffle_expr),
     "add": TorchOp(_add_expr),
     "scale_add": TorchOp(_scale_add_expr),   # passes/fuse.py
+    "channel_conv": TorchOp(_channel_conv_expr, lambda a, s: nn.Conv1d(
+        1, 1, a["kernel"], padding=eca_padding(a), bias=False)),
+    "dual_pool": TorchOp(lambda n: _mean_max(n.ins[0], "(2, 3)", 2)),
+    "spatial_sum": TorchOp(lambda n: f"{n.ins[0]}.sum((2, 3), keepdim=True)"),
+    "channel_pool": TorchOp(lambda n: _mean_max(n.ins[0], "1", 1)),
+    "select": TorchOp(_select_expr),
+    "channel_slice": TorchOp(_slice_expr),
+    "drop_path": TorchOp(_call, lambda a, s: DropPath(a["p"])),
 }
 NOT_EMITTED = {"input"}   # the graph's input is the first unit's argument
 

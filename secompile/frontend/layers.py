@@ -127,6 +127,45 @@ def identity(fe, ctx, a, path, p, x) -> str:
     return fe.node(ctx, path, p, "identity", {}, [x])
 
 
+# -- attention building blocks (ECA, CBAM, Selective Kernel) --------------------------------
+def channel_conv(fe, ctx, a, path, p, x) -> str:
+    """ECA's Conv1d across the pooled channels: `channel_conv: {kernel: K[, padding: P]}`."""
+    k = fe.value(ctx, a["kernel"], path + ("kernel",), int)[0]
+    fe.positive(ctx, path, {"kernel": k}, ("kernel",))
+    pad = _opt(fe, ctx, a, path, "padding", None, int)
+    if pad is not None and pad < 0:
+        fe.problem(ctx, path + ("padding",), f"padding must be >= 0, got {pad}")
+        raise Abort
+    return fe.node(ctx, path, p, "channel_conv", {"kernel": k, "padding": pad}, [x])
+
+
+def reduce(op):
+    """dual_pool, spatial_sum, channel_pool: no attributes."""
+    def build(fe, ctx, a, path, p, x) -> str:
+        return fe.node(ctx, path, p, op, {}, [x])
+    return build
+
+
+def channel_slice(fe, ctx, a, path, p, x) -> str:
+    """`channel_slice: {start: S, size: N}`: channels [S, S + N) (Selective Kernel's split)."""
+    start, s_blame = fe.value(ctx, a["start"], path + ("start",), int)
+    size = fe.value(ctx, a["size"], path + ("size",), int)[0]
+    fe.positive(ctx, path, {"size": size}, ("size",))
+    if start < 0:
+        fe.blame(ctx, s_blame, f"start must be >= 0, got {start}")
+        raise Abort
+    return fe.node(ctx, path, p, "channel_slice", {"start": start, "size": size}, [x])
+
+
+def drop_path(fe, ctx, a, path, p, x) -> str:
+    """`drop_path: {p: P}`: per-sample stochastic depth in training, identity in eval."""
+    pr = _opt(fe, ctx, a, path, "p", None)
+    if isinstance(pr, bool) or not isinstance(pr, (int, float)) or not 0 <= pr < 1:
+        fe.problem(ctx, path + ("p",), f"drop_path p must be in [0, 1), got {pr!r}")
+        raise Abort
+    return fe.node(ctx, path, p, "drop_path", {"p": float(pr)}, [x])
+
+
 LAYERS = {
     "conv": conv, "bn": bn,
     **{kind: act(kind) for kind in ops.ACTIVATIONS},
@@ -134,6 +173,9 @@ LAYERS = {
     "global_avgpool": global_pool("avg"), "global_maxpool": global_pool("max"),
     "flatten": flatten, "linear": linear, "dropout": dropout,
     "channel_shuffle": channel_shuffle, "identity": identity,
+    "channel_conv": channel_conv, "dual_pool": reduce("dual_pool"),
+    "spatial_sum": reduce("spatial_sum"), "channel_pool": reduce("channel_pool"),
+    "channel_slice": channel_slice, "drop_path": drop_path,
 }
 
 

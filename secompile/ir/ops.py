@@ -14,7 +14,12 @@ Counting rules (docs/counting.md):
 - conv2d:   MACs = Cout * (Cin / groups) * kh * kw * Hout * Wout; params = weights (+ Cout bias)
 - linear:   MACs = Fin * Fout; params = Fin * Fout (+ Fout bias)
 - avg pool: one add per input element read (kh * kw per output element; global: C * H * W)
-- mul:      SE scale, one multiply per element (C * H * W)
+- channel_conv: ECA's Conv1d across channels, C_out * k (counted with conv + fc, as timm's Conv1d)
+- mul:      SE scale (C, 1, 1) or spatial scale (1, H, W), one multiply per element (C * H * W)
+- dual_pool, channel_pool: the average half, one add per element read (C * H * W); max is free
+- spatial_sum: one add per element read (C * h * w)
+- select:   Selective Kernel merge, one multiply-add per path and output element (P * C * H * W)
+- channel_slice, drop_path: 0 (a view; per-sample stochastic depth is training-only)
 - add:      a plain add is 0; a scaled input (residual scaling) is one multiply-add per element
 - scale_add: the fused SE scale + add (passes/fuse.py): the multiply of `mul`, C * H * W
 - batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, identity: 0 MACs
@@ -146,9 +151,11 @@ def shape_concat(a, ins):
 
 
 def shape_mul(a, ins):
+    """u * s, the scale broadcast: per channel (C, 1, 1) or per position (1, H, W)."""
     u, s = ins
-    if len(u) != 3 or tuple(s) != (u[0], 1, 1):
-        raise OpError(f"channel scale needs (C, H, W) and (C, 1, 1), got {tuple(u)} and {tuple(s)}")
+    if len(u) != 3 or tuple(s) not in ((u[0], 1, 1), (1, u[1], u[2])):
+        raise OpError(f"scale needs (C, H, W) and (C, 1, 1) or (1, H, W), "
+                      f"got {tuple(u)} and {tuple(s)}")
     return tuple(u)
 
 
@@ -166,6 +173,54 @@ def shape_shuffle(a, ins):
 
 def shape_flatten(a, ins):
     return (_prod(ins[0]),)
+
+
+def eca_padding(a) -> int:
+    """channel_conv's zero padding at both ends of the channel axis: (k - 1) // 2 unless given."""
+    return (a["kernel"] - 1) // 2 if a.get("padding") is None else a["padding"]
+
+
+def shape_channel_conv(a, ins):
+    s = tuple(ins[0])
+    if len(s) not in (1, 3) or s[1:] not in ((), (1, 1)):
+        raise OpError(f"channel_conv needs pooled channels (C, 1, 1) or (C,), got shape {s}")
+    return (s[0] + 2 * eca_padding(a) - a["kernel"] + 1,) + s[1:]
+
+
+def shape_dual_pool(a, ins):
+    """[mean ; max] over H, W stacked on the H axis: 1x1 convs then share their MLP (CBAM)."""
+    return (_spatial(ins[0], "dual_pool")[0], 2, 1)
+
+
+def shape_spatial_sum(a, ins):
+    return (_spatial(ins[0], "spatial_sum")[0], 1, 1)
+
+
+def shape_channel_pool(a, ins):
+    _, h, w = _spatial(ins[0], "channel_pool")
+    return (2, h, w)
+
+
+def shape_select(a, ins):
+    p = a["paths"]
+    if len(ins) != p + 1:
+        raise OpError(f"select over {p} paths needs logits and {p} branches, got {len(ins)} inputs")
+    logits, branches = tuple(ins[0]), [tuple(b) for b in ins[1:]]
+    first = _spatial(branches[0], "select")
+    if any(b != first for b in branches):
+        raise OpError(f"select needs branches of equal shapes, got {', '.join(map(str, branches))}")
+    if logits != (p * first[0], 1, 1):
+        raise OpError(f"select needs logits ({p} x {first[0]}, 1, 1) for {p} paths of {first[0]} "
+                      f"channels, got {logits}")
+    return first
+
+
+def shape_channel_slice(a, ins):
+    c, h, w = _spatial(ins[0], "channel_slice")
+    start, size = a["start"], a["size"]
+    if start < 0 or size < 1 or start + size > c:
+        raise OpError(f"channel_slice [{start}, {start + size}) is outside the {c} input channels")
+    return (size, h, w)
 
 
 # -- weight shapes -------------------------------------------------------------------------
@@ -201,6 +256,13 @@ def _conv_macs(a, ins, out) -> int:
     return a["out"] * (ins[0][0] // a["groups"]) * _prod(a["kernel"]) * out[1] * out[2]
 
 
+def _first_numel(a, ins, out) -> int:
+    return _numel(ins[0])
+
+
+ECA_WEIGHTS = (Weight("weight", lambda a, ins: (1, 1, a["kernel"])),)   # timm: Conv1d(1, 1, k)
+
+
 def _add_macs(a, ins, out) -> int:
     return _numel(out) * sum(1 for s in a.get("scales") or () if s != 1.0)
 
@@ -232,6 +294,17 @@ _DEFS = (
     OpDef("mul", shape_mul, fresh=True, macs=lambda a, ins, out: _numel(out)),
     OpDef("scale_add", shape_scale_add, fresh=True, macs=lambda a, ins, out: _numel(out)),
     OpDef("channel_shuffle", shape_shuffle, attrs={"groups": REQUIRED}),
+    # attention building blocks (ECA, CBAM, Selective Kernel; docs/notes/timm-architectures.md)
+    OpDef("channel_conv", shape_channel_conv, fresh=True, weights=ECA_WEIGHTS,
+          attrs={"kernel": REQUIRED, "padding": None},   # None: (kernel - 1) // 2
+          macs=lambda a, ins, out: out[0] * a["kernel"]),
+    OpDef("dual_pool", shape_dual_pool, fresh=True, macs=_first_numel),
+    OpDef("spatial_sum", shape_spatial_sum, fresh=True, macs=_first_numel),
+    OpDef("channel_pool", shape_channel_pool, fresh=True, macs=_first_numel),
+    OpDef("select", shape_select, fresh=True, attrs={"paths": REQUIRED},
+          macs=lambda a, ins, out: a["paths"] * _numel(out)),
+    OpDef("channel_slice", shape_channel_slice, attrs={"start": REQUIRED, "size": REQUIRED}),
+    OpDef("drop_path", shape_same, attrs={"p": REQUIRED}),   # stochastic depth; a view in eval
 )
 OPS: dict[str, OpDef] = {d.name: d for d in _DEFS}
 
@@ -268,8 +341,13 @@ def same_padding(kernel: int, dilation: int = 1) -> int:
     return dilation * (kernel - 1) // 2
 
 
+# Ops whose multiply-adds are the "conv + fc" figure (report: total.conv_linear_macs): the
+# convolutions and fully connected layers timm's and the reference models' counts include.
+CONV_LINEAR_OPS = ("conv2d", "channel_conv", "linear")
+
 # What the spec schema's enums are generated from (schema_gen.py writes spec/op_enums.json).
 SCHEMA_ENUMS = {"activations": list(ACTIVATIONS), "pool_modes": list(POOL_MODES)}
 
 __all__ = ["OPS", "OpDef", "Weight", "OpError", "REQUIRED", "check_attrs", "infer", "params",
-           "macs", "conv_out", "same_padding", "ACTIVATIONS", "POOL_MODES", "SCHEMA_ENUMS"]
+           "macs", "conv_out", "same_padding", "eca_padding", "CONV_LINEAR_OPS", "ACTIVATIONS",
+           "POOL_MODES", "SCHEMA_ENUMS"]

@@ -72,6 +72,17 @@ OP_LAYERS = {
     "channel_shuffle": _obj({"groups": {"$ref": "#/$defs/int"}}, required=["groups"]),
     "identity": EMPTY,
     **{a: EMPTY for a in ACTS if a != "none"},
+    # attention building blocks (ECA, CBAM, Selective Kernel)
+    "channel_conv": _obj({"kernel": {"$ref": "#/$defs/int"}, "padding": {"$ref": "#/$defs/int"}},
+                         required=["kernel"], description="ECA: Conv1d(1, 1, kernel) across the "
+                         "pooled channels, padding (kernel - 1) // 2 unless given"),
+    "dual_pool": EMPTY,      # (C, H, W) -> (C, 2, 1): [mean ; max] over H, W
+    "spatial_sum": EMPTY,    # (C, h, w) -> (C, 1, 1)
+    "channel_pool": EMPTY,   # (C, H, W) -> (2, H, W): [mean ; max] over C
+    "channel_slice": _obj({"start": {"$ref": "#/$defs/int"}, "size": {"$ref": "#/$defs/int"}},
+                          required=["start", "size"], description="channels [start, start + size)"),
+    "drop_path": _obj({"p": {"$ref": "#/$defs/num"}}, required=["p"],
+                      description="per-sample stochastic depth (training only)"),
 }
 SIMPLE_KINDS = sorted(k for k, v in OP_LAYERS.items() if v is EMPTY or k == "bn")
 
