@@ -23,6 +23,7 @@ from .analysis.counts import Counts
 from .analysis.diff import changed_paths, diff_graphs
 from .api import _gc_paused, build_ir
 from .frontend import expand
+from .ir.ops import CONV_LINEAR_OPS
 from .passes import insert_se
 from .spec import expr
 from .spec.errors import Mark, Problem, SpecError
@@ -101,7 +102,7 @@ def _evaluate(spec: Spec, shared: _Shared, overrides) -> dict:
     g = insert_se(g0, rules, spec.smap) if rules else g0
     c = Counts(g) if g is not g0 else c0
     tot, base = c.total, c0.total
-    return {"macs": tot.macs, "conv_linear_macs": c.by_op("conv2d", "linear").macs, "params": tot.params,
+    return {"macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs, "params": tot.params,
             "nodes": len(g), "se_blocks": len(g.se), "base_macs": base.macs, "base_params": base.params,
             "se_macs": tot.macs - base.macs, "se_params": tot.params - base.params,
             "se_macs_rel": (tot.macs - base.macs) / base.macs if base.macs else None,

@@ -68,7 +68,7 @@ def report(g: Graph, counts: Counts | None = None) -> dict:
     """The report object (`report.json`, `secompile count --json`)."""
     c = counts or Counts(g)
     total = c.total
-    conv_linear = c.by_op("conv2d", "linear")
+    conv_linear = c.by_op(*ops.CONV_LINEAR_OPS)
 
     def part(prefix, name):
         cost = c.scope(prefix)

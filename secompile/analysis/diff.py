@@ -11,6 +11,7 @@ Everything returned is plain JSON-able data (`secompile diff --json`).
 """
 from __future__ import annotations
 
+from ..ir.ops import CONV_LINEAR_OPS
 from .counts import Counts
 
 _FIELDS = ("op", "attrs", "inputs", "shape")
@@ -120,7 +121,7 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
         stages.append(entry)
 
     ta, tb = ca.total, cb.total
-    cla, clb = ca.by_op("conv2d", "linear"), cb.by_op("conv2d", "linear")
+    cla, clb = ca.by_op(*CONV_LINEAR_OPS), cb.by_op(*CONV_LINEAR_OPS)
     n_changed = sum(len(d["changed"]) for d in out_units)
     return {
         "a": a.name, "b": b.name,
