@@ -48,6 +48,8 @@ CASES = [   # op, attrs, input shape
     ("linear", {"out": 7, "bias": False}, (5,)),
     ("batchnorm", {"eps": 1e-5, "momentum": 0.1}, (6, 2, 2)),
     ("batchnorm", {"eps": 1e-5, "momentum": 0.1}, (6,)),
+    ("channel_conv", {"kernel": 5, "padding": None}, (16, 1, 1)),
+    ("drop_path", {"p": 0.1}, (6, 2, 2)),
 ]
 
 

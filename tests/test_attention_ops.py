@@ -1,0 +1,365 @@
+"""The attention ops (ECA, CBAM, Selective Kernel, stochastic depth): channel_conv, dual_pool,
+spatial_sum, channel_pool, the broadcasting mul, select, channel_slice, drop_path.
+
+Each is built from a small layer-list spec (the multi-input ops, mul and select, are then added
+to that graph: their spec syntax is the gate / parallel-merge layers), and checked for shapes,
+parameters (== the module's numel), exact multiply-adds, torch == onnxruntime with randomised
+weights and BatchNorm statistics, and against a plain-torch reference written independently
+of the emitters.
+"""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+
+import secompile
+from secompile.analysis.counts import Counts, report
+from secompile.api import to_dot
+from secompile.backends import onnx as onnx_backend
+from secompile.backends import torch as torch_backend
+from secompile.backends.onnx_weights import expected_state, load_state
+from secompile.ir import ops
+
+torch.set_num_threads(1)
+TOL = 1e-5
+
+
+# -- helpers -------------------------------------------------------------------------------
+def spec(layers: str, size: int = 8, channels: int = 3) -> str:
+    body = "\n".join("      " + ln for ln in layers.strip("\n").splitlines())
+    return (f"name: t\ninput: {{channels: {channels}, size: {size}}}\n"
+            f"stages:\n  - layers:\n{body}\n")
+
+
+def build(layers: str, **kw):
+    return secompile.build_ir(spec(layers, **kw))
+
+
+def extend(g, path, op, attrs, inputs):
+    """Add a multi-input node after the spec's layers and make it the output."""
+    g.output = g.add(path, op, attrs, inputs)
+    return g.output
+
+
+def lowered(g, seed=0):
+    """The torch model, every weight and BN statistic randomised (eval mode)."""
+    model = torch_backend.lower(g, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.3)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+            elif isinstance(m, torch.nn.Conv1d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen))
+    return model.eval()
+
+
+def probe(model, x):
+    """Every IR node's value (unit-relative paths of the one layer stage)."""
+    unit = model.stages[0]
+    rec = {}
+    with torch.no_grad():
+        unit._probe(unit, x, rec)
+    return rec
+
+
+def onnx_run(g, model, x):
+    m = onnx_backend.lower(g, load_state(model, g))
+    onnx.checker.check_model(m, full_check=True)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x.numpy()})[0], m
+
+
+def check_model(g, x, node_macs: dict, seed=0):
+    """Params == numel, the named nodes' exact MACs, torch == ONNX. -> (model, torch output)."""
+    model = lowered(g, seed)
+    c = Counts(g)
+    assert c.total.params == sum(p.numel() for p in model.parameters())
+    assert {p: c.nodes[p].macs for p in node_macs} == node_macs
+    state = {k: tuple(v.shape) for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    assert expected_state(g) == state
+    with torch.no_grad():
+        y = model(x)
+    assert tuple(y.shape[1:]) == g.shape(g.output)
+    y_onnx, _ = onnx_run(g, model, x)
+    np.testing.assert_allclose(y_onnx, y.numpy(), atol=TOL, rtol=TOL)
+    return model, y
+
+
+def errors(text):
+    with pytest.raises(secompile.SpecError) as e:
+        secompile.build_ir(text)
+    return e.value.messages
+
+
+def x_for(g, batch=3, seed=1):
+    return torch.randn((batch,) + g.input_shape, generator=torch.Generator().manual_seed(seed))
+
+
+# -- ECA: channel_conv --------------------------------------------------------------------
+ECA = """
+- conv: {out: 16, kernel: 3}
+- avgpool: {kernel: 8}
+- channel_conv: {kernel: %s}
+- sigmoid
+"""
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_eca_channel_conv_and_channel_scale(k):
+    g = build(ECA % k)
+    gate = extend(g, "stages.0.scale", "mul", {}, ["stages.0.0.act", "stages.0.3"])
+    assert g.shape("stages.0.2") == (16, 1, 1) and g.shape(gate) == (16, 8, 8)
+    assert ops.OPS["channel_conv"].tensors(g.node("stages.0.2")["attrs"], [(16, 1, 1)]) == \
+        {"weight": (1, 1, k)}
+    x = x_for(g)
+    model, y = check_model(g, x, {"stages.0.2": 16 * k, gate: 16 * 64})
+    assert tuple(model.state_dict()["stages.0.2.weight"].shape) == (1, 1, k)   # timm's key shape
+    assert report(g)["total"]["conv_linear_macs"] == 16 * 3 * 9 * 64 + 16 * k   # Conv1d counted
+    # timm's EcaModule: y = x.mean((2, 3)); conv1d over channels with zero ends; x * sigmoid(y)
+    feat = probe(model, x)["0.act"]
+    w = model.state_dict()["stages.0.2.weight"]
+    attn = F.conv1d(feat.mean((2, 3)).unsqueeze(1), w, padding=(k - 1) // 2).squeeze(1)
+    ref = feat * attn.sigmoid()[:, :, None, None]
+    torch.testing.assert_close(y, ref, atol=TOL, rtol=TOL)
+
+
+def test_channel_conv_on_vectors_and_explicit_padding():
+    g = build("""
+- conv: {out: 12, kernel: 3}
+- global_avgpool
+- channel_conv: {kernel: 4, padding: 1}
+""")
+    assert g.shape("stages.0.2") == (11,)          # 12 + 2 - 4 + 1, as Conv1d gives
+    x = x_for(g)
+    model, y = check_model(g, x, {"stages.0.2": 11 * 4})
+    w = model.state_dict()["stages.0.2.weight"]
+    ref = F.conv1d(probe(model, x)["1"].unsqueeze(1), w, padding=1).squeeze(1)
+    torch.testing.assert_close(y, ref, atol=TOL, rtol=TOL)
+
+
+# -- CBAM: dual_pool, spatial_sum, channel_pool, spatial scale ------------------------------
+CBAM_CHANNEL = """
+- conv: {out: 16, kernel: 3}
+- dual_pool
+- conv: {out: 4, kernel: 1, norm: none, act: relu, bias: false}
+- conv: {out: 16, kernel: 1, norm: none, act: none, bias: false}
+- spatial_sum
+- sigmoid
+"""
+
+
+def test_cbam_channel_attention_shares_one_mlp():
+    g = build(CBAM_CHANNEL, size=6)
+    gate = extend(g, "stages.0.scale", "mul", {}, ["stages.0.0.act", "stages.0.5"])
+    assert [g.shape(f"stages.0.{i}") for i in (1, 4)] == [(16, 2, 1), (16, 1, 1)]
+    x = x_for(g)
+    model, y = check_model(g, x, {"stages.0.1": 16 * 36, "stages.0.4": 16 * 2,
+                                  "stages.0.2.conv": 4 * 16 * 2, gate: 16 * 36})
+    # timm's CbamModule.channel: fc(avg) + fc(max), fc = 1x1 conv -> ReLU -> 1x1 conv
+    sd = model.state_dict()
+    fc = lambda v: F.conv2d(F.conv2d(v, sd["stages.0.2.conv.weight"]).relu(),  # noqa: E731
+                            sd["stages.0.3.conv.weight"])
+    feat = probe(model, x)["0.act"]
+    attn = fc(feat.mean((2, 3), keepdim=True)) + fc(feat.amax((2, 3), keepdim=True))
+    ref = feat * attn.sigmoid()
+    torch.testing.assert_close(y, ref, atol=TOL, rtol=TOL)
+
+
+CBAM_SPATIAL = """
+- conv: {out: 16, kernel: 3}
+- channel_pool
+- conv: {out: 1, kernel: 7, act: none, bias: false}
+- sigmoid
+"""
+
+
+def test_cbam_spatial_attention_and_spatial_scale():
+    g = build(CBAM_SPATIAL, size=9)
+    gate = extend(g, "stages.0.scale", "mul", {}, ["stages.0.0.act", "stages.0.3"])
+    assert g.shape("stages.0.1") == (2, 9, 9) and g.shape("stages.0.3") == (1, 9, 9)
+    x = x_for(g)
+    model, y = check_model(g, x, {"stages.0.1": 16 * 81, gate: 16 * 81,
+                                  "stages.0.2.conv": 2 * 49 * 81})
+    # timm's SpatialAttn: cat(mean over C, max over C) -> 7x7 conv + BN -> sigmoid -> x * gate
+    sd = model.state_dict()
+    feat = probe(model, x)["0.act"]
+    pooled = torch.cat([feat.mean(1, keepdim=True), feat.amax(1, keepdim=True)], 1)
+    z = F.conv2d(pooled, sd["stages.0.2.conv.weight"], padding=3)
+    z = F.batch_norm(z, sd["stages.0.2.bn.running_mean"], sd["stages.0.2.bn.running_var"],
+                     sd["stages.0.2.bn.weight"], sd["stages.0.2.bn.bias"], eps=1e-5)
+    torch.testing.assert_close(y, feat * z.sigmoid(), atol=TOL, rtol=TOL)
+
+
+def test_scale_shapes_other_than_channel_or_spatial_are_refused():
+    assert ops.infer("mul", {}, [(8, 4, 5), (1, 4, 5)]) == (8, 4, 5)
+    assert ops.infer("mul", {}, [(8, 4, 5), (8, 1, 1)]) == (8, 4, 5)
+    with pytest.raises(ops.OpError, match=r"scale needs \(C, H, W\) and \(C, 1, 1\) or \(1, H, W\), "
+                                          r"got \(8, 4, 5\) and \(1, 5, 4\)"):
+        ops.infer("mul", {}, [(8, 4, 5), (1, 5, 4)])
+
+
+# -- Selective Kernel: channel_slice, select ----------------------------------------------
+def sk_spec(paths: int, c_in: int = 12, c: int = 8, attn: int = 4) -> str:
+    part = c_in // paths
+    branches = "\n".join(
+        f"      - [{{channel_slice: {{start: {i * part}, size: {part}}}}}, "
+        f"{{conv: {{out: {c}, kernel: 3, dilation: {i + 1}}}}}]" for i in range(paths))
+    return f"""
+- conv: {{out: {c_in}, kernel: 1}}
+- parallel:
+    branches:
+{branches}
+    merge: add
+    post:
+      - avgpool: {{kernel: 8}}
+      - conv: {{out: {attn}, kernel: 1, bias: false}}
+      - conv: {{out: {paths * c}, kernel: 1, norm: none, act: none, bias: false}}
+"""
+
+
+@pytest.mark.parametrize("paths", [2, 3])
+def test_selective_kernel_select(paths):
+    g = build(sk_spec(paths))
+    sk = "stages.0.1"
+    branches = g.inputs(f"{sk}.add")
+    logits = g.output
+    sel = extend(g, f"{sk}.select", "select", {"paths": paths}, [logits] + branches)
+    assert g.shape(logits) == (paths * 8, 1, 1) and g.shape(sel) == (8, 8, 8)
+    assert g.shape(f"{sk}.branch0.0") == (12 // paths, 8, 8)
+    x = x_for(g)
+    model, y = check_model(g, x, {sel: paths * 8 * 64, f"{sk}.branch0.0": 0})
+    # timm's SelectiveKernelAttn: path-major logits (channel p * C + c), softmax across paths
+    rec = probe(model, x)
+    rel = lambda p: p[len("stages.0."):]  # noqa: E731
+    ls = rec[rel(logits)].flatten(1).chunk(paths, dim=1)            # paths x (B, C)
+    weights = torch.stack(ls).softmax(0)                               # across the paths
+    ref = sum(weights[i][:, :, None, None] * rec[rel(b)] for i, b in enumerate(branches))
+    torch.testing.assert_close(y, ref, atol=TOL, rtol=TOL)
+    if paths == 2:   # two paths: the softmax is a sigmoid of the difference
+        a0 = (ls[0] - ls[1]).sigmoid()[:, :, None, None]
+        b0, b1 = (rec[rel(b)] for b in branches)
+        torch.testing.assert_close(y, a0 * b0 + (1 - a0) * b1, atol=TOL, rtol=TOL)
+    # the slices are channel ranges of the input
+    inp = rec["0.act"]
+    torch.testing.assert_close(rec["1.branch1.0"], inp[:, 12 // paths: 2 * (12 // paths)])
+
+
+def test_op_level_drawing_names_the_new_ops():
+    g = build(sk_spec(2))
+    extend(g, "stages.0.1.select", "select", {"paths": 2}, [g.output] + g.inputs("stages.0.1.add"))
+    dot = to_dot(g, "op")
+    for text in ("select (2 paths, softmax)", "channels 0..5", "channels 6..11"):
+        assert f"<b>{text}</b>" in dot
+
+
+@pytest.mark.parametrize("ins, message", [
+    ([(16, 1, 1), (8, 4, 4)], "select over 2 paths needs logits and 2 branches, got 2 inputs"),
+    ([(16, 1, 1), (8, 4, 4), (8, 4, 3)], "select needs branches of equal shapes, "
+                                          "got (8, 4, 4), (8, 4, 3)"),
+    ([(8, 1, 1), (8, 4, 4), (8, 4, 4)], "select needs logits (2 x 8, 1, 1) for 2 paths of 8 "
+                                         "channels, got (8, 1, 1)"),
+])
+def test_select_refuses_inconsistent_inputs(ins, message):
+    with pytest.raises(ops.OpError) as e:
+        ops.infer("select", {"paths": 2}, ins)
+    assert str(e.value) == message
+
+
+# -- drop_path ------------------------------------------------------------------------------
+DROP = """
+- conv: {out: 4, kernel: 3, norm: none, act: none}
+- drop_path: {p: %s}
+"""
+
+
+def test_drop_path_is_the_identity_in_eval_and_in_onnx():
+    g = build(DROP % 0.25)
+    assert g.shape("stages.0.1") == (4, 8, 8)
+    x = x_for(g)
+    model, y = check_model(g, x, {"stages.0.1": 0})
+    assert ops.params("drop_path", {"p": 0.25}, [(4, 8, 8)]) == 0
+    torch.testing.assert_close(y, probe(model, x)["0.conv"], atol=0, rtol=0)
+    _, m = onnx_run(g, model, x)
+    assert [n.op_type for n in m.graph.node if n.name == "stages.0.1"] == ["Identity"]
+
+
+def test_drop_path_drops_whole_samples_in_training():
+    p = 0.5
+    g = build(DROP % p)
+    model = lowered(g)
+    x = x_for(g, batch=256)
+    with torch.no_grad():
+        kept = model(x)                                 # eval: the branch itself
+        model.train()
+        torch.manual_seed(7)
+        y = model(x)
+        torch.manual_seed(7)                            # timm.layers.drop_path, by the same seed
+        mask = x.new_empty((256, 1, 1, 1)).bernoulli_(1 - p)
+    torch.testing.assert_close(y, kept * mask / (1 - p), atol=TOL, rtol=TOL)
+    per_sample = y.flatten(1)
+    zero = (per_sample == 0).all(1)
+    scaled = torch.isclose(per_sample, kept.flatten(1) / (1 - p), atol=TOL, rtol=TOL).all(1)
+    assert bool((zero ^ scaled).all())                  # every sample: all dropped or all kept
+    assert 96 <= int(zero.sum()) <= 160                  # Binomial(256, 0.5): 8 sigma either side
+    model.train()
+    torch.manual_seed(8)
+    assert not torch.equal(model(x), y)                  # a fresh mask per call
+
+
+def test_drop_path_zero_is_the_identity_in_training():
+    g = build(DROP % 0)
+    model = lowered(g).train()
+    x = x_for(g)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), probe(model.eval(), x)["0.conv"], atol=0, rtol=0)
+
+
+# -- spec syntax and located errors -------------------------------------------------------
+def test_bare_kind_names_and_counts_report():
+    g = build("""
+- conv: {out: 8, kernel: 3}
+- dual_pool
+- spatial_sum
+- channel_conv: {kernel: 3}
+- channel_slice: {start: 2, size: 4}
+""")
+    assert [g.op(p) for p in g.order][-4:] == ["dual_pool", "spatial_sum", "channel_conv",
+                                               "channel_slice"]
+    assert g.shape(g.output) == (4, 1, 1)
+    assert Counts(g).total.macs == 8 * 27 * 64 + 8 * 64 + 8 * 2 + 8 * 3
+
+
+@pytest.mark.parametrize("layers, message", [
+    ("- conv: {out: 8, kernel: 3}\n- channel_conv: {kernel: 0}",
+     "6:32: stages[0].layers[1].channel_conv.kernel: kernel must be a positive integer, got 0"),
+    ("- conv: {out: 8, kernel: 3}\n- channel_conv: {kernel: 3, padding: -1}",
+     "6:44: stages[0].layers[1].channel_conv.padding: padding must be >= 0, got -1"),
+    ("- conv: {out: 8, kernel: 3}\n- channel_conv: {kernel: 3}",
+     "6:23: stages[0].layers[1].channel_conv: channel_conv needs pooled channels (C, 1, 1) or "
+     "(C,), got shape (8, 8, 8) at stages.0.1"),
+    ("- conv: {out: 8, kernel: 3}\n- global_avgpool\n- dual_pool",
+     "7:9: stages[0].layers[2]: dual_pool needs a feature map (C, H, W), got shape (8,) "
+     "at stages.0.2"),
+    ("- conv: {out: 8, kernel: 3}\n- channel_slice: {start: 6, size: 4}",
+     "6:24: stages[0].layers[1].channel_slice: channel_slice [6, 10) is outside the 8 input "
+     "channels at stages.0.1"),
+    ("- conv: {out: 8, kernel: 3}\n- channel_slice: {start: -1, size: 4}",
+     "6:32: stages[0].layers[1].channel_slice.start: start must be >= 0, got -1"),
+    ("- conv: {out: 8, kernel: 3}\n- channel_slice: {start: 0}",
+     "6:24: stages[0].layers[1].channel_slice: missing required key 'size'"),
+    ("- conv: {out: 8, kernel: 3}\n- drop_path: {p: 1.5}",
+     "6:24: stages[0].layers[1].drop_path.p: drop_path p must be in [0, 1), got 1.5"),
+    ("- conv: {out: 8, kernel: 3}\n- drop_path: {}",
+     "6:20: stages[0].layers[1].drop_path: missing required key 'p'"),
+    ("- conv: {out: 8, kernel: 3}\n- dual_pool: {k: 1}",
+     "6:21: stages[0].layers[1].dual_pool.k: unknown key 'k'"),
+])
+def test_located_errors(layers, message):
+    assert errors(spec(layers)) == [f"<string>:{message}"]
