@@ -53,6 +53,7 @@ class Constraints:
     head: bool | None = None
     include_dir: str | None = None
     names: str = "safe"
+    attention: bool = False      # also draw channel_conv, dual_pool, ..., drop_path layers
 
     def __post_init__(self):
         bad = set(self.block_kinds) - set(BLOCK_KINDS)
@@ -178,6 +179,10 @@ class Gen:
         return {"name": nm, **item}
 
     def layer(self, shape, path, mode, depth, env, s) -> Built:
+        if self.c.attention and s == (1, 1):
+            pooled = shape[1:] in ((), (1, 1))          # where channel_conv fits: take the chance
+            if self.draw(st.integers(0, 1 if pooled else 3)) == 0:
+                return self.attention_layer(shape, mode, env)
         if mode == "vector":
             kind = self.pick(["linear", "act", "bn", "dropout", "identity", "flatten"])
             return self.vector_layer(kind, shape, env)
@@ -232,6 +237,39 @@ class Gen:
         if kind == "flatten":
             return Built(self.pick(["flatten", {"flatten": None}]), shape)
         return self.simple(kind, shape, env)
+
+    def attention_layer(self, shape, mode, env) -> Built:
+        """An ECA / CBAM / Selective Kernel building block that fits `shape` (sizes as
+        docs/spec-language.md states them: channel_conv is a zero-padded 1-D conv over C)."""
+        kinds = ["drop_path"]
+        if shape[1:] in ((), (1, 1)):
+            kinds += ["channel_conv"] * 2
+        if len(shape) == 3:
+            kinds.append("channel_slice")
+            if mode == "free":          # these change the spatial size
+                kinds += ["dual_pool", "spatial_sum", "channel_pool"]
+        kind = self.pick(kinds)
+        c = shape[0]
+        if kind == "drop_path":
+            return Built({"drop_path": {"p": self.pick([0.0, 0.1, 0.5, 0])}}, shape)
+        if kind == "channel_conv":
+            k = self.pick([3, 1, 5, 2])
+            a = {"kernel": self.lit(k, env)}
+            pad = (k - 1) // 2
+            if self.flip():
+                pad = self.draw(st.integers(0, k - 1))
+                a["padding"] = self.lit(pad, env)
+            taps = [t for t in range(c + 2 * pad) if t + k <= c + 2 * pad]   # window starts
+            if not taps:
+                return Built({"channel_conv": {"kernel": 1}}, shape)
+            return Built({"channel_conv": a}, (len(taps),) + shape[1:])
+        if kind == "channel_slice":
+            size = self.draw(st.integers(1, c))
+            start = self.draw(st.integers(0, c - size))
+            a = {"start": self.lit(start, env), "size": self.lit(size, env)}
+            return Built({"channel_slice": a}, (size,) + shape[1:])
+        out = {"dual_pool": (c, 2, 1), "spatial_sum": (c, 1, 1), "channel_pool": (2,) + shape[1:]}
+        return Built(self.pick([kind, {kind: None}, {kind: {}}]), out[kind])
 
     # -- ops ---------------------------------------------------------------------------------
     def conv(self, shape, s, mode, env, out_c=None) -> Built:

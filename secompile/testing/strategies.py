@@ -19,7 +19,8 @@ from .mutations import mutations
 def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int = 2,
           max_nesting: int = 2, input_size: tuple = (8, 40), input_channels: tuple = (1, 4),
           max_width: int = 32, block_kinds=BLOCK_KINDS, se: bool | None = None,
-          head: bool | None = None, include_dir: str | None = None, names: str = "safe") -> st.SearchStrategy:
+          head: bool | None = None, include_dir: str | None = None, names: str = "safe",
+          attention: bool = False) -> st.SearchStrategy:
     """Valid specs: plain dicts ready for `yaml.safe_dump` and `secompile.compile()`.
 
     - max_params: upper bound on the network's parameters (checked with secompile's analytic
@@ -38,12 +39,14 @@ def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int
       under `blocks:`. Other templates are always defined inline, so every spec stands alone.
     - names: 'safe', or 'all' to also name layers after torch.nn.Module attributes
       ('training', 'forward', 'to', ...).
+    - attention: also draw the attention layers (channel_conv, dual_pool, spatial_sum,
+      channel_pool, channel_slice, drop_path) inside layer lists.
     """
     cons = Constraints(max_params=max_params, max_stages=max_stages, max_repeat=max_repeat,
                        max_nesting=max_nesting, input_size=tuple(input_size),
                        input_channels=tuple(input_channels), max_width=max_width,
                        block_kinds=tuple(block_kinds), se=se, head=head, include_dir=include_dir,
-                       names=names)
+                       names=names, attention=attention)
     strategy = networks(cons).map(lambda net: net.spec)
     if max_params is not None:
         strategy = strategy.filter(lambda spec: params_of(spec) <= max_params)
