@@ -363,3 +363,113 @@ def test_bare_kind_names_and_counts_report():
 ])
 def test_located_errors(layers, message):
     assert errors(spec(layers)) == [f"<string>:{message}"]
+
+
+# -- all of them in one network: fusion, compile/export readiness, CUDA --------------------
+def conv_attrs(out, kernel=1, padding=0, bias=False):
+    return {"out": out, "kernel": (kernel, kernel), "stride": (1, 1), "padding": (padding, padding),
+            "dilation": (1, 1), "groups": 1, "bias": bias}
+
+
+def all_ops_graph():
+    """SK (slices, select) -> CBAM channel -> CBAM spatial, whose scale feeds a residual add
+    (fused into addcmul with a (1, H, W) scale) -> ECA -> drop_path."""
+    g = build(sk_spec(2))
+    s = "stages.0"
+    sel = extend(g, f"{s}.1.select", "select", {"paths": 2}, [g.output] + g.inputs(f"{s}.1.add"))
+
+    def add(name, op, attrs, inputs):
+        return g.add(f"{s}.{name}", op, attrs, inputs)
+    a = add("ca.pool", "dual_pool", {}, [sel])
+    a = add("ca.fc1", "conv2d", conv_attrs(2), [a])
+    a = add("ca.act", "act", {"kind": "relu"}, [a])
+    a = add("ca.fc2", "conv2d", conv_attrs(8), [a])
+    a = add("ca.sum", "spatial_sum", {}, [a])
+    a = add("ca.gate", "act", {"kind": "sigmoid"}, [a])
+    ca = add("ca.scale", "mul", {}, [sel, a])
+    a = add("sa.pool", "channel_pool", {}, [ca])
+    a = add("sa.conv", "conv2d", conv_attrs(1, 7, 3), [a])
+    a = add("sa.bn", "batchnorm", {"eps": 1e-5, "momentum": 0.1}, [a])
+    a = add("sa.gate", "act", {"kind": "sigmoid"}, [a])
+    sa = add("sa.scale", "mul", {}, [ca, a])
+    y = add("add", "add", {"scales": None}, [sel, sa])
+    a = add("eca.pool", "global_pool", {"mode": "avg", "keepdim": True}, [y])
+    a = add("eca.conv", "channel_conv", {"kernel": 3, "padding": None}, [a])
+    a = add("eca.gate", "act", {"kind": "sigmoid"}, [a])
+    a = add("eca.scale", "mul", {}, [y, a])
+    g.output = add("drop_path", "drop_path", {"p": 0.2}, [a])
+    return g
+
+
+def test_all_ops_in_one_network():
+    g = all_ops_graph()
+    x = x_for(g)
+    model, y = check_model(g, x, {"stages.0.sa.scale": 8 * 64, "stages.0.eca.conv": 8 * 3})
+    assert "torch.addcmul(" in model.stages[0].code.split("def probe")[0]   # spatial scale fused
+    assert Counts(g).total.params == sum(p.numel() for p in model.parameters())
+
+
+def test_all_ops_compile_to_one_graph_and_run_on_meta():
+    g = all_ops_graph()
+    model = lowered(g)
+    x = x_for(g, batch=2)
+    for mode in ("train", "eval"):
+        torch._dynamo.reset()
+        ex = torch._dynamo.explain(getattr(model, mode)())(x)
+        assert ex.graph_break_count == 0 and ex.graph_count == 1, \
+            f"{mode}: " + "; ".join(str(b.reason) for b in ex.break_reasons)
+    torch._dynamo.reset()
+    out = model.to("meta")(torch.randn(2, *g.input_shape, device="meta"))
+    assert out.device.type == "meta" and tuple(out.shape) == (2, 8, 8, 8)
+
+
+def test_all_ops_channels_last_bf16_and_export():
+    g = all_ops_graph()
+    model = lowered(g)
+    x = x_for(g)
+    with torch.no_grad():
+        want = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(x)
+        assert ((got.float() - want).norm() / want.norm()).item() < 0.05
+        cl = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(cl(x.contiguous(memory_format=torch.channels_last)), want,
+                                   rtol=1e-4, atol=1e-4)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(model, (x,), dynamic_shapes={"x": {0: batch}})
+    x5 = x_for(g, batch=5, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x5), model(x5), rtol=1e-5, atol=1e-5)
+    assert ep.state_dict["stages.0.eca.conv.weight"].shape == (1, 1, 3)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_all_ops_match_cpu_and_compile():
+    g = all_ops_graph()
+    model = lowered(g)
+    x = x_for(g, batch=4)
+    with torch.no_grad():
+        want = model(x)
+        model = model.to("cuda")
+        torch.testing.assert_close(model(x.cuda()).cpu(), want, rtol=1e-4, atol=1e-4)
+        compiled = torch.compile(model, fullgraph=True)
+        torch.testing.assert_close(compiled(x.cuda()).cpu(), want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+@cuda
+def test_cuda_drop_path_training_step():
+    g = all_ops_graph()
+    model = lowered(g).to("cuda").train()
+    x = x_for(g, batch=512).cuda()
+    with torch.no_grad():
+        y = model(x)
+    dropped = int((y.flatten(1) == 0).all(1).sum())
+    assert 52 <= dropped <= 154                          # Binomial(512, 0.2): ~6 sigma either side
+    loss = model(x).square().mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
