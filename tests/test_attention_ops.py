@@ -68,8 +68,8 @@ def probe(model, x):
     return rec
 
 
-def onnx_run(g, model, x):
-    m = onnx_backend.lower(g, load_state(model, g))
+def onnx_run(g, model, x, opset=onnx_backend.DEFAULT_OPSET):
+    m = onnx_backend.lower(g, load_state(model, g), opset=opset)
     onnx.checker.check_model(m, full_check=True)
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {"input": x.numpy()})[0], m
@@ -406,6 +406,8 @@ def test_all_ops_in_one_network():
     x = x_for(g)
     model, y = check_model(g, x, {"stages.0.sa.scale": 8 * 64, "stages.0.eca.conv": 8 * 3})
     assert "torch.addcmul(" in model.stages[0].code.split("def probe")[0]   # spatial scale fused
+    y18, _ = onnx_run(g, model, x, opset=18)     # reduction axes as inputs from opset 18
+    np.testing.assert_allclose(y18, y.numpy(), atol=TOL, rtol=TOL)
     assert Counts(g).total.params == sum(p.numel() for p in model.parameters())
 
 
