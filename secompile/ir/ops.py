@@ -203,6 +203,8 @@ def shape_channel_pool(a, ins):
 
 def shape_select(a, ins):
     p = a["paths"]
+    if p < 1:
+        raise OpError(f"select needs at least one path, got paths={p}")
     if len(ins) != p + 1:
         raise OpError(f"select over {p} paths needs logits and {p} branches, got {len(ins)} inputs")
     logits, branches = tuple(ins[0]), [tuple(b) for b in ins[1:]]
