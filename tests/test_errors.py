@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
+from support import SPECS
 
 import secompile
 from secompile.cli import main
-from support import SPECS
 
 BASE = (SPECS / "se_resnext50.yaml").read_text()
 
@@ -102,7 +102,7 @@ def test_build_writes_nothing_on_error(spec_dir, capsys):
 
 def test_internal_error_exit_1(monkeypatch, capsys):
     import secompile.api
-    monkeypatch.setattr(secompile.api, "expand", lambda spec: 1 / 0)
+    monkeypatch.setattr(secompile.api, "expand_partial", lambda spec: 1 / 0)
     assert main(["count", str(SPECS / "resnet50.yaml")]) == 1
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError" in err and "--debug" in err and "Traceback" not in err
