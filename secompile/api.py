@@ -51,7 +51,8 @@ def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
     rules = spec.data.get("se")
     if not isinstance(rules, list) or (spec.partial and spec.partial.skips("se")):
         return []
-    rules = [None if spec.partial and spec.partial.skips("se", i) else r for i, r in enumerate(rules)]
+    refused = spec.partial.skips if spec.partial else (lambda *part: False)
+    rules = [None if refused("se", i) else r for i, r in enumerate(rules)]
     return check_se(g, rules, spec.smap, unknown)
 
 

@@ -16,7 +16,7 @@ from ..spec.loader import SourceMap
 
 
 def _show(value) -> str:
-    """A value in a message; a float rounded past its binary noise (55.2, not 55.199999999999996)."""
+    """A value in a message; a float rounded past binary noise (55.2, not 55.199999999999996)."""
     if isinstance(value, float) and math.isfinite(value):
         return repr(round(value, 12))
     return repr(value)
@@ -47,14 +47,16 @@ class Binding:
     problems: list[Problem]
 
     def problem(self, ctx: Ctx, path, message: str, key: bool = False) -> None:
-        self.problems.append(ctx.smap.problem(path, message + self._instance(ctx, ctx.smap, path), key=key))
+        message += self._instance(ctx, ctx.smap, path)
+        self.problems.append(ctx.smap.problem(path, message, key=key))
 
     def blame(self, ctx: Ctx, blame: Param, message: str) -> None:
         """Report at the blamed value: a stage parameter in the user's spec, or a template line."""
-        self.problems.append(blame.smap.problem(blame.path, message + self._instance(ctx, blame.smap, blame.path)))
+        message += self._instance(ctx, blame.smap, blame.path)
+        self.problems.append(blame.smap.problem(blame.path, message))
 
     def _instance(self, ctx: Ctx, smap: SourceMap, path) -> str:
-        """' (in stages[2].blocks[0])' for a template line (in any file), which many instances share."""
+        """' (in stages[2].blocks[0])' for a template line (any file): many instances share it."""
         in_template = smap is not self.spec.smap or tuple(path)[:1] == ("blocks",)
         return f" (in {ctx.where})" if ctx.where and in_template else ""
 

@@ -33,7 +33,7 @@ class Expander(Binding, Templates):
         self.spec = spec
         self.problems = []
         self.partial = spec.partial      # what the schema refused (None: it refused nothing)
-        self.lost = self._skips("input")  # True once the shape flowing through the network is unknown
+        self.lost = self._skips("input")  # True once the shape flowing through is unknown
         self.graph = Graph(spec.name, (3, 224, 224) if self.lost else spec.input_shape)
 
     def _skips(self, *part) -> bool:
@@ -44,7 +44,8 @@ class Expander(Binding, Templates):
         if self.partial is not None and self.partial.may_define(name):
             self.lost = True
         else:
-            self.problem(ctx, path, f"unknown block template '{name}'{did_you_mean(name, self.spec.templates)}")
+            hint = did_you_mean(name, self.spec.templates)
+            self.problem(ctx, path, f"unknown block template '{name}'{hint}")
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
@@ -63,7 +64,7 @@ class Expander(Binding, Templates):
 
     # -- whole network ---------------------------------------------------------------
     def run(self) -> Graph:
-        g, unknown = self.build()
+        g, _ = self.build()
         if self.problems:
             raise SpecError(self.problems)
         return g
@@ -78,14 +79,14 @@ class Expander(Binding, Templates):
         if self._skips("stem"):
             self.lost = True
         elif spec.data.get("stem") and not self.lost:
-            x = self._step(lambda: self.unit(root, "stem", ("stem",), spec.data["stem"], x), x)
+            x = self._step(lambda: self.unit(root, "stem", ("stem",), spec.data["stem"], x))
         unknown = set()
         for i, st in enumerate(spec.data["stages"]):
             if self._skips("stages", i) or not isinstance(st, dict):
                 g.stages.append(Stage(f"stages.{i}", f"stage{i}"))
                 self.lost = True
             else:
-                x = self._step(lambda: self.stage(root, i, st, x), x)
+                x = self._step(lambda: self.stage(root, i, st, x))
             if self.lost:
                 unknown.add(i)
         if spec.data.get("head") and not self.lost and not self._skips("head"):
@@ -93,7 +94,7 @@ class Expander(Binding, Templates):
         g.output = x
         return g, unknown
 
-    def _step(self, expand, x):
+    def _step(self, expand):
         """Expand one part; a problem in it leaves the shape after it unknown."""
         before = len(self.problems)
         out = expand()
@@ -101,8 +102,9 @@ class Expander(Binding, Templates):
         return out
 
     def _guard_size(self):
-        repeats = [st.get("repeat", 1) if isinstance(st, dict) and isinstance(st.get("repeat", 1), int) else 1
-                   for st in self.spec.data["stages"]]
+        stages = [st if isinstance(st, dict) else {} for st in self.spec.data["stages"]]
+        repeats = [st.get("repeat", 1) if isinstance(st.get("repeat", 1), int) else 1
+                   for st in stages]
         total = sum(repeats)
         if total > MAX_BLOCKS:
             i = max(range(len(repeats)), key=repeats.__getitem__)

@@ -108,7 +108,7 @@ class _Resolver:
     def __init__(self, g: Graph, smap: SourceMap, unknown=frozenset()):
         self.g, self.smap, self.problems = g, smap, []
         self.scopes = _scopes(g)
-        self.unknown = unknown   # stages not built (a spec with problems): a selector may match there
+        self.unknown = unknown   # stages not built (the spec has problems): may match there
 
     def points(self, rule: dict, rpath: tuple) -> list[Point]:
         g, where = self.g, rule["where"]
@@ -121,7 +121,8 @@ class _Resolver:
             for b in blocks:
                 t = f"{b.path}.{pos['after']}"
                 if t not in set(self.scopes):
-                    inside = [s[len(b.path) + 1:] for s in self.scopes if s.startswith(b.path + ".")]
+                    within = b.path + "."
+                    inside = [s[len(within):] for s in self.scopes if s.startswith(within)]
                     self.problems.append(self.smap.problem(rpath + ("position", "after"),
                                          f"'{pos['after']}' is not inside block {b.path}"
                                          f"{did_you_mean(pos['after'], inside)}"))
@@ -177,11 +178,11 @@ class _Resolver:
         where = tuple(path[:3])   # ('se', i, 'where')
         if not hint and not stages:   # the stage indices are the problem
             hint = f" (the network has {n} stages)"
-        elif not hint and not isinstance(blocks, str) and not any(
-                _indices(blocks, len(g.stages[s].blocks)) for s in stages):   # the block indices are
-            counts = [len(g.stages[s].blocks) for s in stages]
-            hint = (f" (stage {stages[0]} has {counts[0]} blocks)" if len(stages) == 1 else
-                    f" (stages {', '.join(map(str, stages))} have {', '.join(map(str, counts))} blocks)")
+        elif not hint and not isinstance(blocks, str) and not any(   # the block indices are
+                _indices(blocks, len(g.stages[s].blocks)) for s in stages):
+            counts = ", ".join(str(len(g.stages[s].blocks)) for s in stages)
+            hint = (f" (stage {stages[0]} has {counts} blocks)" if len(stages) == 1 else
+                    f" (stages {', '.join(map(str, stages))} have {counts} blocks)")
             path = where + ("blocks",)
         self.problems.append(self.smap.problem(path, f"selector {_show(sel)} matches nothing{hint}"))
 
@@ -190,7 +191,8 @@ def _show(sel: dict) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sel.items()) + "}"
 
 
-def resolve(g: Graph, rules: list, smap: SourceMap, unknown=frozenset()) -> tuple[dict, list[Problem]]:
+def resolve(g: Graph, rules: list, smap: SourceMap,
+            unknown=frozenset()) -> tuple[dict, list[Problem]]:
     """Rules -> {Point: (SEOptions, rule spec path)}; later rules override earlier ones.
     A rule that is None (refused by the schema) is left out; `unknown`: see `check`."""
     r = _Resolver(g, smap, unknown)

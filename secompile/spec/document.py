@@ -40,7 +40,7 @@ class Partial:
     """What the schema refused in a spec that is checked further all the same (every problem in
     one run): the front end builds the parts that validated and skips these."""
 
-    broken: frozenset      # top-level parts refused: ('stem',), ('stages', 2), ('se', 0), ('blocks', 'mb')
+    broken: frozenset      # parts refused: ('stem',), ('stages', 2), ('se', 0), ('blocks', 'mb')
     flawed: frozenset      # parts with any schema problem (also those whose only problem is a
                            # misspelt key: built without that key, their own later problems hidden)
     includes_failed: bool  # an included file was refused: a template not found may be defined there
@@ -79,7 +79,7 @@ class Spec:
     templates: dict = field(default_factory=dict)   # name -> Template
     base_dir: str = "."
     overrides: tuple = ()           # spec.overrides.Override applied by load_spec(overrides=...)
-    partial: Partial | None = None  # set only on the spec that LATER_CHECKS see after schema problems
+    partial: Partial | None = None  # set only on the spec LATER_CHECKS see after schema problems
 
     def override_dict(self) -> dict:
         """The applied overrides as {KEY: value}, in order (for reports and metadata)."""
@@ -154,7 +154,8 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
     return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base, overrides=applied)
 
 
-def _all_problems(problems, found, includes_failed, data, smap, templates, base, applied) -> SpecError:
+def _all_problems(problems, found, includes_failed, data, smap, templates, base,
+                  applied) -> SpecError:
     """The schema's problems and those the later checks find in the parts that validated. A
     misspelt key is left out of its part (which is then built without it); a part with any other
     schema problem is skipped."""
@@ -175,8 +176,8 @@ def _all_problems(problems, found, includes_failed, data, smap, templates, base,
     templates = {**{k: t for k, t in templates.items() if t.smap is not smap},   # included
                  **{k: t for k, t in own.items() if not partial.skips("blocks", k)}}
     name = data.get("name") if isinstance(data.get("name"), str) else ""
-    spec = Spec(name=name, data=data, smap=smap, templates=templates, base_dir=base, overrides=applied,
-                partial=partial)
+    spec = Spec(name=name, data=data, smap=smap, templates=templates, base_dir=base,
+                overrides=applied, partial=partial)
     error = SpecError
     for check in LATER_CHECKS:
         try:

@@ -224,7 +224,8 @@ def _leaves(err) -> list:
                     or e.validator not in ("type", "enum", "const", "pattern", "anyOf", "oneOf", "$ref")]
         if relevant:
             best = max(relevant, key=lambda e: len(e.absolute_path))
-            branch = [e for e in relevant if e.relative_schema_path[0] == best.relative_schema_path[0]]
+            branch = [e for e in relevant
+                      if e.relative_schema_path[0] == best.relative_schema_path[0]]
             return [leaf for e in branch for leaf in _leaves(e)]
     return [err]
 
