@@ -43,7 +43,8 @@ class Partial:
     broken: frozenset      # parts refused: ('stem',), ('stages', 2), ('se', 0), ('blocks', 'mb')
     flawed: frozenset      # parts with any schema problem (also those whose only problem is a
                            # misspelt key: built without that key, their own later problems hidden)
-    includes_failed: bool  # an included file was refused: a template not found may be defined there
+    templates_lost: bool   # `include` or `blocks` refused, an included file refused, or an unknown
+                           # top-level key (a misspelt `include`?): a template not found may exist
     file: str
 
     def skips(self, *part) -> bool:
@@ -51,7 +52,7 @@ class Partial:
 
     def may_define(self, template) -> bool:
         """Whether a template that is not found may be one the schema refused."""
-        return self.includes_failed or self.skips("blocks", template)
+        return self.templates_lost or self.skips("blocks", template)
 
     def hides(self, problem: Problem) -> bool:
         """A later problem inside a part that has a schema problem may only follow from it."""
@@ -147,14 +148,14 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
     origin: dict = {}
     stack = [os.path.abspath(smap.file)] if not smap.file.startswith("<") else []
     _collect_includes(data, smap, base, templates, origin, problems, stack)
-    includes_failed = len(problems) > len(found)
+    included_failed = len(problems) > len(found)
     _add_templates(data, smap, templates, origin, problems, own=True)
     if problems:
-        raise _all_problems(problems, found, includes_failed, data, smap, templates, base, applied)
+        raise _all_problems(problems, found, included_failed, data, smap, templates, base, applied)
     return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base, overrides=applied)
 
 
-def _all_problems(problems, found, includes_failed, data, smap, templates, base,
+def _all_problems(problems, found, included_failed, data, smap, templates, base,
                   applied) -> SpecError:
     """The schema's problems and those the later checks find in the parts that validated. A
     misspelt key is left out of its part (which is then built without it); a part with any other
@@ -170,7 +171,9 @@ def _all_problems(problems, found, includes_failed, data, smap, templates, base,
             parent.pop(path[-1], None)
     broken = {_part(path) for path, _, _ in located(data, smap)}
     flawed = frozenset(broken | {_part(path) for path, _, _ in found})
-    partial = Partial(frozenset(broken), flawed, includes_failed, smap.file)
+    templates_lost = included_failed or bool({("include",), ("blocks",)} & broken) or any(
+        unknown_key and len(path) == 1 for path, _, unknown_key in found)
+    partial = Partial(frozenset(broken), flawed, templates_lost, smap.file)
     own = {}
     _add_templates(data, smap, own, {}, [], own=True)
     templates = {**{k: t for k, t in templates.items() if t.smap is not smap},   # included
