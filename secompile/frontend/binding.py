@@ -18,7 +18,7 @@ from ..spec.loader import SourceMap
 def _show(value) -> str:
     """A value in a message; a float rounded past binary noise (55.2, not 55.199999999999996)."""
     if isinstance(value, float) and math.isfinite(value):
-        return repr(round(value, 12))
+        return repr(float(f"{value:.15g}"))
     return repr(value)
 
 
