@@ -70,8 +70,8 @@ def test_problems_of_three_phases_in_one_run(spec_dir):
     """The README's example: a schema problem (stem), a front-end problem (stage 2) and an SE-rule
     problem, each hidden behind the one before until this run reported them all."""
     _write(spec_dir, "broken.yaml", README_EXAMPLE)
-    out = subprocess.run([sys.executable, "-m", "secompile", "validate", "broken.yaml"], cwd=spec_dir,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "secompile", "validate", "broken.yaml"],
+                         cwd=spec_dir, capture_output=True, text=True)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.splitlines() == [
         "broken.yaml:8:35: stem[0].conv.kernal: unknown key 'kernal' (did you mean 'kernel'?)",
@@ -92,7 +92,8 @@ def test_every_misspelt_key_of_a_mapping(spec_dir):
 
 
 def test_misspelt_key_and_wrong_value_in_one_layer(spec_dir):
-    text = BASE.replace("conv: {out: 64, kernel: 7, stride: 2}", "conv: {out: 64.5, kernal: 7, stride: 2}")
+    text = BASE.replace("conv: {out: 64, kernel: 7, stride: 2}",
+                        "conv: {out: 64.5, kernal: 7, stride: 2}")
     assert _errors(_write(spec_dir, "layer.yaml", text)) == [
         "layer.yaml:8:31: stem[0].conv.out: expected an integer or a $-expression, got number 64.5",
         "layer.yaml:8:37: stem[0].conv.kernal: unknown key 'kernal' (did you mean 'kernel'?)"]

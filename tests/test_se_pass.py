@@ -3,10 +3,10 @@ import pytest
 import torch
 
 import secompile
+from secompile.backends.torch import trace_shapes
 from secompile.frontend import expand
 from secompile.passes import insert_se
 from secompile.passes.insert_se import glob_match
-from secompile.backends.torch import trace_shapes
 
 NET = """
 name: tiny

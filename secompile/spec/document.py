@@ -2,7 +2,8 @@
 
 `load_spec` accepts a path, YAML text, a dict or a Spec, follows `include:` (relative
 to the including file), validates every document against the schema and reports all
-problems at once.
+problems at once: after schema problems it still runs LATER_CHECKS (the front end, the SE
+rules) on the parts that validated (see `Partial`), so one run reports every phase's problems.
 """
 from __future__ import annotations
 
