@@ -12,11 +12,12 @@ import contextlib
 import gc
 
 from .analysis.counts import Counts, report
-from .frontend import expand
+from .frontend.expand import expand_partial
 from .ir.graph import Graph
 from .passes import insert_se
-from .spec.document import Spec, load_spec
-from .spec.errors import LimitError, Problem
+from .passes.insert_se import check as check_se
+from .spec.document import LATER_CHECKS, Spec, load_spec
+from .spec.errors import LimitError, Problem, SpecError
 
 MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine should allocate
 MAX_MACS = 2_000_000_000_000
@@ -38,10 +39,30 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None) -> Graph:
     """Spec (path, YAML text, dict or Spec) -> typed IR with SE blocks inserted."""
     with _gc_paused():
         spec = load_spec(spec, base_dir)
-        g = expand(spec)
+        g, unknown, problems = expand_partial(spec)
+        if problems:   # the SE rules are checked too, where the graph was built
+            raise SpecError(problems + (_se_problems(spec, g, unknown) if se else []))
         if se and spec.data.get("se"):
             g = insert_se(g, spec.data["se"], spec.smap)
         return g
+
+
+def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
+    rules = spec.data.get("se")
+    if not isinstance(rules, list) or (spec.partial and spec.partial.skips("se")):
+        return []
+    refused = spec.partial.skips if spec.partial else (lambda *part: False)
+    rules = [None if refused("se", i) else r for i, r in enumerate(rules)]
+    return check_se(g, rules, spec.smap, unknown)
+
+
+def _problems_after_schema(spec: Spec) -> list[Problem]:
+    """Every problem of the parts of `spec` that the schema accepted (see spec.document.Partial)."""
+    g, unknown, problems = expand_partial(spec)
+    return problems + _se_problems(spec, g, unknown)
+
+
+LATER_CHECKS.append(_problems_after_schema)
 
 
 def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS) -> Counts:

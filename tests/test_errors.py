@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
+from support import SPECS
 
 import secompile
 from secompile.cli import main
-from support import SPECS
 
 BASE = (SPECS / "se_resnext50.yaml").read_text()
 
@@ -61,6 +61,90 @@ def test_semantic_problems_in_several_stages(spec_dir):
     assert [m.split(": ")[1] for m in msgs] == ["stages[1].cardinality", "stages[3].block"]
 
 
+README_EXAMPLE = BASE.replace("kernel: 7, stride: 2", "kernal: 7, stride: 2").replace(
+    "out: 1024, width: 512,  stride: 2, cardinality: 32", "out: 1024, width: 500,  stride: 2, cardinality: 32"
+).replace("where: {stages: all}", "where: {stages: [7]}")
+
+
+def test_problems_of_three_phases_in_one_run(spec_dir):
+    """The README's example: a schema problem (stem), a front-end problem (stage 2) and an SE-rule
+    problem, each hidden behind the one before until this run reported them all."""
+    _write(spec_dir, "broken.yaml", README_EXAMPLE)
+    out = subprocess.run([sys.executable, "-m", "secompile", "validate", "broken.yaml"],
+                         cwd=spec_dir, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "broken.yaml:8:35: stem[0].conv.kernal: unknown key 'kernal' (did you mean 'kernel'?)",
+        "broken.yaml:13:84: stages[2].cardinality: 32 does not divide the 500 input channels of branch.conv2",
+        "broken.yaml:20:13: se[0].where: selector {stages: [7]} matches nothing (the network has 4 stages)"]
+
+
+def test_every_misspelt_key_of_a_mapping(spec_dir):
+    _write(spec_dir, "keys.yaml", BASE.replace("conv: {out: 64, kernel: 7, stride: 2}",
+                                               "conv: {out: 64, kernal: 7, strid: 2, paddng: 3}"))
+    out = subprocess.run([sys.executable, "-m", "secompile", "validate", "keys.yaml"], cwd=spec_dir,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "keys.yaml:8:35: stem[0].conv.kernal: unknown key 'kernal' (did you mean 'kernel'?)",
+        "keys.yaml:8:46: stem[0].conv.strid: unknown key 'strid' (did you mean 'stride'?)",
+        "keys.yaml:8:56: stem[0].conv.paddng: unknown key 'paddng' (did you mean 'padding'?)"]
+
+
+def test_misspelt_key_and_wrong_value_in_one_layer(spec_dir):
+    text = BASE.replace("conv: {out: 64, kernel: 7, stride: 2}",
+                        "conv: {out: 64.5, kernal: 7, stride: 2}")
+    assert _errors(_write(spec_dir, "layer.yaml", text)) == [
+        "layer.yaml:8:31: stem[0].conv.out: expected an integer or a $-expression, got number 64.5",
+        "layer.yaml:8:37: stem[0].conv.kernal: unknown key 'kernal' (did you mean 'kernel'?)"]
+
+
+TEMPLATE_IN_SPEC = """name: t
+input: {channels: 3, size: 32}
+blocks:
+  mb:
+    params: {out: int, expand: 1.0}
+    layers:
+      - {conv: {out: $out * $expand, kernel: 3}}
+stages:
+  - {block: mb, repeat: 2, out: 16}
+  - {block: mb, repeat: 2, out: 48, expand: 1.15}
+"""
+
+
+def test_template_line_names_the_instance(spec_dir):
+    """A template written in the spec itself: its line is shared by every instance, so the message
+    says which one (it used to, only for templates in included files)."""
+    assert _errors(_write(spec_dir, "mb.yaml", TEMPLATE_IN_SPEC)) == [
+        "mb.yaml:7:22: blocks.mb.layers[0].conv.out: expected int, got 55.2 (in stages[1].blocks[0])"]
+
+
+def test_schema_problem_does_not_hide_later_ones(spec_dir):
+    """A stage the schema refuses is skipped; the stages after it are checked for what needs no
+    shape, and the SE rules for their indices."""
+    text = BASE.replace("repeat: 4, out: 512", "repeat: four, out: 512").replace(
+        "block: bottleneck, repeat: 3, out: 2048", "block: botleneck, repeat: 3, out: 2048").replace(
+        "where: {stages: all}", "where: {stages: [0, 4]}")
+    assert _errors(_write(spec_dir, "later.yaml", text)) == [
+        "later.yaml:12:33: stages[1].repeat: expected integer, got string 'four'",
+        "later.yaml:14:13: stages[3].block: unknown block template 'botleneck' (did you mean 'bottleneck'?)",
+        "later.yaml:20:26: se[0].where.stages[1]: stage index 4 is out of range (the network has 4 stages)"]
+
+
+def test_block_index_out_of_range_names_the_blocks(spec_dir):
+    text = BASE.replace("where: {stages: all}", "where: {stages: [2], blocks: [7]}")
+    assert _errors(_write(spec_dir, "blocks.yaml", text)) == [
+        "blocks.yaml:20:35: se[0].where.blocks: selector {stages: [2], blocks: [7]} matches nothing "
+        "(stage 2 has 6 blocks)"]
+
+
+def test_after_suggestion_is_relative(spec_dir):
+    text = BASE.replace("position: standard", "position: {after: branch.conv4}")
+    assert _errors(_write(spec_dir, "after.yaml", text)) == [
+        "after.yaml:20:46: se[0].position.after: 'branch.conv4' is not inside block stages.0.blocks.0 "
+        "(did you mean 'branch.conv3'?)"]
+
+
 def test_shape_underflow(spec_dir):
     text = BASE.replace("size: [224, 224]", "size: [4, 4]").replace("kernel: 7, stride: 2}",
                                                                   "kernel: 7, stride: 2, padding: valid}")
@@ -102,7 +186,7 @@ def test_build_writes_nothing_on_error(spec_dir, capsys):
 
 def test_internal_error_exit_1(monkeypatch, capsys):
     import secompile.api
-    monkeypatch.setattr(secompile.api, "expand", lambda spec: 1 / 0)
+    monkeypatch.setattr(secompile.api, "expand_partial", lambda spec: 1 / 0)
     assert main(["count", str(SPECS / "resnet50.yaml")]) == 1
     err = capsys.readouterr().err
     assert "internal error: ZeroDivisionError" in err and "--debug" in err and "Traceback" not in err

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 import secompile
+from secompile.backends.torch import trace_shapes
 from secompile.frontend import expand
 from secompile.passes import insert_se
 from secompile.passes.insert_se import glob_match
-from secompile.backends.torch import trace_shapes
 
 NET = """
 name: tiny
@@ -138,7 +138,7 @@ def test_rule_errors(spec_dir):
         "se[0].where.path: selector {path: stages.*.blocks.*.branch.conv9} matches nothing "
         "(did you mean 'stages.*.blocks.*.branch.conv3'?)",
         "se[1].position.after: 'branch.cnv1' is not inside block stages.0.blocks.0 "
-        "(did you mean 'stages.0.blocks.0.branch.conv1'?)",
+        "(did you mean 'branch.conv1'?)",
         "se[2]: SE needs a feature map (C, H, W); head.fc has shape (10,)",
     ]
 

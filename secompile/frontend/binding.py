@@ -7,11 +7,19 @@ in the user's spec, not at the template line that used it).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..spec import expr
 from ..spec.errors import Problem
 from ..spec.loader import SourceMap
+
+
+def _show(value) -> str:
+    """A value in a message; a float rounded past binary noise (55.2, not 55.199999999999996)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(float(f"{value:.15g}"))
+    return repr(value)
 
 
 class Abort(Exception):
@@ -39,13 +47,18 @@ class Binding:
     problems: list[Problem]
 
     def problem(self, ctx: Ctx, path, message: str, key: bool = False) -> None:
-        suffix = f" (in {ctx.where})" if ctx.smap is not self.spec.smap and ctx.where else ""
-        self.problems.append(ctx.smap.problem(path, message + suffix, key=key))
+        message += self._instance(ctx, ctx.smap, path)
+        self.problems.append(ctx.smap.problem(path, message, key=key))
 
     def blame(self, ctx: Ctx, blame: Param, message: str) -> None:
         """Report at the blamed value: a stage parameter in the user's spec, or a template line."""
-        where = f" (in {ctx.where})" if ctx.where and blame.smap is not self.spec.smap else ""
-        self.problems.append(blame.smap.problem(blame.path, message + where))
+        message += self._instance(ctx, blame.smap, blame.path)
+        self.problems.append(blame.smap.problem(blame.path, message))
+
+    def _instance(self, ctx: Ctx, smap: SourceMap, path) -> str:
+        """' (in stages[2].blocks[0])' for a template line (any file): many instances share it."""
+        in_template = smap is not self.spec.smap or tuple(path)[:1] == ("blocks",)
+        return f" (in {ctx.where})" if ctx.where and in_template else ""
 
     def value(self, ctx: Ctx, raw, path, want=None):
         """Resolve an attribute (literal or $-expression) -> (value, blame Param)."""
@@ -65,7 +78,7 @@ class Binding:
         if want is int and (isinstance(val, float) and val.is_integer()):
             val = int(val)
         if want is not None and not (isinstance(val, want) and not (want is int and isinstance(val, bool))):
-            self.problem(ctx, path, f"expected {want.__name__}, got {val!r}")
+            self.problem(ctx, path, f"expected {want.__name__}, got {_show(val)}")
             raise Abort
         return val, blame
 

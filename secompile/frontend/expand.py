@@ -3,7 +3,9 @@
 Shapes are inferred as nodes are added, so every semantic problem (groups that do not
 divide channels, sizes shrinking below 1, unknown templates or parameters) is found
 here and reported at the spec location that caused it. Expansion goes on after a
-problem where it can, so one run reports them all.
+problem where it can, so one run reports them all: a stage that fails (or that the schema
+refused) leaves the shapes after it unknown, so the stages after it are only checked for what
+needs no shape (template names, parameter names and types) and the head is skipped.
 
 Where things are: layer kinds are built in `layers.py` (a dict kind -> builder), values are
 bound and problems blamed in `binding.py`, templates instantiated in `templates.py`.
@@ -21,7 +23,7 @@ from .templates import MAX_NESTING, Templates
 MAX_BLOCKS = 20_000     # blocks in one network; refused before any node is built
 MAX_IR_NODES = 100_000  # IR nodes before SE insertion: ~3 s to build (the zoo's largest has ~800)
 
-__all__ = ["expand", "Expander", "MAX_BLOCKS", "MAX_IR_NODES", "MAX_NESTING"]
+__all__ = ["expand", "expand_partial", "Expander", "MAX_BLOCKS", "MAX_IR_NODES", "MAX_NESTING"]
 
 
 class Expander(Binding, Templates):
@@ -30,7 +32,20 @@ class Expander(Binding, Templates):
     def __init__(self, spec: Spec):
         self.spec = spec
         self.problems = []
-        self.graph = Graph(spec.name, spec.input_shape)
+        self.partial = spec.partial      # what the schema refused (None: it refused nothing)
+        self.lost = self._skips("input")  # True once the shape flowing through is unknown
+        self.graph = Graph(spec.name, (3, 224, 224) if self.lost else spec.input_shape)
+
+    def _skips(self, *part) -> bool:
+        return self.partial is not None and self.partial.skips(*part)
+
+    def _missing_template(self, ctx, path, name) -> None:
+        """An unknown template is a problem, unless the schema refused where it may be defined."""
+        if self.partial is not None and self.partial.may_define(name):
+            self.lost = True
+        else:
+            hint = did_you_mean(name, self.spec.templates)
+            self.problem(ctx, path, f"unknown block template '{name}'{hint}")
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
@@ -49,25 +64,50 @@ class Expander(Binding, Templates):
 
     # -- whole network ---------------------------------------------------------------
     def run(self) -> Graph:
-        spec, g = self.spec, self.graph
-        root = Ctx(spec.smap, {}, "")
-        self._guard_size()
-        x = g.add("input", "input", {"shape": spec.input_shape}, [])
-        if spec.data.get("stem"):
-            x = self.unit(root, "stem", ("stem",), spec.data["stem"], x)
-        for i, st in enumerate(spec.data["stages"]):
-            x = self.stage(root, i, st, x)
-        if spec.data.get("head"):
-            x = self.unit(root, "head", ("head",), spec.data["head"], x)
-        g.output = x
+        g, _ = self.build()
         if self.problems:
             raise SpecError(self.problems)
         return g
 
+    def build(self) -> tuple[Graph, set]:
+        """Expand every part that can be. -> (graph, indices of the stages not fully built);
+        the problems found are in self.problems."""
+        spec, g = self.spec, self.graph
+        root = Ctx(spec.smap, {}, "")
+        self._guard_size()
+        x = g.add("input", "input", {"shape": g.input_shape}, [])
+        if self._skips("stem"):
+            self.lost = True
+        elif spec.data.get("stem") and not self.lost:
+            x = self._step(lambda: self.unit(root, "stem", ("stem",), spec.data["stem"], x))
+        unknown = set()
+        for i, st in enumerate(spec.data["stages"]):
+            if self._skips("stages", i) or not isinstance(st, dict):
+                g.stages.append(Stage(f"stages.{i}", f"stage{i}"))
+                self.lost = True
+            else:
+                x = self._step(lambda: self.stage(root, i, st, x))
+            if self.lost:
+                unknown.add(i)
+        if spec.data.get("head") and not self.lost and not self._skips("head"):
+            x = self.unit(root, "head", ("head",), spec.data["head"], x)
+        g.output = x
+        return g, unknown
+
+    def _step(self, expand):
+        """Expand one part; a problem in it leaves the shape after it unknown."""
+        before = len(self.problems)
+        out = expand()
+        self.lost = self.lost or len(self.problems) > before
+        return out
+
     def _guard_size(self):
-        total = sum(st.get("repeat", 1) for st in self.spec.data["stages"] if isinstance(st.get("repeat", 1), int))
+        stages = [st if isinstance(st, dict) else {} for st in self.spec.data["stages"]]
+        repeats = [st.get("repeat", 1) if isinstance(st.get("repeat", 1), int) else 1
+                   for st in stages]
+        total = sum(repeats)
         if total > MAX_BLOCKS:
-            i = max(range(len(self.spec.data["stages"])), key=lambda k: self.spec.data["stages"][k].get("repeat", 1))
+            i = max(range(len(repeats)), key=repeats.__getitem__)
             raise LimitError([self.spec.smap.problem(("stages", i, "repeat"),
                                                      f"the stages repeat {total} blocks in all; the limit is "
                                                      f"{MAX_BLOCKS} (refused before building anything)")])
@@ -90,6 +130,8 @@ class Expander(Binding, Templates):
             if extra:
                 self.problem(root, path + (extra[0],), f"a layer stage takes only 'layers' and 'name', "
                                                        f"not '{extra[0]}'", key=True)
+            if self.lost:
+                return x
             g.add_unit(scope)
             try:
                 out = self.items(Ctx(root.smap, {}, format_path(path)), st["layers"], path + ("layers",), scope, x)
@@ -110,10 +152,15 @@ class Expander(Binding, Templates):
             return x
         tmpl = self.spec.templates.get(st["block"])
         if tmpl is None:
-            self.problem(root, path + ("block",), f"unknown block template '{st['block']}'"
-                                                  f"{did_you_mean(st['block'], self.spec.templates)}")
+            self._missing_template(root, path + ("block",), st["block"])
             return x
         params = {k: v for k, v in st.items() if k not in ("block", "repeat", "name")}
+        if self.lost:   # the input shape is unknown: check what needs none (the parameters)
+            try:
+                self.bind(root, tmpl, params, path, x, True)
+            except Abort:
+                pass
+            return x
         for j in range(st.get("repeat", 1)):
             scope_j = f"{scope}.blocks.{j}"
             given = dict(params)
@@ -127,8 +174,8 @@ class Expander(Binding, Templates):
             except Abort:
                 pass
             stage.blocks.append(scope_j)
-            if len(self.problems) > before and j > 0:
-                break   # later repeats would repeat the same problems
+            if len(self.problems) > before or self.lost:
+                break   # the shape after this block is unknown
         return x
 
     # -- layer lists -----------------------------------------------------------------
@@ -161,8 +208,7 @@ class Expander(Binding, Templates):
         if kind == "block":
             tmpl = self.spec.templates.get(attrs.get("template"))
             if tmpl is None:
-                self.problem(ctx, apath + ("template",), f"unknown block template '{attrs.get('template')}'"
-                                                         f"{did_you_mean(attrs.get('template'), self.spec.templates)}")
+                self._missing_template(ctx, apath + ("template",), attrs.get("template"))
                 raise Abort
             given = {k: v for k, v in attrs.items() if k != "template"}
             return self.instance(ctx, tmpl, given, apath, p, x, where=f"{ctx.where or format_path(path)}")
@@ -174,3 +220,11 @@ class Expander(Binding, Templates):
 def expand(spec: Spec) -> Graph:
     """Spec -> IR graph with shapes. Raises SpecError listing every problem."""
     return Expander(spec).run()
+
+
+def expand_partial(spec: Spec) -> tuple[Graph, set, list]:
+    """Spec -> (the graph of every part that could be built, indices of the stages that were
+    not fully built, the problems found). Raises only LimitError."""
+    e = Expander(spec)
+    g, unknown = e.build()
+    return g, unknown, e.problems

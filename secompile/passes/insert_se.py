@@ -105,9 +105,10 @@ def _selected_paths(g: Graph, sel: dict, scopes: list[str]) -> list[str]:
 
 
 class _Resolver:
-    def __init__(self, g: Graph, smap: SourceMap):
+    def __init__(self, g: Graph, smap: SourceMap, unknown=frozenset()):
         self.g, self.smap, self.problems = g, smap, []
         self.scopes = _scopes(g)
+        self.unknown = unknown   # stages not built (the spec has problems): may match there
 
     def points(self, rule: dict, rpath: tuple) -> list[Point]:
         g, where = self.g, rule["where"]
@@ -120,9 +121,11 @@ class _Resolver:
             for b in blocks:
                 t = f"{b.path}.{pos['after']}"
                 if t not in set(self.scopes):
+                    within = b.path + "."
+                    inside = [s[len(within):] for s in self.scopes if s.startswith(within)]
                     self.problems.append(self.smap.problem(rpath + ("position", "after"),
                                          f"'{pos['after']}' is not inside block {b.path}"
-                                         f"{did_you_mean(t, self.scopes)}"))
+                                         f"{did_you_mean(pos['after'], inside)}"))
                     return []
                 targets.append(Point("after", t))
             return targets
@@ -156,6 +159,10 @@ class _Resolver:
         return [p for p in points if not any(p.target == x or p.target.startswith(x + ".") for x in gone)]
 
     def _nothing(self, path, sel):
+        g, n = self.g, len(self.g.stages)
+        stages = sorted(_indices(sel.get("stages", "all"), n))
+        if self.unknown.intersection(stages):
+            return   # those stages were not built (the spec has other problems): it may match there
         hint = ""
         if "path" in sel:
             pats = sel["path"] if isinstance(sel["path"], list) else [sel["path"]]
@@ -163,13 +170,20 @@ class _Resolver:
             if "*" in pats[0]:  # suggest a pattern: concrete indices generalised to '*'
                 cands = {".".join("*" if seg.isdigit() else seg for seg in p.split(".")) for p in self.scopes}
             hint = did_you_mean(pats[0], cands)
-        blocks = sel.get("blocks")
+        blocks = sel.get("blocks", "all")
         if not hint and isinstance(blocks, str) and blocks != "all":   # a template-name glob
-            hint = did_you_mean(blocks, {b.template for b in self.g.blocks.values() if b.template})
+            hint = did_you_mean(blocks, {b.template for b in g.blocks.values() if b.template})
         if not hint and isinstance(sel.get("name"), str):
-            hint = did_you_mean(sel["name"], {st.name for st in self.g.stages if st.name})
-        if not hint and sel.get("stages", "all") != "all":
-            hint = f" (the network has {len(self.g.stages)} stages)"
+            hint = did_you_mean(sel["name"], {st.name for st in g.stages if st.name})
+        where = tuple(path[:3])   # ('se', i, 'where')
+        if not hint and not stages:   # the stage indices are the problem
+            hint = f" (the network has {n} stages)"
+        elif not hint and not isinstance(blocks, str) and not any(   # the block indices are
+                _indices(blocks, len(g.stages[s].blocks)) for s in stages):
+            counts = ", ".join(str(len(g.stages[s].blocks)) for s in stages)
+            hint = (f" (stage {stages[0]} has {counts} blocks)" if len(stages) == 1 else
+                    f" (stages {', '.join(map(str, stages))} have {counts} blocks)")
+            path = where + ("blocks",)
         self.problems.append(self.smap.problem(path, f"selector {_show(sel)} matches nothing{hint}"))
 
 
@@ -177,11 +191,15 @@ def _show(sel: dict) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in sel.items()) + "}"
 
 
-def resolve(g: Graph, rules: list, smap: SourceMap) -> tuple[dict, list[Problem]]:
-    """Rules -> {Point: (SEOptions, rule spec path)}; later rules override earlier ones."""
-    r = _Resolver(g, smap)
+def resolve(g: Graph, rules: list, smap: SourceMap,
+            unknown=frozenset()) -> tuple[dict, list[Problem]]:
+    """Rules -> {Point: (SEOptions, rule spec path)}; later rules override earlier ones.
+    A rule that is None (refused by the schema) is left out; `unknown`: see `check`."""
+    r = _Resolver(g, smap, unknown)
     chosen: dict = {}
     for i, rule in enumerate(rules):
+        if rule is None:
+            continue
         rpath = ("se", i)
         stages = rule["where"].get("stages", "all")   # an index past the end is a typo, not "nothing"
         n = len(g.stages)
@@ -205,6 +223,26 @@ def insert_se(g: Graph, rules: list, smap: SourceMap) -> Graph:
     """Return a copy of `g` with SE blocks spliced in. Raises SpecError."""
     g = g.copy()
     chosen, problems = resolve(g, rules, smap)
+    problems += _splice_all(g, chosen, rules, smap)
+    if problems:
+        raise SpecError(problems)
+    return g
+
+
+def check(g: Graph, rules: list, smap: SourceMap, unknown=frozenset()) -> list[Problem]:
+    """The problems of SE rules on a graph that is built only in part (its spec has other
+    problems): rules that are None (refused by the schema) are left out, a selector over a stage
+    in `unknown` (not fully built) is not said to match nothing, and only blocks of built stages
+    are spliced."""
+    g = g.copy()
+    chosen, problems = resolve(g, rules, smap, frozenset(unknown))
+    built = tuple(f"stages.{i}." for i in range(len(g.stages)) if i not in unknown)
+    chosen = {pt: v for pt, v in chosen.items() if built and (pt.target + ".").startswith(built)}
+    return problems + _splice_all(g, chosen, rules, smap)
+
+
+def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap) -> list[Problem]:
+    problems = []
     rank = {p: i for i, p in enumerate(g.order)}
     taken = set(_scopes(g))   # node paths and scopes of the network's own layers
     index = _PathIndex(g)
@@ -214,9 +252,7 @@ def insert_se(g: Graph, rules: list, smap: SourceMap) -> Graph:
         except _Problem as e:
             key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
             problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
-    if problems:
-        raise SpecError(problems)
-    return g
+    return problems
 
 
 class _Problem(Exception):
@@ -331,4 +367,4 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: 
                 other.output = a
 
 
-__all__ = ["insert_se", "resolve", "glob_match", "SEOptions", "Point"]
+__all__ = ["insert_se", "check", "resolve", "glob_match", "SEOptions", "Point"]

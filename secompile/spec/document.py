@@ -2,18 +2,20 @@
 
 `load_spec` accepts a path, YAML text, a dict or a Spec, follows `include:` (relative
 to the including file), validates every document against the schema and reports all
-problems at once.
+problems at once: after schema problems it still runs LATER_CHECKS (the front end, the SE
+rules) on the parts that validated (see `Partial`), so one run reports every phase's problems.
 """
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import Mark, Problem, SpecError
+from .errors import LimitError, Mark, Problem, SpecError, format_path
 from .loader import SourceMap, load_yaml_file, load_yaml_text
-from .schema import validate
+from .schema import located, validate
 
 MAX_INCLUDE_DEPTH = 16
 
@@ -34,6 +36,43 @@ class Template:
         return [k for k, v in self.params.items() if isinstance(v, str) and v in self.REQUIRED_TYPES]
 
 
+@dataclass(frozen=True)
+class Partial:
+    """What the schema refused in a spec that is checked further all the same (every problem in
+    one run): the front end builds the parts that validated and skips these."""
+
+    broken: frozenset      # parts refused: ('stem',), ('stages', 2), ('se', 0), ('blocks', 'mb')
+    flawed: frozenset      # parts with any schema problem (also those whose only problem is a
+                           # misspelt key: built without that key, their own later problems hidden)
+    templates_lost: bool   # `include` or `blocks` refused, an included file refused, or an unknown
+                           # top-level key (a misspelt `include`?): a template not found may exist
+    file: str
+
+    def skips(self, *part) -> bool:
+        return part in self.broken or part[:1] in self.broken
+
+    def may_define(self, template) -> bool:
+        """Whether a template that is not found may be one the schema refused."""
+        return self.templates_lost or self.skips("blocks", template)
+
+    def hides(self, problem: Problem) -> bool:
+        """A later problem inside a part that has a schema problem may only follow from it."""
+        if problem.mark.file != self.file:
+            return False
+        return any(problem.path == p or problem.path.startswith((p + ".", p + "["))
+                   for p in map(format_path, self.flawed))
+
+
+def _part(path: tuple) -> tuple:
+    return tuple(path[:2]) if path[:1] in (("stages",), ("se",), ("blocks",)) else tuple(path[:1])
+
+
+# Checks after the schema (the front end and the SE rules), run on the parts of a spec that
+# validated so that one run reports every problem. secompile.api registers them: it sits above
+# this layer, which imports nothing of the front end.
+LATER_CHECKS: list = []
+
+
 @dataclass
 class Spec:
     name: str
@@ -42,6 +81,7 @@ class Spec:
     templates: dict = field(default_factory=dict)   # name -> Template
     base_dir: str = "."
     overrides: tuple = ()           # spec.overrides.Override applied by load_spec(overrides=...)
+    partial: Partial | None = None  # set only on the spec LATER_CHECKS see after schema problems
 
     def override_dict(self) -> dict:
         """The applied overrides as {KEY: value}, in order (for reports and metadata)."""
@@ -101,18 +141,55 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
         new = as_overrides(overrides)
         data, smap = apply_overrides(data, smap, new)
         applied = tuple(applied) + tuple(new)
-    problems = validate(data, smap) if isinstance(data, dict) else [
-        smap.problem((), "a spec is a mapping with at least 'name' and 'stages'")]
     if not isinstance(data, dict):
-        raise SpecError(problems)
+        raise SpecError([smap.problem((), "a spec is a mapping with at least 'name' and 'stages'")])
+    found = located(data, smap)
+    problems = [p for _, p, _ in found]
     templates: dict = {}
     origin: dict = {}
     stack = [os.path.abspath(smap.file)] if not smap.file.startswith("<") else []
     _collect_includes(data, smap, base, templates, origin, problems, stack)
+    included_failed = len(problems) > len(found)
     _add_templates(data, smap, templates, origin, problems, own=True)
     if problems:
-        raise SpecError(problems)
+        raise _all_problems(problems, found, included_failed, data, smap, templates, base, applied)
     return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base, overrides=applied)
+
+
+def _all_problems(problems, found, included_failed, data, smap, templates, base,
+                  applied) -> SpecError:
+    """The schema's problems and those the later checks find in the parts that validated. A
+    misspelt key is left out of its part (which is then built without it); a part with any other
+    schema problem is skipped."""
+    if not LATER_CHECKS or not isinstance(data.get("stages"), list):
+        return SpecError(problems)
+    data = copy.deepcopy(data)
+    for path, _, unknown_key in found:
+        if unknown_key:
+            parent = data
+            for k in path[:-1]:
+                parent = parent[k]
+            parent.pop(path[-1], None)
+    broken = {_part(path) for path, _, _ in located(data, smap)}
+    flawed = frozenset(broken | {_part(path) for path, _, _ in found})
+    templates_lost = included_failed or bool({("include",), ("blocks",)} & broken) or any(
+        unknown_key and len(path) == 1 for path, _, unknown_key in found)
+    partial = Partial(frozenset(broken), flawed, templates_lost, smap.file)
+    own = {}
+    _add_templates(data, smap, own, {}, [], own=True)
+    templates = {**{k: t for k, t in templates.items() if t.smap is not smap},   # included
+                 **{k: t for k, t in own.items() if not partial.skips("blocks", k)}}
+    name = data.get("name") if isinstance(data.get("name"), str) else ""
+    spec = Spec(name=name, data=data, smap=smap, templates=templates, base_dir=base,
+                overrides=applied, partial=partial)
+    error = SpecError
+    for check in LATER_CHECKS:
+        try:
+            later = check(spec)
+        except LimitError as e:
+            later, error = e.problems, LimitError
+        problems = problems + [p for p in later if not partial.hides(p)]
+    return error(problems)
 
 
 def _add_templates(data, smap, templates, origin, problems, own=False):

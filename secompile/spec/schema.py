@@ -224,8 +224,9 @@ def _choices(schema) -> list:
     return out
 
 
-def _leaf(err):
-    """For anyOf errors, pick the branch that explains the problem best."""
+def _leaves(err) -> list:
+    """For anyOf errors, the errors of the branch that explains the problem best (all of them:
+    a layer with a misspelt key and a wrong value reports both)."""
     if err.validator in ("anyOf", "oneOf") and err.context:
         # A branch of the right JSON type that failed deeper is the informative one.
         # Errors saying "wrong type for this branch" only tell that another branch was meant.
@@ -233,20 +234,31 @@ def _leaf(err):
                     if len(e.absolute_path) > len(err.absolute_path)
                     or e.validator not in ("type", "enum", "const", "pattern", "anyOf", "oneOf", "$ref")]
         if relevant:
-            return _leaf(max(relevant, key=lambda e: len(e.absolute_path)))
-    return err
+            best = max(relevant, key=lambda e: len(e.absolute_path))
+            branch = [e for e in relevant
+                      if e.relative_schema_path[0] == best.relative_schema_path[0]]
+            return [leaf for e in branch for leaf in _leaves(e)]
+    return [err]
 
 
-def _message(err, smap: SourceMap) -> Problem:
-    err = _leaf(err)
-    path = tuple(err.absolute_path)
+def _messages(err, smap: SourceMap) -> list[tuple[tuple, Problem, bool]]:
+    """-> [(raw spec path, located problem, whether it is an unknown key)]: one per unknown key."""
+    out = []
+    for leaf in _leaves(err):
+        path = tuple(leaf.absolute_path)
+        if leaf.validator == "additionalProperties":
+            allowed = list(leaf.schema.get("properties", {}))
+            out += [(path + (key,), smap.problem(path + (key,), f"unknown key '{key}'"
+                                                 f"{did_you_mean(key, allowed)}", key=True), True)
+                    for key in leaf.instance if key not in allowed]
+        else:
+            out.append((path, _message(leaf, smap, path), False))
+    return out
+
+
+def _message(err, smap: SourceMap, path: tuple) -> Problem:
     v, inst = err.validator, err.instance
     expect = err.schema.get("x-expect") if isinstance(err.schema, dict) else None
-    if v == "additionalProperties":
-        allowed = list(err.schema.get("properties", {}))
-        extra = [k for k in inst if k not in allowed]
-        key = extra[0]
-        return smap.problem(path + (key,), f"unknown key '{key}'{did_you_mean(key, allowed)}", key=True)
     if v == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return smap.problem(path, f"missing required key '{missing}'")
@@ -276,6 +288,11 @@ def _message(err, smap: SourceMap) -> Problem:
 
 
 def validate(data, smap: SourceMap, include: bool = False) -> list[Problem]:
-    """All schema problems of a loaded document, located."""
+    """All schema problems of a loaded document, located (every unknown key of a mapping)."""
+    return [p for _, p, _ in located(data, smap, include)]
+
+
+def located(data, smap: SourceMap, include: bool = False) -> list[tuple[tuple, Problem, bool]]:
+    """All schema problems with their raw spec paths: [(path, problem, is an unknown key)]."""
     validator = _VALIDATORS[id(INCLUDE_SCHEMA if include else SCHEMA)]
-    return [_message(e, smap) for e in validator.iter_errors(data)]
+    return [m for e in validator.iter_errors(data) for m in _messages(e, smap)]
