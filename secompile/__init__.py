@@ -8,7 +8,7 @@ from .spec import LimitError, Problem, Spec, SpecError, load_spec
 
 __version__ = "0.1.0"
 __all__ = ["compile", "count", "build_ir", "check_limits", "load_spec", "Spec", "SpecError",
-           "LimitError", "Problem", "__version__"]
+           "LimitError", "Problem", "optimize_for_inference", "__version__"]
 
 
 def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only when used
@@ -18,6 +18,9 @@ def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only w
     if name == "draw":
         from .backends.graphviz import draw
         return draw
+    if name == "optimize_for_inference":
+        from .backends.torch_inference import optimize_for_inference
+        return optimize_for_inference
     if name == "load_weights":
         from .weights import load_weights
         return load_weights

@@ -61,10 +61,18 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
 
 
 def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None):
-    """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed)."""
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None,
+            inference: bool = False, example_input=None):
+    """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed).
+
+    inference=True: the eval-mode module through `optimize_for_inference(model, example_input)`.
+    """
     spec = load_spec(spec, base_dir)
     g = build_ir(spec)
     check_limits(spec, g, max_params, max_macs)
     from .backends.torch import lower  # torch only when a module is asked for
-    return lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+    model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+    if inference:   # -- inference compilation (issue 16) --
+        from .backends.torch_inference import optimize_for_inference
+        return optimize_for_inference(model.eval(), example_input)
+    return model

@@ -10,11 +10,13 @@ forwards call child modules), never on the code generator: a transformation of m
    into that layer (W * s per output channel, bias (b - mean) * s + beta, s = gamma /
    sqrt(var + eps), in float64) and replaced by `Folded`, an identity: the generated code
    still calls it, nothing is computed.
-3. Activation fusion. A ReLU reading such a conv (+ folded BN) output and nothing else runs
-   inside the convolution as a oneDNN post-op (`ConvReLU`, CPU, float32), the ReLU module
-   becoming `Folded` too: one pass over the output instead of two.
-4. Memory format: channels_last or contiguous (NCHW), chosen by the batch size and device of
-   `example_input` (`memory_format="auto"`), by timing both on it ("measure"), or forced.
+3. oneDNN convolutions (CPU, float32). Eager `conv2d` reorders the plain weight into oneDNN's
+   blocked layout at every call; `OneDNNConv` keeps the reordered copy and calls oneDNN's
+   fused convolution, with a ReLU that reads only its output (through a folded BN) as a
+   post-op: the ReLU module becomes `Folded` too, one pass over the output instead of two.
+4. Memory format: channels_last or contiguous (NCHW) for the input and the weights, chosen by
+   the device and batch size of `example_input` (`memory_format="auto"`, see
+   `choose_memory_format`), by timing both on it ("measure"), or forced.
 5. No autograd: parameters have requires_grad False, and the forward runs in
    `torch.inference_mode()`, so the fused SE scale + add writes into the branch output and
    in-place ReLUs stay in place.
@@ -31,7 +33,7 @@ import time
 import torch
 from torch import nn
 
-from .torch import Unit
+from .torch import CompiledNet, Unit
 
 # CPU: channels_last from this batch size on (measured on SE-ResNeXt-50, 2 threads: docs/performance.md)
 CHANNELS_LAST_MIN_BATCH = 4
@@ -92,14 +94,13 @@ class InferenceNet(nn.Module):
 
     Children are the compiled module's (`stem`, `stages`, `head`), so `state_dict` keys are
     the training keys minus the folded BNs' keys, with a `.bias` on every conv a BN folded into.
+    `report` says what was done (BNs folded, convs on oneDNN, ReLUs fused, format, parameters).
     """
 
-    def __init__(self, net: nn.Module, memory_format: torch.memory_format, report: dict):
+    def __init__(self, net: CompiledNet, memory_format: torch.memory_format, report: dict):
         super().__init__()
-        self.name = getattr(net, "name", type(net).__name__)
-        for k, m in net.named_children():
-            self.add_module(k, m)
-        self._order = [k for k, _ in net.named_children()]
+        self.name = net.name
+        self.stem, self.stages, self.head = net.stem, net.stages, net.head
         self.memory_format = memory_format
         self.report = report
 
@@ -107,9 +108,13 @@ class InferenceNet(nn.Module):
         with torch.inference_mode():
             if x.dim() == 4:
                 x = x.contiguous(memory_format=self.memory_format)
-            for k in self._order:
-                x = self._modules[k](x)
-            return x
+            return self.head(self.stages(self.stem(x)))
+
+    def forward_features(self, x):
+        with torch.inference_mode():
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=self.memory_format)
+            return self.stages(self.stem(x))
 
     def train(self, mode: bool = True):
         if mode:
@@ -118,10 +123,9 @@ class InferenceNet(nn.Module):
         return super().train(False)
 
     def extra_repr(self) -> str:
-        fmt = "channels_last" if self.memory_format == torch.channels_last else "contiguous"
         r = self.report
-        return (f"name={self.name!r}, memory_format={fmt}, bn_folded={r['bn_folded']}, "
-                f"relu_fused={r['relu_fused']}")
+        return (f"name={self.name!r}, memory_format={r.get('memory_format')}, bn_folded={r['bn_folded']}, "
+                f"onednn_convs={r['onednn_convs']}, relu_fused={r['relu_fused']}")
 
 
 # -- dataflow of a unit's generated forward ------------------------------------------------
@@ -256,12 +260,17 @@ def _rewrite_unit(unit: Unit, onednn: bool, report: dict) -> None:
 
 
 # -- memory format ------------------------------------------------------------------------
-def choose_memory_format(example_input: torch.Tensor | None) -> torch.memory_format:
-    """The rule: CUDA -> channels_last; CPU -> channels_last from CHANNELS_LAST_MIN_BATCH images."""
+def choose_memory_format(example_input: torch.Tensor | None, onednn: bool = True) -> torch.memory_format:
+    """The rule. CUDA: channels_last (tensor cores want NHWC). CPU with the oneDNN convs:
+    channels_last, since they give NHWC outputs whatever they are given, so an NHWC input
+    spares the first conv a reorder. CPU with eager convs: channels_last from
+    CHANNELS_LAST_MIN_BATCH images (eager NHWC grouped convs lose at batch 1, win at 8)."""
+    if example_input is not None and example_input.device.type == "cuda":
+        return torch.channels_last
+    if onednn:
+        return torch.channels_last
     if example_input is None or example_input.dim() != 4:
         return torch.contiguous_format
-    if example_input.device.type == "cuda":
-        return torch.channels_last
     return torch.channels_last if example_input.shape[0] >= CHANNELS_LAST_MIN_BATCH else torch.contiguous_format
 
 
@@ -301,11 +310,11 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     "channels_last" or "contiguous". fuse_relu: run ReLUs inside their convolutions (oneDNN
     post-op on CPU). compile: wrap the result in `torch.compile` (first call compiles).
     """
-    if not isinstance(model, nn.Module) or not any(isinstance(m, Unit) for m in model.modules()):
-        raise TypeError("optimize_for_inference takes a module compiled by secompile "
-                        f"(secompile.compile), not {type(model).__name__}")
     if isinstance(model, InferenceNet):
         raise ValueError("this module is already optimised for inference")
+    if not isinstance(model, CompiledNet):
+        raise TypeError("optimize_for_inference takes a module compiled by secompile "
+                        f"(secompile.compile), not {type(model).__name__}")
     if any(m.training for m in model.modules()):
         raise ValueError("the model is in training mode: its BatchNorms use batch statistics there, "
                          "which folding cannot keep; call model.eval() first (inference then uses the "
@@ -314,15 +323,15 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
         raise ValueError(f"memory_format is auto, measure, contiguous or channels_last, not {memory_format!r}")
     if memory_format == "measure" and example_input is None:
         raise ValueError("memory_format='measure' times the model on example_input: give one")
-    if onednn is None:
-        onednn = not compile     # inductor packs the weights itself (freezing)
+    if onednn is None:           # inductor packs the weights itself (freezing)
+        onednn = not compile and torch.backends.mkldnn.is_available()
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0}
     for unit in [m for m in net.modules() if isinstance(m, Unit)]:
         _rewrite_unit(unit, onednn, report)
-    fmt = FORMATS.get(memory_format) or choose_memory_format(example_input)
+    fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
     out = InferenceNet(net, fmt, report).eval()
     if memory_format == "measure":
         fmt = _measure(out, example_input)
