@@ -9,12 +9,17 @@ from contextlib import redirect_stdout
 
 import pytest
 import torch
+from support import SPECS, all_specs
 from torch import nn
 
 import secompile
 from secompile.backends.onnx_weights import foldable
-from secompile.backends.torch_inference import Folded, InferenceNet, OneDNNConv, optimize_for_inference
-from support import SPECS, all_specs
+from secompile.backends.torch_inference import (
+    Folded,
+    InferenceNet,
+    OneDNNConv,
+    optimize_for_inference,
+)
 
 DEFAULT_GMACS = 1.0
 FLAGSHIP = "se_resnext50"          # grouped convs + SE + projection shortcuts: in the default run too
