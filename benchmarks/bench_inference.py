@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     p.add_argument("--torch-compile", action="store_true", help="also time the optimised module under torch.compile")
-    p.add_argument("--skip", default="", help="comma list of: jit, se")
+    p.add_argument("--skip", default="", help="comma list of: main (the SE-ResNeXt-50 table), jit, se")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: CUDA is not available on this machine (torch {torch.__version__})",
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     hand_cl = copy.deepcopy(hand).to(memory_format=torch.channels_last)
 
     rows = []
-    for nt in threads:
+    for nt in threads if "main" not in skip else []:
         if not cuda:
             torch.set_num_threads(nt)
         for bs in batches:
@@ -142,6 +142,14 @@ def main(argv=None) -> int:
                                                           for k, v in t.items()), flush=True)
             del models, opt
 
+    if rows:
+        table(rows, cuda)
+    if "se" not in skip:
+        se_overhead(args, threads, device, cuda, autocast, clock)
+    return 0
+
+
+def table(rows, cuda):
     names = [("compiled", "eval-mode compiled"), ("hand", "hand-written eager"),
              ("hand_cl", "hand-written channels_last"), ("hand_jit", "hand-written jit.optimize_for_inference"),
              ("optimised_tc", "optimised + torch.compile")]
@@ -158,37 +166,38 @@ def main(argv=None) -> int:
     print("\nTargets (2 threads, CPU): vs hand-written eager <= 0.91 at batch 8, <= 0.95 at batch 1; "
           "vs hand-written channels_last <= 1.02.")
 
-    if "se" not in skip:
-        nt = max(threads)
-        if not cuda:
-            torch.set_num_threads(nt)
-        plain = randomise_bn(secompile.compile(os.path.join(SPECS, "resnet50.yaml"))).eval()
-        se = secompile.compile(os.path.join(SPECS, "se_resnet50.yaml")).eval()
-        se.load_state_dict(plain.state_dict(), strict=False)
-        hand_plain = randomise_bn(SEResNeXt50(cardinality=1, base_width=64, se=False)).eval()
-        hand_se = SEResNeXt50(cardinality=1, base_width=64).eval()
-        hand_se.load_state_dict(hand_plain.state_dict(), strict=False)
-        x = make_input((1, 3, S, S), device, False)
-        plain, se, hand_plain, hand_se = (m.to(device) for m in (plain, se, hand_plain, hand_se))
-        models = {"opt_resnet50": optimize_for_inference(plain, x), "opt_se_resnet50": optimize_for_inference(se, x),
-                  "resnet50": plain, "se_resnet50": se, "hand_resnet50": hand_plain, "hand_se_resnet50": hand_se}
-        iters = args.iters or (20 if cuda else 3)
-        t = interleaved({k: infer_fn(m, x, autocast) for k, m in models.items()}, args.rounds * 2, iters, 2,
-                        device, clock)
-        med = {k: 1e3 * statistics.median(v) for k, v in t.items()}
 
-        def over(a, b):
-            r = sorted(100 * (u / v - 1) for u, v in zip(t[a], t[b]))
-            return f"{statistics.median(r):+.1f}% ({r[0]:+.1f}% to {r[-1]:+.1f}%)"
-        print(f"\n### SE overhead at batch 1{'' if cuda else f', {nt} threads'}: SE-ResNet-50 over ResNet-50\n")
-        print("| model pair | ResNet-50 ms | SE-ResNet-50 ms | SE overhead, median (min to max) |")
-        print("|---|---:|---:|---|")
-        for label, a, b in (("optimised", "opt_se_resnet50", "opt_resnet50"),
-                            ("eval-mode compiled", "se_resnet50", "resnet50"),
-                            ("hand-written (timm style)", "hand_se_resnet50", "hand_resnet50")):
-            print(f"| {label} | {med[b]:.1f} | {med[a]:.1f} | {over(a, b)} |")
-        print("\nPaper (Caffe, CPU): 164 vs 167 ms, +1.8%.")
-    return 0
+def se_overhead(args, threads, device, cuda, autocast, clock):
+    S = args.size
+    nt = max(threads)
+    if not cuda:
+        torch.set_num_threads(nt)
+    plain = randomise_bn(secompile.compile(os.path.join(SPECS, "resnet50.yaml"))).eval()
+    se = secompile.compile(os.path.join(SPECS, "se_resnet50.yaml")).eval()
+    se.load_state_dict(plain.state_dict(), strict=False)
+    hand_plain = randomise_bn(SEResNeXt50(cardinality=1, base_width=64, se=False)).eval()
+    hand_se = SEResNeXt50(cardinality=1, base_width=64).eval()
+    hand_se.load_state_dict(hand_plain.state_dict(), strict=False)
+    x = make_input((1, 3, S, S), device, False)
+    plain, se, hand_plain, hand_se = (m.to(device) for m in (plain, se, hand_plain, hand_se))
+    models = {"opt_resnet50": optimize_for_inference(plain, x), "opt_se_resnet50": optimize_for_inference(se, x),
+              "resnet50": plain, "se_resnet50": se, "hand_resnet50": hand_plain, "hand_se_resnet50": hand_se}
+    iters = args.iters or (20 if cuda else 3)
+    t = interleaved({k: infer_fn(m, x, autocast) for k, m in models.items()}, args.rounds * 2, iters, 2,
+                    device, clock)
+    med = {k: 1e3 * statistics.median(v) for k, v in t.items()}
+
+    def over(a, b):
+        r = sorted(100 * (u / v - 1) for u, v in zip(t[a], t[b]))
+        return f"{statistics.median(r):+.1f}% ({r[0]:+.1f}% to {r[-1]:+.1f}%)"
+    print(f"\n### SE overhead at batch 1{'' if cuda else f', {nt} threads'}: SE-ResNet-50 over ResNet-50\n")
+    print("| model pair | ResNet-50 ms | SE-ResNet-50 ms | SE overhead, median (min to max) |")
+    print("|---|---:|---:|---|")
+    for label, a, b in (("optimised", "opt_se_resnet50", "opt_resnet50"),
+                        ("eval-mode compiled", "se_resnet50", "resnet50"),
+                        ("hand-written (timm style)", "hand_se_resnet50", "hand_resnet50")):
+        print(f"| {label} | {med[b]:.1f} | {med[a]:.1f} | {over(a, b)} |")
+    print("\nPaper (Caffe, CPU): 164 vs 167 ms, +1.8%.")
 
 
 if __name__ == "__main__":
