@@ -59,7 +59,8 @@ class OneDNNConv(nn.Conv2d):
     (all 25M weights of a ResNet-50 at each forward); this keeps the reordered copy (`_packed`,
     not in the state_dict) and reorders again only when `weight` changes (load_state_dict, `.to`).
     The output comes back channels_last. Anything but a float32 CPU forward without autograd or
-    autocast takes the plain path: conv2d, then relu_.
+    autocast takes the plain path: conv2d, then relu_; so does a 1x1 input (the SE excitation's
+    FC layers), where oneDNN's fixed cost per call (~20 us) is several times eager's.
     """
 
     relu = False
@@ -67,7 +68,8 @@ class OneDNNConv(nn.Conv2d):
     def forward(self, x):
         w = self.weight
         if x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32 and \
-                w.device.type == "cpu" and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
+                w.device.type == "cpu" and x.shape[-1] * x.shape[-2] > 1 and \
+                not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
             key = (w.data_ptr(), w._version)
             if self.__dict__.get("_packed_key") != key:
                 self._packed = torch.ops.mkldnn._reorder_convolution_weight(
