@@ -58,28 +58,39 @@ class OneDNNConv(nn.Conv2d):
     Eager `F.conv2d` on CPU reorders the plain weight into oneDNN's blocked layout on every call
     (all 25M weights of a ResNet-50 at each forward); this keeps the reordered copy (`_packed`,
     not in the state_dict) and reorders again only when `weight` changes (load_state_dict, `.to`).
-    The output comes back channels_last. Anything but a float32 CPU forward without autograd or
-    autocast takes the plain path: conv2d, then relu_; so does a 1x1 input (the SE excitation's
-    FC layers), where oneDNN's fixed cost per call (~20 us) is several times eager's.
+    The output comes back channels_last. A 1x1 input to a 1x1 conv (the SE excitation's FC
+    layers) is a matrix product (addmm). Anything but a float32 CPU forward without autograd or
+    autocast takes the plain path: conv2d, then relu_.
     """
 
     relu = False
 
     def forward(self, x):
         w = self.weight
-        if x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32 and \
-                w.device.type == "cpu" and x.shape[-1] * x.shape[-2] > 1 and \
-                not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"):
-            key = (w.data_ptr(), w._version)
-            if self.__dict__.get("_packed_key") != key:
-                self._packed = torch.ops.mkldnn._reorder_convolution_weight(
-                    w.detach(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
-                self._packed_key = key
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
-                "relu" if self.relu else "none", [None], "")
-        y = super().forward(x)
-        return torch.relu_(y) if self.relu else y
+        if torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu" or \
+                torch.is_autocast_enabled("cpu") or x.dtype != torch.float32 or w.dtype != torch.float32:
+            y = super().forward(x)
+            return torch.relu_(y) if self.relu else y
+        if x.shape[-1] * x.shape[-2] == 1 and self._fc:
+            # a 1x1 input (the SE excitation's FC layers): a matrix product; oneDNN's fixed
+            # cost per call (~20 us) and eager's slow_conv2d are several times addmm's
+            x2 = x.flatten(1)
+            y = torch.addmm(self.bias, x2, w.flatten(1).t()) if self.bias is not None else x2 @ w.flatten(1).t()
+            if self.relu:
+                y.relu_()
+            return y.view(*y.shape, 1, 1)
+        key = (w.data_ptr(), w._version)
+        if self.__dict__.get("_packed_key") != key:
+            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
+                w.detach(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
+            self._packed_key = key
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
+            "relu" if self.relu else "none", [None], "")
+
+    @property
+    def _fc(self) -> bool:
+        return self.kernel_size == (1, 1) and self.groups == 1 and self.padding == (0, 0)
 
     def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
         state = self.__dict__.copy()
