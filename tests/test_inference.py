@@ -215,3 +215,14 @@ def test_cuda_same_outputs(monkeypatch):
     opt = optimize_for_inference(model, x)
     assert opt.report["memory_format"] == "channels_last"
     assert_close(opt(x), ref)
+
+
+@pytest.mark.slow
+def test_torch_compile_flag():
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    opt = optimize_for_inference(model, x, compile=True)
+    assert opt.report["onednn_convs"] == 0       # inductor (freezing) packs and fuses itself
+    assert_close(opt(x), ref)

@@ -355,7 +355,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     if example_input is not None and not compile:
         out(example_input.to(next(out.parameters()).device))   # packs the oneDNN weights for this input
     if compile:
-        compiled = torch.compile(out, dynamic=False)
+        # freezing: inductor treats the (frozen) weights as constants, so it packs them for
+        # oneDNN and fuses conv + ReLU itself; the oneDNN convs above are then left out
+        compiled = torch.compile(out, dynamic=False, options={"freezing": True})
         compiled.report = report
         return compiled
     return out
