@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--amp", action="store_true", help="autocast (fp16 on CUDA, bf16 on CPU)")
     p.add_argument("--threads", default="1,2", help="comma list of torch.set_num_threads values (CPU)")
     p.add_argument("--batches", default="1,8")
-    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--iters", type=int, default=None, help="calls per round (default: 3 at batch 1, 1 above; CUDA 20)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
