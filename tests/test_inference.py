@@ -226,3 +226,40 @@ def test_torch_compile_flag():
     opt = optimize_for_inference(model, x, compile=True)
     assert opt.report["onednn_convs"] == 0       # inductor (freezing) packs and fuses itself
     assert_close(opt(x), ref)
+
+
+ODD = """
+name: odd
+input: {channels: 3, size: [16, 16]}
+stages:
+  - name: s
+    layers:
+      - {name: c1, conv: {out: 8, kernel: 3, padding: same}}
+      - {name: pre, bn: {}}
+      - {name: c2, conv: {out: 8, kernel: [1, 3], norm: none, act: none, bias: true}}
+      - {name: bn2, bn: {eps: 0.001}}
+      - relu
+      - {name: c3, conv: {out: 8, kernel: 3, stride: 2, dilation: 2, padding: 2, groups: 2, act: relu6}}
+head:
+  - {name: pool, global_avgpool: {}}
+  - {name: fc1, linear: {out: 12}}
+  - {name: bn, bn: {}}
+  - relu
+  - {name: fc2, linear: {out: 5}}
+"""
+
+
+def test_odd_layers():
+    """A BN after a BN (not foldable: it stays), a conv with a bias of its own, asymmetric and
+    dilated grouped convs, relu6 (not fused), a BN1d after a linear (folded into it)."""
+    model = randomise(secompile.compile(ODD, seed=0)).eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x)
+    for onednn in (True, False):
+        opt = optimize_for_inference(model, x, onednn=onednn)
+        assert_close(opt(x), ref)
+        assert opt.report["bn_folded"] == 4        # stem c1.bn, bn2 (into c2), c3.bn, head bn (into fc1)
+        assert isinstance(opt.get_submodule("stages.0.pre"), nn.BatchNorm2d)
+        assert isinstance(opt.head.bn, Folded)
+        assert opt.report["relu_fused"] == (2 if onednn else 0)   # c1's relu, c2's (after bn2)
