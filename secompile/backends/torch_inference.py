@@ -272,6 +272,15 @@ def _rewrite_unit(unit: Unit, onednn: bool, report: dict) -> None:
         report["relu_fused"] += 1
 
 
+def _onednn_available() -> bool:
+    try:   # private ops (what inductor's freezing emits): present in builds with oneDNN
+        return torch.backends.mkldnn.is_available() and \
+            hasattr(torch.ops.mkldnn, "_convolution_pointwise") and \
+            hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
+    except (AttributeError, RuntimeError):
+        return False
+
+
 # -- memory format ------------------------------------------------------------------------
 def choose_memory_format(example_input: torch.Tensor | None, onednn: bool = True) -> torch.memory_format:
     """The rule. CUDA: channels_last (tensor cores want NHWC). CPU with the oneDNN convs:
@@ -337,7 +346,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     if memory_format == "measure" and example_input is None:
         raise ValueError("memory_format='measure' times the model on example_input: give one")
     if onednn is None:           # inductor packs the weights itself (freezing)
-        onednn = not compile and torch.backends.mkldnn.is_available()
+        onednn = not compile and _onednn_available()
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
