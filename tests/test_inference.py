@@ -60,8 +60,10 @@ def randomise(model, seed=0, x=None):
 
 def assert_close(y, ref, model=None, x=None):
     """|y - ref| <= 1e-4 x max(1, |ref|). Where that fails and `model` is given, the float64 truth
-    decides: y may be no further from it than twice the float32 eval-mode module `ref` is (a
-    101-layer network's float32 output is itself only about 2e-4 x |y| from its float64 one)."""
+    decides: float32 alone misses 1e-4 on the deepest nets (SENet-154's eval-mode output is about
+    3e-4 x |y| from its float64 one), by an amount that depends on the summation order (the same
+    eval module in channels_last: 2-3 times further). So y may be no further from float64 than
+    twice the further of the eval-mode module in NCHW (`ref`) and in channels_last."""
     tol = 1e-4 * max(1.0, ref.abs().max().item())
     err = (y.float() - ref.float()).abs().max().item()
     if err <= tol or model is None:
@@ -69,9 +71,12 @@ def assert_close(y, ref, model=None, x=None):
         return
     with torch.no_grad():
         truth = copy.deepcopy(model).double()(x.double())
-    ref_err = (ref.double() - truth).abs().max().item()
+        ref_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)(
+            x.contiguous(memory_format=torch.channels_last))
+    ref_err = max((r.double() - truth).abs().max().item() for r in (ref, ref_cl))
     y_err = (y.double() - truth).abs().max().item()
-    assert y_err <= 2 * ref_err, f"max |diff| {err:.3g} > {tol:.3g}; from float64: {y_err:.3g} vs eval {ref_err:.3g}"
+    assert y_err <= 2 * ref_err, \
+        f"max |diff| {err:.3g} > {tol:.3g}; from float64: {y_err:.3g}, eval-mode module {ref_err:.3g}"
 
 
 def _zoo():
@@ -85,7 +90,7 @@ def _zoo():
 @pytest.mark.parametrize("path", _zoo(), ids=lambda p: p.stem)
 def test_zoo_same_outputs(path):
     g = secompile.build_ir(path)
-    x = torch.randn(2, *g.input_shape)
+    x = torch.randn(2, *g.input_shape, generator=torch.Generator().manual_seed(0))
     model = randomise(secompile.compile(path, seed=0), x=x).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
