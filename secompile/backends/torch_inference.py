@@ -52,6 +52,13 @@ class Folded(nn.Identity):
         return f"{self.what} folded into {self.into}"
 
 
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:          # PyTorch before 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
 class OneDNNConv(nn.Conv2d):
     """conv2d + bias (+ ReLU as a post-op) in one oneDNN call, with the weight reordered once.
 
@@ -68,7 +75,7 @@ class OneDNNConv(nn.Conv2d):
     def forward(self, x):
         w = self.weight
         if torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu" or \
-                torch.is_autocast_enabled("cpu") or x.dtype != torch.float32 or w.dtype != torch.float32:
+                _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
             y = super().forward(x)
             return torch.relu_(y) if self.relu else y
         if x.shape[-1] * x.shape[-2] == 1 and self._fc:
