@@ -35,7 +35,9 @@ from torch import nn
 
 from .torch import CompiledNet, Unit
 
-# CPU: channels_last from this batch size on (measured on SE-ResNeXt-50, 2 threads: docs/performance.md)
+# CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
+# hand-written SE-ResNeXt-50 (2 threads): NHWC costs ~10% at batch 1, saves at batch 8; 4 is
+# a guess between the two, not a measured crossover.
 CHANNELS_LAST_MIN_BATCH = 4
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
