@@ -8,7 +8,7 @@ from .spec import LimitError, Problem, Spec, SpecError, load_spec
 
 __version__ = "0.1.0"
 __all__ = ["compile", "count", "build_ir", "check_limits", "load_spec", "Spec", "SpecError",
-           "LimitError", "Problem", "optimize_for_inference", "__version__"]
+           "LimitError", "Problem", "__version__"]
 
 
 def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only when used
@@ -18,7 +18,7 @@ def __getattr__(name):  # backends import heavy packages (onnx, graphviz) only w
     if name == "draw":
         from .backends.graphviz import draw
         return draw
-    if name == "optimize_for_inference":
+    if name == "optimize_for_inference":   # torch only when asked for, like load_weights
         from .backends.torch_inference import optimize_for_inference
         return optimize_for_inference
     if name == "load_weights":
