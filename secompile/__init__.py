@@ -12,7 +12,10 @@ __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx",
            "SpecError", "LimitError", "Problem", "sweep", "diff", "__version__"]
 
 
-def __getattr__(name):  # the torch backend is imported only when weights are loaded
+def __getattr__(name):  # the torch backend is imported only when a module is asked for
+    if name == "optimize_for_inference":
+        from .backends.torch_inference import optimize_for_inference
+        return optimize_for_inference
     if name == "load_weights":
         from .backends.torch_weights import load_weights
         return load_weights

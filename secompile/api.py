@@ -102,11 +102,19 @@ def count(spec, *, se: bool = True) -> dict:
 
 
 def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None):
-    """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed)."""
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None,
+            inference: bool = False, example_input=None):
+    """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed).
+
+    inference=True: the eval-mode module through `optimize_for_inference(model, example_input)`.
+    """
     _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir)
     from .backends.torch import lower  # torch only when a module is asked for
-    return lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+    model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+    if inference:
+        from .backends.torch_inference import optimize_for_inference
+        return optimize_for_inference(model.eval(), example_input)
+    return model
 
 
 def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int | None = None,

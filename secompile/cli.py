@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/<name>.onnx")
     p.add_argument("--no-draw", action="store_true", help="do not write the block-level diagram DIR/<name>.svg")
+    p.add_argument("--inference", action="store_true",
+                   help="also compile the inference module (BN folded) and report its parameter count")
     _add_limits(p)
 
     p = sub.add_parser("export", help="lower a spec to a deployable format (ONNX)")
@@ -135,6 +137,14 @@ def cmd_build(args) -> int:
     if not args.quiet:
         print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
+    if args.inference:   # -- inference compilation (issue 16) --
+        from .api import compile
+        m = compile(_spec(args, args.spec), seed=0, inference=True, max_params=args.max_params, max_macs=args.max_macs)
+        if not args.quiet:
+            r, n = m.report, rep["total"]["params"]
+            print(f"inference module: {r['params']:,} parameters ({r['params'] - n:+,}: {r['bn_folded']} "
+                  f"BatchNorms folded into their convolutions), {r['relu_fused']} ReLUs fused, "
+                  f"{r['memory_format']}")
     return 0
 
 

@@ -1,0 +1,381 @@
+"""Inference compilation of a compiled module: `optimize_for_inference(model, example_input)`.
+
+Works on the module the torch backend returns (a `CompiledNet` of `Unit`s whose generated
+forwards call child modules), never on the code generator: a transformation of modules only.
+
+1. Dataflow. Each unit's generated `forward` is straight-line Python; parsing it (`ast`) gives
+   which child module is called on which value and who reads every value, so a rewrite is
+   made only where the code proves it safe (a conv whose output only its BN reads, ...).
+2. BN folding. A BatchNorm reading a conv/linear output that nothing else reads is folded
+   into that layer (W * s per output channel, bias (b - mean) * s + beta, s = gamma /
+   sqrt(var + eps), in float64) and replaced by `Folded`, an identity: the generated code
+   still calls it, nothing is computed.
+3. oneDNN convolutions (CPU, float32). Eager `conv2d` reorders the plain weight into oneDNN's
+   blocked layout at every call; `OneDNNConv` keeps the reordered copy and calls oneDNN's
+   fused convolution, with a ReLU that reads only its output (through a folded BN) as a
+   post-op: the ReLU module becomes `Folded` too, one pass over the output instead of two.
+4. Memory format: channels_last or contiguous (NCHW) for the input and the weights, chosen by
+   the device and batch size of `example_input` (`memory_format="auto"`, see
+   `choose_memory_format`), by timing both on it ("measure"), or forced.
+5. No autograd: parameters have requires_grad False, and the forward runs in
+   `torch.inference_mode()`, so the fused SE scale + add writes into the branch output and
+   in-place ReLUs stay in place.
+
+The SE scale + residual add stays the backend's fused `torch.addcmul`.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from .torch import CompiledNet, Unit
+
+# CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
+# hand-written SE-ResNeXt-50 (2 threads): NHWC costs ~10% at batch 1, saves at batch 8; 4 is
+# a guess between the two, not a measured crossover.
+CHANNELS_LAST_MIN_BATCH = 4
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+class Folded(nn.Identity):
+    """What is left of a BatchNorm folded into its conv, or of a ReLU fused into its conv."""
+
+    def __init__(self, into: str, what: str):
+        super().__init__()
+        self.into = into
+        self.what = what
+
+    def extra_repr(self) -> str:
+        return f"{self.what} folded into {self.into}"
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:          # PyTorch before 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+class OneDNNConv(nn.Conv2d):
+    """conv2d + bias (+ ReLU as a post-op) in one oneDNN call, with the weight reordered once.
+
+    Eager `F.conv2d` on CPU reorders the plain weight into oneDNN's blocked layout on every call
+    (all 25M weights of a ResNet-50 at each forward); this keeps the reordered copy (`_packed`,
+    not in the state_dict) and reorders again only when `weight` changes (load_state_dict, `.to`).
+    The output comes back channels_last. A 1x1 input to a 1x1 conv (the SE excitation's FC
+    layers) is a matrix product (addmm). Anything but a float32 CPU forward without autograd or
+    autocast takes the plain path: conv2d, then relu_.
+    """
+
+    relu = False
+
+    def forward(self, x):
+        w = self.weight
+        if torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu" or \
+                _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
+            y = super().forward(x)
+            return torch.relu_(y) if self.relu else y
+        if x.shape[-1] * x.shape[-2] == 1 and self._fc:
+            # a 1x1 input (the SE excitation's FC layers): a matrix product; oneDNN's fixed
+            # cost per call (~20 us) and eager's slow_conv2d are several times addmm's
+            x2 = x.flatten(1)
+            y = torch.addmm(self.bias, x2, w.flatten(1).t()) if self.bias is not None else x2 @ w.flatten(1).t()
+            if self.relu:
+                y.relu_()
+            return y.view(*y.shape, 1, 1)
+        key = (w.data_ptr(), w._version)
+        if self.__dict__.get("_packed_key") != key:
+            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
+                w.detach(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
+            self._packed_key = key
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
+            "relu" if self.relu else "none", [None], "")
+
+    @property
+    def _fc(self) -> bool:
+        return self.kernel_size == (1, 1) and self.groups == 1 and self.padding == (0, 0)
+
+    def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        state.pop("_packed_key", None)
+        return state
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", relu=True" if self.relu else "")
+
+
+class InferenceNet(nn.Module):
+    """An inference-only network: the compiled units with BN folded, in one memory format.
+
+    Children are the compiled module's (`stem`, `stages`, `head`), so `state_dict` keys are
+    the training keys minus the folded BNs' keys, with a `.bias` on every conv a BN folded into.
+    `report` says what was done (BNs folded, convs on oneDNN, ReLUs fused, format, parameters).
+    """
+
+    def __init__(self, net: CompiledNet, memory_format: torch.memory_format, report: dict):
+        super().__init__()
+        self.name = net.name
+        self.stem, self.stages, self.head = net.stem, net.stages, net.head
+        self.memory_format = memory_format
+        self.report = report
+
+    def forward(self, x):
+        with torch.inference_mode():
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=self.memory_format)
+            return self.head(self.stages(self.stem(x)))
+
+    def forward_features(self, x):
+        with torch.inference_mode():
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=self.memory_format)
+            return self.stages(self.stem(x))
+
+    def train(self, mode: bool = True):
+        if mode:
+            raise RuntimeError("an inference module cannot train: its BatchNorms are folded into the "
+                               "convolutions; train the compiled module and optimise it again")
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        r = self.report
+        return (f"name={self.name!r}, memory_format={r.get('memory_format')}, bn_folded={r['bn_folded']}, "
+                f"onednn_convs={r['onednn_convs']}, relu_fused={r['relu_fused']}")
+
+
+# -- dataflow of a unit's generated forward ------------------------------------------------
+def _chain(node) -> list[str] | None:
+    """`self.a._modules['0'].b` -> ['a', '0', 'b']; None when not a chain from `self`."""
+    segs = []
+    while True:
+        if isinstance(node, ast.Attribute):
+            segs.append(node.attr)
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and \
+                node.value.attr == "_modules" and isinstance(node.slice, ast.Constant):
+            segs.append(str(node.slice.value))
+            node = node.value.value
+        elif isinstance(node, ast.Name) and node.id == "self":
+            return segs[::-1]
+        else:
+            return None
+
+
+def _child(unit: nn.Module, segs: list[str]) -> nn.Module | None:
+    m = unit
+    for s in segs:
+        m = m._modules.get(s) if isinstance(m, nn.Module) else None
+        if m is None:
+            return None
+    return m
+
+
+class _Flow:
+    """defs: value -> (module path in the unit or None, module, names of the call's arguments);
+    reads: value -> how many statements read it (the frees `v = None` not counted)."""
+
+    def __init__(self, unit: Unit):
+        fwd = next(f for f in ast.parse(unit.code).body if isinstance(f, ast.FunctionDef) and f.name == "forward")
+        self.defs: dict[str, tuple] = {}
+        self.reads: dict[str, int] = {}
+        self.calls: dict[int, int] = {}        # id(module) -> times called in this forward
+        for st in ast.walk(fwd):
+            if isinstance(st, ast.Call):
+                segs = _chain(st.func)
+                mod = _child(unit, segs) if segs else None
+                if mod is not None:
+                    self.calls[id(mod)] = self.calls.get(id(mod), 0) + 1
+        for st in fwd.body:
+            for n in ast.walk(st):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id != "self":
+                    if not (isinstance(st, ast.Assign) and isinstance(st.value, ast.Constant)):
+                        self.reads[n.id] = self.reads.get(n.id, 0) + 1
+            if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name) \
+                    and isinstance(st.value, ast.Call) and not st.value.keywords:
+                segs = _chain(st.value.func)
+                mod = _child(unit, segs) if segs else None
+                args = [a.id if isinstance(a, ast.Name) else None for a in st.value.args]
+                if mod is not None and st.targets[0].id not in self.defs:
+                    self.defs[st.targets[0].id] = (".".join(segs), mod, args)
+
+
+def _only_reader(flow: _Flow, value: str) -> bool:
+    return flow.reads.get(value, 0) == 1
+
+
+def _producer(flow: _Flow, value: str | None, kinds: tuple):
+    d = flow.defs.get(value) if value else None
+    if d and isinstance(d[1], kinds) and flow.calls.get(id(d[1])) == 1 and len(d[2]) == 1:
+        return d
+    return None
+
+
+# -- folding -------------------------------------------------------------------------------
+@torch.no_grad()
+def _fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
+    if bn.running_mean is None:       # track_running_stats=False: batch statistics even in eval
+        raise ValueError("a BatchNorm without running statistics cannot be folded")
+    var, mean = bn.running_var.double(), bn.running_mean.double()
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
+    s = gamma / torch.sqrt(var + bn.eps)
+    w = layer.weight.double()
+    b = layer.bias.double() if layer.bias is not None else torch.zeros_like(mean)
+    new_w = (w * s.reshape((-1,) + (1,) * (w.dim() - 1))).to(layer.weight.dtype)
+    new_b = ((b - mean) * s + beta).to(layer.weight.dtype)
+    layer.weight = nn.Parameter(new_w.contiguous(), requires_grad=False)
+    layer.bias = nn.Parameter(new_b, requires_grad=False)
+
+
+def _set_child(unit: nn.Module, path: str, mod: nn.Module) -> None:
+    *parents, last = path.split(".")
+    _child(unit, parents)._modules[last] = mod
+
+
+def _plain_conv(m) -> bool:
+    return type(m) is nn.Conv2d and m.padding_mode == "zeros" and not isinstance(m.padding, str)
+
+
+def _rewrite_unit(unit: Unit, onednn: bool, report: dict) -> None:
+    flow = _Flow(unit)
+    folded_into: dict[str, str] = {}    # value produced by a folded BN -> the conv value it now is
+    for v, (path, mod, args) in list(flow.defs.items()):
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and mod.running_mean is not None and \
+                flow.calls.get(id(mod)) == 1:
+            src = _producer(flow, args[0], (nn.Conv2d, nn.Linear))
+            if src is None or not _only_reader(flow, args[0]):
+                continue
+            if isinstance(mod, nn.BatchNorm2d) != isinstance(src[1], nn.Conv2d):
+                continue
+            _fold_bn(src[1], mod)
+            _set_child(unit, path, Folded(src[0], "BatchNorm"))
+            folded_into[v] = args[0]
+            report["bn_folded"] += 1
+    if not onednn:
+        return
+    for m in unit.modules():
+        if _plain_conv(m):
+            m.__class__ = OneDNNConv      # the copy's own conv: same parameters, packed forward
+            report["onednn_convs"] += 1
+    for v, (path, mod, args) in list(flow.defs.items()):
+        if type(mod) is not nn.ReLU or len(args) != 1 or flow.calls.get(id(mod)) != 1:
+            continue
+        val = args[0]
+        if not _only_reader(flow, val):
+            continue
+        val = folded_into.get(val, val)
+        if val != args[0] and not _only_reader(flow, val):
+            continue
+        src = _producer(flow, val, (OneDNNConv,))
+        if src is None or src[1].relu:
+            continue
+        src[1].relu = True
+        _set_child(unit, path, Folded(src[0], "ReLU"))
+        report["relu_fused"] += 1
+
+
+def _onednn_available() -> bool:
+    try:   # private ops (what inductor's freezing emits): present in builds with oneDNN
+        return torch.backends.mkldnn.is_available() and \
+            hasattr(torch.ops.mkldnn, "_convolution_pointwise") and \
+            hasattr(torch.ops.mkldnn, "_reorder_convolution_weight")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+# -- memory format ------------------------------------------------------------------------
+def choose_memory_format(example_input: torch.Tensor | None, onednn: bool = True) -> torch.memory_format:
+    """The rule. CUDA: channels_last (tensor cores want NHWC). CPU with the oneDNN convs:
+    channels_last, since they give NHWC outputs whatever they are given, so an NHWC input
+    spares the first conv a reorder. CPU with eager convs: channels_last from
+    CHANNELS_LAST_MIN_BATCH images (eager NHWC grouped convs lose at batch 1, win at 8)."""
+    if example_input is not None and example_input.device.type == "cuda":
+        return torch.channels_last
+    if onednn:
+        return torch.channels_last
+    if example_input is None or example_input.dim() != 4:
+        return torch.contiguous_format
+    return torch.channels_last if example_input.shape[0] >= CHANNELS_LAST_MIN_BATCH else torch.contiguous_format
+
+
+def _measure(model: nn.Module, x: torch.Tensor, rounds: int = 5) -> torch.memory_format:
+    """Time both formats on x (interleaved rounds, alternating order; median per-round ratio)."""
+    cands = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        cands[fmt] = copy.deepcopy(model).to(memory_format=fmt)
+        cands[fmt].memory_format = fmt
+    times = {fmt: [] for fmt in cands}
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+    for m in cands.values():
+        m(x), m(x)
+    for r in range(rounds):
+        for fmt in (list(cands) if r % 2 == 0 else list(cands)[::-1]):
+            sync()
+            t = time.perf_counter()
+            cands[fmt](x)
+            sync()
+            times[fmt].append(time.perf_counter() - t)
+    ratio = statistics.median(a / b for a, b in zip(times[torch.channels_last], times[torch.contiguous_format]))
+    return torch.channels_last if ratio < 1.0 else torch.contiguous_format
+
+
+def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None = None, *,
+                           memory_format: str = "auto", onednn: bool | None = None,
+                           compile: bool = False) -> nn.Module:
+    """A compiled module -> an inference-only module computing the same outputs, faster.
+
+    The model must be in eval mode: in train mode its BatchNorms normalise with the batch's
+    statistics, which no folded convolution can reproduce, so a train-mode model is refused
+    (ValueError) rather than silently switched to its running statistics: call `.eval()` first.
+    The model is not changed (the result owns a copy of its weights, folded).
+
+    memory_format: "auto" (channels_last on CUDA and on CPU from CHANNELS_LAST_MIN_BATCH
+    images of `example_input`, else contiguous), "measure" (time both on `example_input`),
+    "channels_last" or "contiguous". fuse_relu: run ReLUs inside their convolutions (oneDNN
+    post-op on CPU). compile: wrap the result in `torch.compile` (first call compiles).
+    """
+    if isinstance(model, InferenceNet):
+        raise ValueError("this module is already optimised for inference")
+    if not isinstance(model, CompiledNet):
+        raise TypeError("optimize_for_inference takes a module compiled by secompile "
+                        f"(secompile.compile), not {type(model).__name__}")
+    if any(m.training for m in model.modules()):
+        raise ValueError("the model is in training mode: its BatchNorms use batch statistics there, "
+                         "which folding cannot keep; call model.eval() first (inference then uses the "
+                         "running statistics), or compile(spec, inference=True)")
+    if memory_format not in ("auto", "measure", *FORMATS):
+        raise ValueError(f"memory_format is auto, measure, contiguous or channels_last, not {memory_format!r}")
+    if memory_format == "measure" and example_input is None:
+        raise ValueError("memory_format='measure' times the model on example_input: give one")
+    if onednn is None:           # inductor packs the weights itself (freezing)
+        onednn = not compile and _onednn_available()
+    net = copy.deepcopy(model).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0}
+    for unit in [m for m in net.modules() if isinstance(m, Unit)]:
+        _rewrite_unit(unit, onednn, report)
+    fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
+    out = InferenceNet(net, fmt, report).eval()
+    if memory_format == "measure":
+        fmt = _measure(out, example_input)
+    out = out.to(memory_format=fmt)
+    out.memory_format = fmt
+    report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
+    report["params"] = sum(p.numel() for p in out.parameters())
+    if example_input is not None and not compile:
+        out(example_input.to(next(out.parameters()).device))   # packs the oneDNN weights for this input
+    if compile:
+        # freezing: inductor treats the (frozen) weights as constants, so it packs them for
+        # oneDNN and fuses conv + ReLU itself; the oneDNN convs above are then left out
+        compiled = torch.compile(out, dynamic=False, options={"freezing": True})
+        compiled.report = report
+        return compiled
+    return out

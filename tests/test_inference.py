@@ -1,0 +1,270 @@
+"""Inference compilation (issue 16): `optimize_for_inference` computes what the eval-mode compiled
+module computes, over the zoo, with random BN statistics (a fresh BN is the identity and would
+hide a wrong fold), in every memory format; train mode is refused; the folded state_dict layout;
+`compile(spec, inference=True)` and `secompile build --inference`."""
+import copy
+import io
+import pickle
+from contextlib import redirect_stdout
+
+import pytest
+import torch
+from support import SPECS, all_specs
+from torch import nn
+
+import secompile
+from secompile.backends.onnx_weights import foldable
+from secompile.backends.torch_inference import (
+    Folded,
+    InferenceNet,
+    OneDNNConv,
+    optimize_for_inference,
+)
+
+DEFAULT_GMACS = 1.0
+FLAGSHIP = "se_resnext50"          # grouped convs + SE + projection shortcuts: in the default run too
+
+
+def randomise(model, seed=0, x=None):
+    """Random BN affine and running statistics and random biases, as a trained network has.
+
+    With `x`, the running statistics are those of the activations x drives through the network
+    (then jittered): random statistics alone let a deep residual network's activations grow
+    block after block (to 1e6 in SE-ResNet-152), where float32 rounding is no test of folding.
+    """
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+        for m in bns:
+            n = m.num_features
+            m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+        if x is not None:
+            was, momenta = model.training, [m.momentum for m in bns]
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None            # a cumulative average: the statistics of x
+            model.train()(x)
+            model.train(was)
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+                m.running_mean.add_(torch.randn(m.num_features, generator=g) * 0.1 * m.running_var.sqrt())
+                m.running_var.mul_(torch.rand(m.num_features, generator=g) * 0.4 + 0.8)
+    return model
+
+
+def assert_close(y, ref, model=None, x=None):
+    """|y - ref| <= 1e-4 x max(1, |ref|). Where that fails and `model` is given, the float64 truth
+    decides: float32 alone misses 1e-4 on the deepest nets (SENet-154's eval-mode output is about
+    3e-4 x |y| from its float64 one), by an amount that depends on the summation order (the same
+    eval module in channels_last: 2-3 times further). So y may be no further from float64 than
+    twice the further of the eval-mode module in NCHW (`ref`) and in channels_last."""
+    tol = 1e-4 * max(1.0, ref.abs().max().item())
+    err = (y.float() - ref.float()).abs().max().item()
+    if err <= tol or model is None:
+        assert err <= tol, f"max |diff| {err:.3g} > {tol:.3g}"
+        return
+    with torch.no_grad():
+        truth = copy.deepcopy(model).double()(x.double())
+        ref_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)(
+            x.contiguous(memory_format=torch.channels_last))
+    ref_err = max((r.double() - truth).abs().max().item() for r in (ref, ref_cl))
+    y_err = (y.double() - truth).abs().max().item()
+    assert y_err <= 2 * ref_err, \
+        f"max |diff| {err:.3g} > {tol:.3g}; from float64: {y_err:.3g}, eval-mode module {ref_err:.3g}"
+
+
+def _zoo():
+    out = []
+    for p in all_specs():
+        small = secompile.count(p)["total"]["macs"] / 1e9 <= DEFAULT_GMACS or p.stem == FLAGSHIP
+        out.append(p if small else pytest.param(p, marks=pytest.mark.slow))
+    return out
+
+
+@pytest.mark.parametrize("path", _zoo(), ids=lambda p: p.stem)
+def test_zoo_same_outputs(path):
+    g = secompile.build_ir(path)
+    x = torch.randn(2, *g.input_shape, generator=torch.Generator().manual_seed(0))
+    model = randomise(secompile.compile(path, seed=0), x=x).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        ref = model(x)
+    opt = optimize_for_inference(model, x)
+    assert_close(opt(x), ref, model, x)
+    assert_close(opt(x[:1]), ref[:1], model, x[:1])      # another batch size than the example's
+    # every BN the IR can fold (the ONNX backend's rule) was folded: none is left after a conv
+    assert opt.report["bn_folded"] == len(foldable(g))
+    assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in opt.modules()) == \
+        sum(d["op"] == "batchnorm" for _, d in g.nodes()) - len(foldable(g))
+    # the compiled model is left as it was
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "eager"])
+@pytest.mark.parametrize("fmt", ["auto", "contiguous", "channels_last", "measure"])
+def test_every_format_and_conv_path(fmt, onednn):
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=1)).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    opt = optimize_for_inference(model, x, memory_format=fmt, onednn=onednn)
+    assert_close(opt(x), ref)
+    assert_close(opt(x.contiguous(memory_format=torch.channels_last)), ref)
+    assert (opt.report["onednn_convs"] > 0) == onednn and (opt.report["relu_fused"] > 0) == onednn
+    if fmt in ("contiguous", "channels_last"):
+        assert opt.report["memory_format"] == fmt
+
+
+def test_memory_format_rule():
+    model = secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0).eval()
+    fmt = lambda bs, **kw: optimize_for_inference(model, torch.randn(bs, 3, 32, 32), **kw).report["memory_format"]  # noqa: E731
+    assert fmt(1, onednn=False) == "contiguous" and fmt(8, onednn=False) == "channels_last"
+    assert fmt(1) == fmt(8) == "channels_last"          # the oneDNN convs give NHWC anyway
+
+
+def test_train_mode_refused_and_no_training_afterwards():
+    model = secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)
+    assert model.training
+    with pytest.raises(ValueError, match="training mode.*model.eval()"):
+        optimize_for_inference(model)
+    model.eval()
+    model.stages[0].blocks[0].train()   # one unit left in training mode is refused as well
+    with pytest.raises(ValueError, match="training mode"):
+        optimize_for_inference(model)
+    opt = optimize_for_inference(model.eval())
+    with pytest.raises(RuntimeError, match="cannot train"):
+        opt.train()
+    assert opt.eval() is opt and not opt.training
+    with pytest.raises(ValueError, match="already optimised"):
+        optimize_for_inference(opt)
+    with pytest.raises(TypeError, match="compiled by secompile"):
+        optimize_for_inference(nn.Sequential(nn.Conv2d(3, 3, 1)).eval())
+    with pytest.raises(ValueError, match="example_input"):
+        optimize_for_inference(model, memory_format="measure")
+    with pytest.raises(ValueError, match="memory_format"):
+        optimize_for_inference(model, memory_format="nhwc")
+
+
+def test_no_autograd():
+    model = secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0).eval()
+    opt = optimize_for_inference(model)
+    assert not any(p.requires_grad for p in opt.parameters())
+    y = opt(torch.randn(2, 3, 32, 32, requires_grad=True))
+    assert not y.requires_grad and y.is_inference()
+
+
+def test_state_dict_layout():
+    """Training keys minus the folded BNs' keys, plus a `.bias` on each conv a BN folded into."""
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)).eval()
+    g = secompile.build_ir(SPECS / "se_resnet20_cifar.yaml")
+    opt = optimize_for_inference(model)
+    folded = foldable(g)
+    want = {k for k in model.state_dict() if k.rsplit(".", 1)[0] not in folded}
+    want |= {f"{conv}.bias" for conv in folded.values()}
+    assert set(opt.state_dict()) == want
+    bn, conv = next(iter(folded.items()))
+    m = model.get_submodule(bn)
+    s = m.weight / torch.sqrt(m.running_var + m.eps)
+    w = model.state_dict()[f"{conv}.weight"] * s.reshape(-1, 1, 1, 1)
+    assert torch.allclose(opt.state_dict()[f"{conv}.weight"], w, atol=1e-6)
+    assert torch.allclose(opt.state_dict()[f"{conv}.bias"], m.bias - m.running_mean * s, atol=1e-6)
+    assert isinstance(opt.get_submodule(bn), Folded) and isinstance(opt.get_submodule(conv), OneDNNConv)
+
+
+def test_weights_loaded_later_are_used():
+    """The oneDNN convs keep a reordered copy of their weights: loading new ones must refresh it."""
+    spec = SPECS / "se_resnet20_cifar.yaml"
+    a = optimize_for_inference(randomise(secompile.compile(spec, seed=0), 1).eval())
+    b = optimize_for_inference(randomise(secompile.compile(spec, seed=2), 3).eval())
+    x = torch.randn(2, 3, 32, 32)
+    a(x)                                            # packs a's weights
+    a.load_state_dict(b.state_dict())
+    assert_close(a(x), b(x))
+    c = copy.deepcopy(a)                            # the packed copies are not deep-copied or pickled
+    d = pickle.loads(pickle.dumps(a))
+    assert_close(c(x), b(x)) and assert_close(d(x), b(x))
+
+
+def test_compile_inference_and_cli(tmp_path):
+    from secompile.cli import main
+    spec = SPECS / "se_resnet20_cifar.yaml"
+    opt = secompile.compile(spec, seed=0, inference=True)
+    assert isinstance(opt, InferenceNet) and secompile.optimize_for_inference is optimize_for_inference
+    ref = secompile.compile(spec, seed=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert_close(opt(x), ref(x))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["build", str(spec), "-o", str(tmp_path / "o"), "--no-draw", "--inference"]) == 0
+    params = sum(p.numel() for p in opt.parameters())
+    n_bn = sum(isinstance(m, Folded) and m.what == "BatchNorm" for m in opt.modules())
+    assert f"inference module: {params:,} parameters" in out.getvalue()
+    assert f"{n_bn} BatchNorms folded" in out.getvalue()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_same_outputs(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)   # float32 on both sides
+    model = randomise(secompile.compile(SPECS / "se_resnext50.yaml", seed=0)).eval().cuda()
+    x = torch.randn(4, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+    opt = optimize_for_inference(model, x)
+    assert opt.report["memory_format"] == "channels_last"
+    assert_close(opt(x), ref)
+
+
+@pytest.mark.slow
+def test_torch_compile_flag():
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    opt = optimize_for_inference(model, x, compile=True)
+    assert opt.report["onednn_convs"] == 0       # inductor (freezing) packs and fuses itself
+    assert_close(opt(x), ref)
+
+
+ODD = """
+name: odd
+input: {channels: 3, size: [16, 16]}
+stages:
+  - name: s
+    layers:
+      - {name: c1, conv: {out: 8, kernel: 3, padding: same}}
+      - {name: pre, bn: {}}
+      - {name: c2, conv: {out: 8, kernel: [1, 3], norm: none, act: none, bias: true}}
+      - {name: bn2, bn: {eps: 0.001}}
+      - relu
+      - {name: c3, conv: {out: 8, kernel: 3, stride: 2, dilation: 2, padding: 2, groups: 2, act: relu6}}
+head:
+  - {name: pool, global_avgpool: {}}
+  - {name: fc1, linear: {out: 12}}
+  - {name: bn, bn: {}}
+  - relu
+  - {name: fc2, linear: {out: 5}}
+"""
+
+
+def test_odd_layers():
+    """A BN after a BN (not foldable: it stays), a conv with a bias of its own, asymmetric and
+    dilated grouped convs, relu6 (not fused), a BN1d after a linear (folded into it)."""
+    model = randomise(secompile.compile(ODD, seed=0)).eval()
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x)
+    for onednn in (True, False):
+        opt = optimize_for_inference(model, x, onednn=onednn)
+        assert_close(opt(x), ref)
+        assert opt.report["bn_folded"] == 4        # stem c1.bn, bn2 (into c2), c3.bn, head bn (into fc1)
+        assert isinstance(opt.get_submodule("stages.0.pre"), nn.BatchNorm2d)
+        assert isinstance(opt.head.bn, Folded)
+        assert opt.report["relu_fused"] == (2 if onednn else 0)   # c1's relu, c2's (after bn2)
