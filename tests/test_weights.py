@@ -465,3 +465,19 @@ def test_pair_in_order_on_synthetic_module_lists():
     _, why, _ = pair_in_order(src, dst + [fc])
     assert why == ("the model has 1 more modules than the checkpoint (4 vs 3), "
                    "from head.fc (linear 10x8 + bias)")
+
+
+@needs_shared
+@pytest.mark.parametrize("name", RESNET_FAMILY_SPECS)
+def test_graph_order_pairing_agrees_with_slots_on_timm_resnets(name):
+    """The graph-order rule behind the EfficientNet/MobileNet/RegNet/ECA/SK layouts holds where
+    both rules apply: on timm's ResNets it pairs every tensor exactly as the slots do."""
+    from secompile.backends.weights_in_order import checkpoint_modules, model_modules, pair_in_order
+    sd = random_state_dict(read_tsv(name))
+    with torch.device("meta"):
+        model = secompile.compile(SPECS / f"{name}.yaml")
+    pairs, difference, _ = pair_in_order(checkpoint_modules(sd), model_modules(model))
+    assert difference is None
+    in_order = {f"{s.name}.{e}": f"{d.name}.{e}" for s, d in pairs for e in s.shapes}
+    _, report = map_state_dict(model, sd)
+    assert in_order == dict(report.loaded)
