@@ -57,7 +57,8 @@ def _mbconv_stack(blocks: int) -> dict:
     layers = []
     for i in range(blocks):
         layers += [{"name": f"pw{i}", "conv": {"out": 96, "kernel": 1, "act": "silu"}},
-                   {"name": f"dw{i}", "conv": {"out": 96, "kernel": 3, "groups": 96, "act": "silu"}},
+                   {"name": f"dw{i}",
+                    "conv": {"out": 96, "kernel": 3, "groups": 96, "act": "silu"}},
                    {"name": f"pwl{i}", "conv": {"out": 16, "kernel": 1, "act": "none"}}]
     return {"name": "mbconv_stack", "input": {"channels": 3, "size": [32, 32]},
             "stem": [{"name": "conv_stem", "conv": {"out": 16, "kernel": 3, "act": "silu"}}],

@@ -382,9 +382,9 @@ def _check_structure(model: nn.Module, facts: Facts | None, layout: str) -> list
             mods = list(shortcut.modules())
             pooled = any(isinstance(m, nn.AvgPool2d) and _stride_of(m) > 1 for m in mods)
             if any(isinstance(m, nn.Conv2d) for m in mods) and pooled != facts.avg_down:
-                how = (f"average-pools before its conv; {layout} strides the 1x1 conv" if pooled else
-                       f"strides its conv; {layout} average-pools (2x2, ceil) before a 1x1/1 "
-                       "conv")
+                how = (f"average-pools before its conv; {layout} strides the 1x1 conv"
+                       if pooled else f"strides its conv; {layout} average-pools (2x2, ceil) "
+                       "before a 1x1/1 conv")
                 out.append(f"{unit.path}: the strided shortcut {how}")
     return out
 
