@@ -36,6 +36,16 @@ def test_counts_equal_timm(name):
     assert sum(p.numel() for p in model.parameters()) == ref["params"]
 
 
+@pytest.mark.parametrize("name", PRESENT)
+def test_docs_zoo_modern_family_lists_each_spec_with_its_counts(name):
+    """docs/zoo.md's "modern SE family" table (static text in templates/zoo.md.in) stays true."""
+    section = (ROOT / "docs" / "zoo.md").read_text().split("## The modern SE family", 1)[1]
+    total = secompile.count(SPECS / f"{name}.yaml")["total"]
+    row = f"| `{name}.yaml` | {total['params']:,} | {total['conv_linear_macs']:,} | "
+    row += f"{total['macs'] / 1e9:.3f} |"
+    assert row in section
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PRESENT)
 def test_outputs_equal_timm_under_load_weights(name):
