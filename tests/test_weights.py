@@ -442,6 +442,20 @@ def test_graph_order_pairing_names_the_first_difference(tmp_path):
     assert r.missing[0] == "stages.0.pw.conv.weight"
 
 
+def test_graph_order_pairing_refuses_alphabetical_checkpoints(tmp_path):
+    """A .safetensors file lists its keys by name: the run order is lost, and nothing is guessed."""
+    from secompile.backends.weights_in_order import SORTED_HINT
+    path = tmp_path / "effnet_like.yaml"
+    path.write_text(EFFNET_LIKE)
+    model = secompile.compile(path)
+    sd = TinyEfficientNet().state_dict()
+    with pytest.raises(WeightsError) as e:
+        load_weights(model, dict(sorted(sd.items())))
+    assert e.value.report.structure == [
+        "module #0 differs (a different kind of module): checkpoint blocks.0.0.bn1 (bn 32) vs "
+        "model stem.conv_stem.conv (conv 32x3x3x3, no bias)", SORTED_HINT]
+
+
 def test_pair_in_order_on_synthetic_module_lists():
     from secompile.backends.weights_in_order import Module, pair_in_order
     conv = lambda n, *s: Module(n, "conv", {"weight": s})                      # noqa: E731

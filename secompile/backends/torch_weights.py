@@ -40,7 +40,13 @@ from torch import nn
 
 from .checkpoint import read_checkpoint
 from .torch import Unit
-from .weights_in_order import checkpoint_modules, model_modules, pair_in_order
+from .weights_in_order import (
+    SORTED_HINT,
+    checkpoint_modules,
+    model_modules,
+    pair_in_order,
+    sorted_by_name,
+)
 
 __all__ = ["load_weights", "map_state_dict", "detect_layout", "WeightsReport", "WeightsError", "LAYOUTS"]
 
@@ -317,6 +323,8 @@ def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[
         pairs = [(f"{s.name}.{e}", f"{d.name}.{e}") for s, d in module_pairs for e in s.shapes]
         report.unexpected = [f"{s.name}.{e}" for s in src_mods[n:] for e in s.shapes]
         report.structure = [difference] if difference else []
+        if difference and sorted_by_name(src_mods):
+            report.structure.append(SORTED_HINT)
         report.structure += _check_structure(model, _facts(layout, sd), layout)
     else:
         src_slots, report.unexpected = _source_slots(sd, layout)

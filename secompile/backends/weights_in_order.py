@@ -9,6 +9,11 @@ their order, and the i-th is paired with the i-th after checking that kind, entr
 shapes agree. The first module that disagrees ends the pairing: everything after it would be
 paired by luck, so the report names that module on both sides and counts the rest as
 missing / unexpected.
+
+The rule needs the order in which the network saved its tensors (`torch.save` of a
+state_dict keeps it). `.safetensors` files store their keys sorted by name, which loses it:
+such a checkpoint is refused with a hint (load it into the timm model and pass its
+`state_dict()`), never paired by guesswork.
 """
 from __future__ import annotations
 
@@ -76,6 +81,17 @@ def _difference(src: Module, dst: Module) -> str | None:
     if ("bias" in src.shapes) != ("bias" in dst.shapes):
         return "bias on one side only"
     return None if src.shapes == dst.shapes else "different weight shapes"
+
+
+def sorted_by_name(src: list[Module]) -> bool:
+    """Whether the modules come in alphabetical order (a .safetensors file), not in run order."""
+    names = [m.name for m in src]
+    return len(names) > 2 and names == sorted(names)
+
+
+SORTED_HINT = ("the checkpoint's keys are in alphabetical order (as .safetensors files store "
+               "them), not in the order the network runs its modules, which pairing in graph "
+               "order needs: load the file into the timm model and pass its state_dict()")
 
 
 def pair_in_order(src: list[Module], dst: list[Module]) -> tuple[list, str | None, int]:
