@@ -8,6 +8,7 @@
 - mixed precision (bf16 autocast on CPU), channels_last memory format (kept through every
   block), torch.export with a dynamic batch for deployment.
 """
+import copy
 import re
 
 import pytest
@@ -142,16 +143,22 @@ def test_channels_last_is_kept_and_agrees(name):
         pytest.skip(f"{name}.yaml not written yet")
     model, shape = build(SPECS / f"{name}.yaml")
     model.eval()
-    x = torch.randn(2, *shape)
+    x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = model(x)
+        exact = copy.deepcopy(model).double()(x.double())
         model = model.to(memory_format=torch.channels_last)
         xl = x.contiguous(memory_format=torch.channels_last)
         feats = model.forward_features(xl)
         got = model(xl)
     # every block (SE scale fused into addcmul included) hands on NHWC: no hidden conversions
     assert feats.is_contiguous(memory_format=torch.channels_last) and not feats.is_contiguous()
-    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
+    # as accurate as the default layout, both against float64: at init, eval-mode BN is the
+    # identity and 50 residual blocks (SENet-154, SE-ResNet-152) grow the features to ~1e3, where
+    # float32 itself is off by up to ~1e-2 (norm-relative) whatever the memory format
+    def err(y):
+        return ((y.double() - exact).norm() / exact.norm()).item()
+    assert err(got) <= max(4 * err(want), 1e-5), (err(got), err(want))
 
 
 @pytest.mark.parametrize("name", ["se_resnet20_cifar", "se_resnext50_tv"])

@@ -287,3 +287,211 @@ def test_one_checkpoint_reader_for_load_weights_and_onnx_export(tmp_path):
     for reader in (lambda p: load_weights(other, p, source="secompile"), lambda p: secompile.to_onnx(spec, p)):
         with pytest.raises(secompile.SpecError, match="no such checkpoint file"):
             reader(tmp_path / "missing.pt")
+
+
+# -- the modern SE family (issue 13) ---------------------------------------------------------
+NEW_LAYOUTS = {   # timm model -> detected layout name
+    "seresnet18": "seresnet18", "seresnet34": "seresnet34",
+    "seresnext26d_32x4d": "seresnext26d_32x4d", "ecaresnet50d": "ecaresnet50d",
+    "skresnet18": "skresnet18", "efficientnet_b0": "efficientnet",
+    "mobilenetv3_large_100": "mobilenetv3", "mobilenetv3_small_100": "mobilenetv3",
+    "regnety_008": "regnet", "regnety_032": "regnet",
+}
+RESNET_FAMILY_SPECS = ("seresnet18", "seresnet34", "seresnext26d_32x4d")
+
+
+@needs_shared
+@pytest.mark.parametrize("name", list(NEW_LAYOUTS))
+def test_new_timm_layouts_are_recognised(name):
+    """Regression: BasicBlock layouts were named by counting 3 convs a block (seresnet18 ->
+    'seresnet26', seresnet34 -> 'seresnet50') and then refused with false stride differences."""
+    assert detect_layout(random_state_dict(read_tsv(name))) == NEW_LAYOUTS[name]
+
+
+@needs_shared
+@pytest.mark.parametrize("name", RESNET_FAMILY_SPECS)
+def test_timm_resnet_family_loads_into_its_spec(name):
+    shapes = read_tsv(name)
+    sd = random_state_dict(shapes)
+    with torch.device("meta"):
+        model = secompile.compile(SPECS / f"{name}.yaml")
+    for source in ("timm", name):
+        _, report = map_state_dict(model, sd, source=source)
+        assert report.ok, str(report)
+        assert (report.missing, report.unexpected, report.structure) == ([], [], [])
+        assert len(report.loaded) == len(shapes)
+    assert str(report).splitlines()[0] == (
+        f"weights ({name} layout): {len(shapes)} tensors loaded, 0 missing, 0 unexpected, "
+        "0 shape mismatches")
+
+
+@needs_shared
+def test_basic_block_checkpoint_is_not_mistaken_for_a_bottleneck_one():
+    sd = random_state_dict(read_tsv("seresnet18"))
+    with torch.device("meta"):
+        model = secompile.compile(SPECS / "seresnet18.yaml")
+    with pytest.raises(ValueError, match="laid out like 'seresnet18', not 'seresnet26'"):
+        map_state_dict(model, sd, source="seresnet26")
+    # seresnet18's weights into seresnet34: the 8 blocks it lacks are missing (14 tensors each),
+    # and no stride differences are invented
+    with torch.device("meta"):
+        deeper = secompile.compile(SPECS / "seresnet34.yaml")
+    _, report = map_state_dict(deeper, sd)
+    assert report.structure == [] and len(report.missing) == 8 * 14 and report.unexpected == []
+
+
+def test_resnet_d_shortcut_is_checked(tmp_path):
+    """A strided 1x1 shortcut conv where seresnext26d average-pools: shapes fit, structure not."""
+    text = (SPECS / "seresnext26d_32x4d.yaml").read_text()
+    text = text.replace('kernel: "2 if $stride > 1 else 1", stride: $stride',
+                        "kernel: 1, stride: 1")
+    text = text.replace("{name: down, conv: {out: $out, kernel: 1, act: none}}",
+                        "{name: down, conv: {out: $out, kernel: 1, stride: $stride, act: none}}")
+    path = tmp_path / "seresnext26_plain_shortcut.yaml"
+    path.write_text(text)
+    with torch.device("meta"):
+        model = secompile.compile(path)
+    sd = random_state_dict(read_tsv("seresnext26d_32x4d")) if TSV.is_dir() else None
+    if sd is None:
+        pytest.skip("../shared/reference/state_dicts not present")
+    _, report = map_state_dict(model, sd)
+    assert report.structure == [
+        f"stages.{s}.blocks.0: the strided shortcut strides its conv; seresnext26d_32x4d "
+        "average-pools (2x2, ceil) before a 1x1/1 conv" for s in (1, 2, 3)]
+    assert report.missing == [] and report.unexpected == []
+
+
+# -- pairing in graph order (layouts without ResNet units) ------------------------------------
+EFFNET_LIKE = """
+name: effnet_like
+input: {channels: 3, size: [32, 32]}
+stem:
+  - {name: conv_stem, conv: {out: 32, kernel: 3, stride: 2, act: silu}}
+stages:
+  - name: b0
+    layers:
+      - {name: dw, conv: {out: 32, kernel: 3, groups: 32, act: silu}}
+      - {name: pw, conv: {out: 16, kernel: 1, act: none}}
+head:
+  - {name: conv_head, conv: {out: 64, kernel: 1, act: silu}}
+  - {name: pool, global_avgpool: {}}
+  - {name: classifier, linear: {out: 10}}
+se:
+  - {where: {path: "stages.0.dw"}, position: after, channels: 8}
+"""
+
+
+class TinyEfficientNet(nn.Module):
+    """timm EfficientNet module names: conv_stem, bn1, blocks.0.0.{conv_dw, bn1, se, conv_pw, bn2},
+    conv_head, bn2, classifier (a depthwise-separable block with an SE on the depthwise output)."""
+
+    def __init__(self, pw_out=16):
+        super().__init__()
+        self.conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        block = nn.Module()
+        block.conv_dw = nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False)
+        block.bn1 = nn.BatchNorm2d(32)
+        block.se = nn.Module()
+        block.se.conv_reduce = nn.Conv2d(32, 8, 1)
+        block.se.conv_expand = nn.Conv2d(8, 32, 1)
+        block.conv_pw = nn.Conv2d(32, pw_out, 1, bias=False)
+        block.bn2 = nn.BatchNorm2d(pw_out)
+        self.blocks = nn.Sequential(nn.Sequential(block))
+        self.conv_head = nn.Conv2d(pw_out, 64, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.classifier = nn.Linear(64, 10)
+
+    def forward(self, x):
+        silu = nn.functional.silu
+        b = self.blocks[0][0]
+        x = silu(self.bn1(self.conv_stem(x)))
+        x = silu(b.bn1(b.conv_dw(x)))
+        s = b.se.conv_expand(torch.relu(b.se.conv_reduce(x.mean((2, 3), keepdim=True))))
+        x = b.bn2(b.conv_pw(x * s.sigmoid()))
+        x = silu(self.bn2(self.conv_head(x)))
+        return self.classifier(x.mean((2, 3)))
+
+
+def test_unknown_units_are_paired_in_graph_order(tmp_path):
+    path = tmp_path / "effnet_like.yaml"
+    path.write_text(EFFNET_LIKE)
+    ref = randomise(TinyEfficientNet(), seed=7)
+    model = secompile.compile(path).eval()
+    report = load_weights(model, ref.state_dict())
+    assert report.layout == "efficientnet" and report.ok, str(report)
+    assert len(report.loaded) == len(ref.state_dict()) == 30
+    assert ("blocks.0.0.se.conv_reduce.bias", "stages.0.dw_se.fc1.bias") in report.loaded
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        want, got = ref(x), model(x)
+    assert want.std() > 1e-3 and rel_err(got, want) < 1e-5
+
+
+def test_graph_order_pairing_names_the_first_difference(tmp_path):
+    path = tmp_path / "effnet_like.yaml"
+    path.write_text(EFFNET_LIKE)
+    model = secompile.compile(path)
+    with pytest.raises(WeightsError) as e:
+        load_weights(model, TinyEfficientNet(pw_out=24).state_dict())
+    r = e.value.report
+    assert r.structure == [
+        "module #6 differs (different weight shapes): checkpoint blocks.0.0.conv_pw "
+        "(conv 24x32x1x1, no bias) vs model stages.0.pw.conv (conv 16x32x1x1, no bias)"]
+    assert len(r.loaded) == 16 and r.unexpected[0] == "blocks.0.0.bn2.bias"
+    assert r.missing[0] == "stages.0.pw.conv.weight"
+
+
+def test_graph_order_pairing_refuses_alphabetical_checkpoints(tmp_path):
+    """A .safetensors file lists its keys by name: the run order is lost, and nothing is guessed."""
+    from secompile.backends.weights_in_order import SORTED_HINT
+    path = tmp_path / "effnet_like.yaml"
+    path.write_text(EFFNET_LIKE)
+    model = secompile.compile(path)
+    sd = TinyEfficientNet().state_dict()
+    with pytest.raises(WeightsError) as e:
+        load_weights(model, dict(sorted(sd.items())))
+    assert e.value.report.structure == [
+        "module #0 differs (a different kind of module): checkpoint blocks.0.0.bn1 (bn 32) vs "
+        "model stem.conv_stem.conv (conv 32x3x3x3, no bias)", SORTED_HINT]
+
+
+def test_pair_in_order_on_synthetic_module_lists():
+    from secompile.backends.weights_in_order import Module, pair_in_order
+    conv = lambda n, *s: Module(n, "conv", {"weight": s})                      # noqa: E731
+    stats = ("weight", "bias", "running_mean", "running_var")
+    bn = lambda n, c: Module(n, "bn", {e: (c,) for e in stats})                  # noqa: E731
+    src = [conv("s1.b1.conv1.conv", 8, 4, 1, 1), bn("s1.b1.conv1.bn", 8),
+           Module("s1.b1.se.fc1", "conv", {"weight": (2, 8, 1, 1), "bias": (2,)})]
+    dst = [conv("a.conv", 8, 4, 1, 1), bn("a.bn", 8),
+           Module("a_se.fc1", "conv", {"weight": (2, 8, 1, 1), "bias": (2,)})]
+    assert pair_in_order(src, dst) == (list(zip(src, dst)), None, 3)
+    pairs, why, n = pair_in_order(src, dst[:2] + [conv("a_se.fc1", 2, 8, 1, 1)])
+    assert n == 2 and why == ("module #2 differs (bias on one side only): checkpoint s1.b1.se.fc1 "
+                              "(conv 2x8x1x1 + bias) vs model a_se.fc1 (conv 2x8x1x1, no bias)")
+    _, why, n = pair_in_order(src, [dst[1]] + dst)
+    assert n == 0 and why == ("module #0 differs (a different kind of module): checkpoint "
+                              "s1.b1.conv1.conv (conv 8x4x1x1, no bias) vs model a.bn (bn 8)")
+    _, why, n = pair_in_order(src + [bn("s1.b1.conv2.bn", 8)], dst)
+    assert n == 3 and why == ("the checkpoint has 1 more modules than the model (4 vs 3), from "
+                              "s1.b1.conv2.bn (bn 8)")
+    fc = Module("head.fc", "linear", {"weight": (10, 8), "bias": (10,)})
+    _, why, _ = pair_in_order(src, dst + [fc])
+    assert why == ("the model has 1 more modules than the checkpoint (4 vs 3), "
+                   "from head.fc (linear 10x8 + bias)")
+
+
+@needs_shared
+@pytest.mark.parametrize("name", RESNET_FAMILY_SPECS)
+def test_graph_order_pairing_agrees_with_slots_on_timm_resnets(name):
+    """The graph-order rule behind the EfficientNet/MobileNet/RegNet/ECA/SK layouts holds where
+    both rules apply: on timm's ResNets it pairs every tensor exactly as the slots do."""
+    from secompile.backends.weights_in_order import checkpoint_modules, model_modules, pair_in_order
+    sd = random_state_dict(read_tsv(name))
+    with torch.device("meta"):
+        model = secompile.compile(SPECS / f"{name}.yaml")
+    pairs, difference, _ = pair_in_order(checkpoint_modules(sd), model_modules(model))
+    assert difference is None
+    in_order = {f"{s.name}.{e}": f"{d.name}.{e}" for s, d in pairs for e in s.shapes}
+    _, report = map_state_dict(model, sd)
+    assert in_order == dict(report.loaded)

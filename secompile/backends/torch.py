@@ -392,11 +392,20 @@ def _build_unit(g: Graph, fused: Graph, unit: str, nodes: list[str], fused_nodes
 
 
 def init_weights(model: nn.Module, seed: int | None = None, zero_init_last_bn: bool = False) -> nn.Module:
-    """He ("MSRA") initialisation as in the paper; BN to identity; biases to zero."""
+    """He ("MSRA") initialisation as in the paper; BN to identity; biases to zero.
+
+    Convs draw from normal(0, sqrt(2 / fan_out)) with fan_out = k_h * k_w * out_channels // groups:
+    He's fan-out rule (kaiming_normal_, mode fan_out, relu) counted per group, as timm's
+    EfficientNet/MobileNet/RegNet init does. Each output of a grouped or depthwise conv sums over
+    only in_channels // groups inputs; without the division a depthwise 3x3 starts C times too
+    small, and a stack of them (MBConv blocks) shrinks the signal to ~1e-14 by the head.
+    """
     def _init():
         for m in model.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                fan_out = m.weight.shape[0] * m.weight[0][0].numel() // m.groups
+                with torch.no_grad():   # the formula of kaiming_normal_: same draws at groups 1
+                    m.weight.normal_(0, math.sqrt(2.0) / math.sqrt(fan_out))
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):

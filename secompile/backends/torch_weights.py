@@ -4,13 +4,17 @@
     report = secompile.load_weights(model, "seresnext50_32x4d.pth")   # timm layout, detected
     print(report)
 
-Two key layouts are understood (the five reference ones are listed in
-shared/reference/state_dicts/):
+The layouts understood (the reference ones are listed in shared/reference/state_dicts/):
 
-- timm ResNet (`seresnet50`, `seresnext50_32x4d`, any depth): `conv1`, `bn1`,
-  `layer{1-4}.{b}.{conv,bn}{k}`, `.se.fc{1,2}`, `.downsample.{0,1}`, `fc`;
+- timm ResNet (`seresnet18`, `seresnet50`, `seresnext50_32x4d`, `seresnext26d_32x4d`, any depth,
+  basic or bottleneck blocks, 7x7 or deep "D" stem): `conv1` (or `conv1.{0,1,3,4,6}`), `bn1`,
+  `layer{1-4}.{b}.{conv,bn}{k}`, `.se.fc{1,2}`, `.downsample.{0,1}` (`.{1,2}` after an average
+  pool), `fc`;
 - the ports of the reference Caffe weights (`legacy_seresnet50`, `legacy_seresnext50_32x4d`,
-  `legacy_senet154`): `layer0.{conv,bn}{k}`, the same blocks with `.se_module.`, `last_linear`.
+  `legacy_senet154`): `layer0.{conv,bn}{k}`, the same blocks with `.se_module.`, `last_linear`;
+- layouts without such units (timm `efficientnet`, `mobilenetv3`, `regnet`, and the ResNets with
+  ECA or Selective Kernel blocks, `ecaresnet50d`, `skresnet18`): paired module by module in graph
+  order (weights_in_order.py), the first module that differs named on both sides.
 
 Keys are not renamed by a table of names: both sides are cut into *slots* — (unit, role,
 kind, index), e.g. (block 1.0, branch, conv, 2) — and paired slot by slot, so a spec may
@@ -36,6 +40,13 @@ from torch import nn
 
 from .checkpoint import read_checkpoint
 from .torch import Unit
+from .weights_in_order import (
+    SORTED_HINT,
+    checkpoint_modules,
+    model_modules,
+    pair_in_order,
+    sorted_by_name,
+)
 
 __all__ = ["load_weights", "map_state_dict", "detect_layout", "WeightsReport", "WeightsError", "LAYOUTS"]
 
@@ -46,6 +57,9 @@ LAYOUTS = {
     "legacy_seresnet50": "specs/se_resnet50.yaml",
     "legacy_seresnext50_32x4d": "specs/se_resnext50.yaml",
     "legacy_senet154": "specs/senet154.yaml",
+    "seresnet18": "specs/seresnet18.yaml",
+    "seresnet34": "specs/seresnet34.yaml",
+    "seresnext26d_32x4d": "specs/seresnext26d_32x4d.yaml",
 }
 _BLOCK = re.compile(r"^layer([1-9]\d*)\.(\d+)\.(.+)$")
 _BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -66,6 +80,7 @@ class Facts:
     pool_padding: int             # stem max pool
     pool_ceil: bool
     shortcut_kernel: int          # kernel of a strided projection shortcut
+    avg_down: bool = False        # strided shortcuts average-pool before a 1x1/1 conv (ResNet-D)
 
 
 @dataclass
@@ -154,44 +169,74 @@ def _kind(entries: dict) -> str | None:
 
 
 def detect_layout(sd: dict) -> str:
-    """Name the layout of a state_dict: 'seresnet50', 'legacy_senet154', ..., or 'secompile'."""
+    """Name the layout of a state_dict: 'seresnet50', 'seresnet18', 'seresnext26d_32x4d',
+    'legacy_senet154', 'efficientnet', 'mobilenetv3', 'regnet', ..., or 'secompile'."""
     keys = set(sd)
-    if any(k.startswith(("stem.", "stages.")) for k in keys):
+    if any(k.startswith("stages.") for k in keys):
         return "secompile"
+    if "conv_stem.weight" in keys and any(k.startswith("blocks.") for k in keys):
+        # MobileNetV3's "efficient head" is a biased 1x1 conv on the pooled map, without BN
+        return "mobilenetv3" if "conv_head.bias" in keys else "efficientnet"
+    if "stem.conv.weight" in keys and any(k.startswith("s1.b1.") for k in keys):
+        return "regnet"
     if "layer0.conv1.weight" in keys:
         family = "legacy"
-    elif "conv1.weight" in keys:
+    elif "conv1.weight" in keys or "conv1.0.weight" in keys:
         family = "timm"
     else:
-        raise ValueError("unknown checkpoint layout: expected timm ResNet keys (conv1.*, layer1.0.*, fc.*) "
-                         "or legacy SENet keys (layer0.*, layer1.0.*, last_linear.*), got e.g. "
-                         + ", ".join(sorted(keys)[:3]))
+        raise ValueError(
+            "unknown checkpoint layout: expected timm ResNet keys (conv1.*, layer1.0.*, fc.*), "
+            "legacy SENet keys (layer0.*, layer1.0.*, last_linear.*), timm EfficientNet/"
+            "MobileNetV3 (conv_stem.*, blocks.*) or RegNet (stem.conv.*, s1.b1.*) keys, got e.g. "
+            + ", ".join(sorted(keys)[:3]))
     blocks = {}
     for k in keys:
         m = _BLOCK.match(k)
         if m:
             blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
     counts = [len(blocks[s]) for s in sorted(blocks)]
+    if any(k.startswith("layer1.0.conv1.paths.") for k in keys):
+        return f"skresnet{2 * sum(counts) + 2}"      # SelectiveKernelBasic: two weighted layers
     w1, w2 = sd.get("layer1.0.conv1.weight"), sd.get("layer1.0.conv2.weight")
     if w1 is None or w2 is None:
         raise ValueError(f"{family} layout without layer1.0.conv1/conv2 weights")
-    groups = w2.shape[0] // w2.shape[1] if w2.dim() == 4 and w2.shape[1] else 1
-    se = "se" if any(".se." in k or ".se_module." in k for k in keys) else ""
-    depth = 3 * sum(counts) + 2
+    basic = "layer1.0.conv3.weight" not in keys     # BasicBlock: two 3x3 convs, no conv3
+    grouped = w1 if basic else w2
+    groups = grouped.shape[0] // grouped.shape[1] if grouped.dim() == 4 and grouped.shape[1] else 1
+    if any(k.endswith(".se.conv.weight") and sd[k].dim() == 3 for k in keys):
+        attn = "eca"
+    else:
+        attn = "se" if any(".se." in k or ".se_module." in k for k in keys) else ""
+    depth = (2 if basic else 3) * sum(counts) + 2
+    deep = "d" if "conv1.0.weight" in keys else ""  # timm's "D" variants: deep stem + avg_down
     if family == "legacy" and "layer0.conv3.weight" in keys:
         return f"legacy_senet{depth + 2}"   # the three-conv stem counts two more layers
-    arch = f"{se}resnext{depth}_{groups}x{w1.shape[0] // groups}d" if groups > 1 else f"{se}resnet{depth}"
+    if groups > 1:
+        arch = f"{attn}resnext{depth}{deep}_{groups}x{w2.shape[0] // groups}d"
+    else:
+        arch = f"{attn}resnet{depth}{deep}"
     return f"legacy_{arch}" if family == "legacy" else arch
 
 
-def _facts(layout: str) -> Facts | None:
+_IN_ORDER = ("efficientnet", "mobilenetv3", "regnet")
+
+
+def _in_order(layout: str) -> bool:
+    """Layouts paired module by module in graph order rather than by slots."""
+    return layout in _IN_ORDER or layout.startswith(("eca", "sk"))
+
+
+def _facts(layout: str, sd: dict) -> Facts | None:
     if layout.startswith("legacy_"):
         grouped = "resnext" in layout or "senet" in layout
         return Facts(stride_conv=1 if grouped else 0, pool_padding=0, pool_ceil=True,
                      shortcut_kernel=3 if "senet" in layout else 1)
-    if layout == "secompile":
+    if layout == "secompile" or layout in _IN_ORDER or layout.startswith("sk"):
         return None
-    return Facts(stride_conv=1, pool_padding=1, pool_ceil=False, shortcut_kernel=1)  # timm: always the 3x3
+    # timm: always the first 3x3 (BasicBlock conv1, Bottleneck conv2)
+    basic = "layer1.0.conv3.weight" not in sd
+    return Facts(stride_conv=0 if basic else 1, pool_padding=1, pool_ceil=False, shortcut_kernel=1,
+                 avg_down="conv1.0.weight" in sd)
 
 
 def _source_slots(sd: dict, layout: str) -> tuple[dict, list]:
@@ -209,8 +254,8 @@ def _source_slots(sd: dict, layout: str) -> tuple[dict, list]:
             role = {"downsample": "shortcut", "se": "se", "se_module": "se"}.get(head, "branch")
         elif kind and legacy and prefix.startswith("layer0."):
             unit, role = "stem", "stem"
-        elif kind and not legacy and "." not in prefix and prefix in ("conv1", "bn1"):
-            unit, role = "stem", "stem"
+        elif kind and not legacy and prefix.split(".", 1)[0] in ("conv1", "bn1"):
+            unit, role = "stem", "stem"     # 7x7: conv1, bn1; deep: conv1.{0,1,3,4,6}, bn1
         elif kind == "linear" and prefix == ("last_linear" if legacy else "fc"):
             unit, role = "head", "head"
         if unit is None:
@@ -218,9 +263,14 @@ def _source_slots(sd: dict, layout: str) -> tuple[dict, list]:
             continue
         by_group.setdefault((unit, role, kind), []).append(prefix)
     for (unit, role, kind), prefixes in by_group.items():
-        for i, p in enumerate(sorted(prefixes, key=_natural)):
+        for i, p in enumerate(sorted(prefixes, key=_stem_last_bn if unit == "stem" else _natural)):
             slots[(unit, role, kind, i)] = p
     return slots, unparsed
+
+
+def _stem_last_bn(prefix: str):
+    """A deep stem's last BN (`bn1`) follows the BNs inside `conv1` (`conv1.1`, `conv1.4`)."""
+    return (prefix == "bn1", _natural(prefix))
 
 
 def _in_se(name: str) -> bool:
@@ -267,6 +317,15 @@ def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[
     if layout == "secompile":
         pairs = [(k, k) for k in sd if k in target]
         report.unexpected = [k for k in sd if k not in target]
+    elif _in_order(layout):
+        src_mods = checkpoint_modules(sd)
+        module_pairs, difference, n = pair_in_order(src_mods, model_modules(model))
+        pairs = [(f"{s.name}.{e}", f"{d.name}.{e}") for s, d in module_pairs for e in s.shapes]
+        report.unexpected = [f"{s.name}.{e}" for s in src_mods[n:] for e in s.shapes]
+        report.structure = [difference] if difference else []
+        if difference and sorted_by_name(src_mods):
+            report.structure.append(SORTED_HINT)
+        report.structure += _check_structure(model, _facts(layout, sd), layout)
     else:
         src_slots, report.unexpected = _source_slots(sd, layout)
         dst_slots = _model_slots(model)
@@ -278,7 +337,7 @@ def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[
                 report.unexpected.extend(f"{src}.{e}" for e in entries)
                 continue
             pairs.extend((f"{src}.{e}", f"{dst}.{e}") for e in entries)
-        report.structure = _check_structure(model, _facts(layout), layout)
+        report.structure = _check_structure(model, _facts(layout, sd), layout)
     mapped, filled = {}, set()
     for s, d in pairs:
         if d not in target:
@@ -328,7 +387,19 @@ def _check_structure(model: nn.Module, facts: Facts | None, layout: str) -> list
                 if max(c.stride) > 1 and c.kernel_size[0] != facts.shortcut_kernel:
                     out.append(f"{unit.path}: strided shortcut conv is {c.kernel_size[0]}x{c.kernel_size[1]}; "
                                f"{layout} uses {facts.shortcut_kernel}x{facts.shortcut_kernel}")
+            mods = list(shortcut.modules())
+            pooled = any(isinstance(m, nn.AvgPool2d) and _stride_of(m) > 1 for m in mods)
+            if any(isinstance(m, nn.Conv2d) for m in mods) and pooled != facts.avg_down:
+                how = (f"average-pools before its conv; {layout} strides the 1x1 conv"
+                       if pooled else f"strides its conv; {layout} average-pools (2x2, ceil) "
+                       "before a 1x1/1 conv")
+                out.append(f"{unit.path}: the strided shortcut {how}")
     return out
+
+
+def _stride_of(m: nn.Module) -> int:
+    s = m.stride
+    return max(s) if isinstance(s, (tuple, list)) else int(s)
 
 
 def load_weights(model: nn.Module, checkpoint, source: str = "timm", strict: bool = True) -> WeightsReport:
