@@ -411,6 +411,8 @@ def init_weights(model: nn.Module, seed: int | None = None, zero_init_last_bn: b
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv1d):   # ECA's channel conv: PyTorch's default, as timm keeps it
+                m.reset_parameters()             # (inside the seeded fork: reproducible)
             elif isinstance(m, nn.Linear):
                 nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))  # PyTorch's default fan-in rule
                 if m.bias is not None:
