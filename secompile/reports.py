@@ -50,6 +50,10 @@ def report_markdown(rep: dict) -> str:
     """A build's report.md."""
     lines = [f"# {rep['name']}", "", f"input {_dims(rep['input'])}, output {_dims(rep['output'])}", "",
              "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
+    if rep.get("overrides"):
+        from .spec.overrides import format_value
+        lines[4:4] = ["Overrides applied: " + ", ".join(f"`{k}={format_value(v)}`"
+                                                        for k, v in rep["overrides"].items()) + ".", ""]
     for r in _parts(rep):
         lines.append(f"| {r['name']} | {r.get('blocks', '')} | {r.get('se_blocks', '')} | "
                      f"{_dims(r['output_shape'])} | {r['macs']:,} | {r['params']:,} |")
