@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import pathlib
 import re
 
 from .analysis.counts import report
@@ -105,7 +106,11 @@ def resolve_spec(source):
     if not isinstance(source, (str, os.PathLike)):
         return source
     text = os.fspath(source)
-    if "\n" in text or os.path.exists(text):
+    if "\n" in text:
+        return source
+    if os.path.isfile(text):
+        return pathlib.Path(text)        # a file, whatever its name ends with
+    if os.path.exists(text):
         return source
     found = model_path(text)
     if found is not None:
