@@ -44,6 +44,12 @@ def print_summary(rep: dict, file=None) -> None:
     Console(file=file, width=100).print(t)
     print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters {tot['params']:,}; "
           f"SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} params", file=file)
+    if rep.get("features"):
+        print("features (channels, reduction): " + ", ".join(
+            f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
+    if rep.get("overrides"):
+        from .spec.overrides import format_value
+        print("overrides: " + ", ".join(f"{k}={format_value(v)}" for k, v in rep["overrides"].items()), file=file)
 
 
 def report_markdown(rep: dict) -> str:

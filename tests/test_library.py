@@ -263,3 +263,11 @@ def test_wheel_installed_outside_the_checkout(tmp_path):
         "features": "[256, 512, 1024, 2048] [4, 8, 16, 32] 2",
     }, out.stdout
     assert not pathlib.Path(work / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
+def test_bench_torch_without_cuda_is_a_clear_error():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_torch.py"), "--device", "cuda"],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--device cuda: this torch" in out.stderr and "sees no CUDA device" in out.stderr
