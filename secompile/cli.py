@@ -139,7 +139,7 @@ def cmd_validate(args) -> int:
     problems = []
     for s in args.specs:
         try:
-            g = build_ir(_spec(args, os.fspath(s)))
+            g = build_ir(_spec(args, s))
             if not args.quiet:
                 print(f"{s}: ok ({g.name}: {len(g)} ops, {len(g.se)} SE blocks)")
         except SpecError as e:

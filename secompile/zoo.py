@@ -102,7 +102,8 @@ _BARE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 def resolve_spec(source):
     """A spec source with zoo names replaced by their shipped file. A path that exists wins over
     a name; a bare word (no folder, no .yaml) that is neither gets did-you-mean over the zoo
-    (SpecError). Anything else (YAML text, dicts, Specs, missing paths) is returned unchanged."""
+    (SpecError) where a zoo name is close, and is read as a (missing) path otherwise. Anything
+    else (YAML text, dicts, Specs, other paths) is returned unchanged."""
     if not isinstance(source, (str, os.PathLike)):
         return source
     text = os.fspath(source)
@@ -116,10 +117,11 @@ def resolve_spec(source):
     if found is not None:
         return found
     if _BARE_NAME.fullmatch(text) and not text.endswith((".yaml", ".yml")):
-        names = list(_zoo_index(ZOO_DIR))
-        raise SpecError([Problem(Mark(text, 1, 1), "<spec>",
-                                 f"no such file, and no zoo model of that name{did_you_mean(text, names)}; "
-                                 f"`secompile zoo` lists the zoo")])
+        hint = did_you_mean(text, list(_zoo_index(ZOO_DIR)))
+        if hint:
+            raise SpecError([Problem(Mark(text, 1, 1), "<file>", f"no such file, and no zoo model of that "
+                                                                f"name{hint}; `secompile zoo` lists the zoo")])
+        return pathlib.Path(text)        # a path after all: "cannot read: No such file or directory"
     return source
 
 

@@ -55,8 +55,11 @@ def test_a_file_wins_over_a_name(tmp_path, monkeypatch):
 def test_unknown_name_did_you_mean(capsys):
     with pytest.raises(SpecError) as e:
         secompile.count("se_resnet5")
-    assert e.value.messages == ["se_resnet5:1:1: <spec>: no such file, and no zoo model of that name "
+    assert e.value.messages == ["se_resnet5:1:1: <file>: no such file, and no zoo model of that name "
                                 "(did you mean 'se_resnet50'?); `secompile zoo` lists the zoo"]
+    with pytest.raises(SpecError) as e:
+        secompile.count("nothing_like_it")          # no zoo name is close: a missing file
+    assert e.value.messages == ["nothing_like_it:1:1: <file>: cannot read: No such file or directory"]
     assert main(["build", "se_resnxt50", "-o", "/dev/null"]) == 2
     assert "did you mean 'se_resnext50'?" in capsys.readouterr().err
 
