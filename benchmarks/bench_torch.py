@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         p.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device "
                 "(a CPU-only build, or no GPU/driver); run with --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         p.error(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s) here")
     if args.threads:
         torch.set_num_threads(args.threads)

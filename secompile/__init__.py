@@ -3,7 +3,7 @@
     model = secompile.compile("se_resnext50")                       # a zoo name, or a spec file
     report = secompile.count("specs/se_resnext50.yaml")             # analytic MACs / params
     places = secompile.compile("se_resnet50", num_classes=365, input_size=320)
-    backbone = secompile.compile("se_resnet50", features_only=True)  # stage outputs, timm's feature_info
+    backbone = secompile.compile("se_resnet50", features_only=True)  # stage outputs, feature_info
     secompile.list_models("se_*")                                   # the shipped zoo
 """
 import functools as _functools
@@ -27,9 +27,9 @@ def diff(a, b, **kwargs):           # spec diffs (secompile/sweep.py), zoo names
     return _sweep_module.diff(resolve_spec(a), resolve_spec(b), **kwargs)
 
 
-__all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "draw", "load", "load_spec",
-           "list_models", "model_path", "Spec", "SpecError", "LimitError", "Problem", "sweep", "diff",
-           "__version__"]
+__all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "draw", "load",
+           "load_spec", "list_models", "model_path", "Spec", "SpecError", "LimitError", "Problem",
+           "sweep", "diff", "__version__"]
 
 
 def __getattr__(name):  # the torch backend is imported only when weights are loaded

@@ -123,7 +123,8 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
 
 def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
             base_dir: str | None = None, overrides=None, num_classes: int | None = None,
-            input_size=None, features_only: bool = False, out_indices=None) -> tuple[Spec, Graph, Counts]:
+            input_size=None, features_only: bool = False,
+            out_indices=None) -> tuple[Spec, Graph, Counts]:
     """The front door: spec -> (Spec, IR with SE blocks, its Counts), limits checked.
 
     Pass max_params=None, max_macs=None where nothing is allocated (drawing, tables).
@@ -178,8 +179,9 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
 
 
 def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int | None = None,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None, num_classes: int | None = None,
-            input_size=None, features_only: bool = False, out_indices=None):
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None,
+            num_classes: int | None = None, input_size=None, features_only: bool = False,
+            out_indices=None):
     """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
     backend's initialisation for `seed`. Writes `path` atomically when given (opset: default 17).
     With features_only, one output per selected stage (`feature_<i>`); `weights` are those of

@@ -48,7 +48,8 @@ def _indices(text: str) -> tuple:
     try:
         return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected stage indices like 1,2,3, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected stage indices like 1,2,3, got {text!r}") \
+            from None
 
 
 def _add_features(p, what):
@@ -192,9 +193,10 @@ def cmd_export(args) -> int:
     except ValueError as e:
         print(f"secompile export: --opset: {e}", file=sys.stderr)
         return 2
-    model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn,
-                    opset=opset, max_params=args.max_params, max_macs=args.max_macs,
-                    features_only=args.features_only, out_indices=_out_indices(args))
+    model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed,
+                    fold_bn=args.fold_bn, opset=opset, max_params=args.max_params,
+                    max_macs=args.max_macs, features_only=args.features_only,
+                    out_indices=_out_indices(args))
     if not getattr(args, "quiet", False):
         n = sum(math.prod(t.dims) for t in model.graph.initializer)
         outs = len(model.graph.output)

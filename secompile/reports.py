@@ -49,7 +49,8 @@ def print_summary(rep: dict, file=None) -> None:
             f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
     if rep.get("overrides"):
         from .spec.overrides import format_value
-        print("overrides: " + ", ".join(f"{k}={format_value(v)}" for k, v in rep["overrides"].items()), file=file)
+        applied = ", ".join(f"{k}={format_value(v)}" for k, v in rep["overrides"].items())
+        print(f"overrides: {applied}", file=file)
 
 
 def report_markdown(rep: dict) -> str:
@@ -58,8 +59,8 @@ def report_markdown(rep: dict) -> str:
              "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
     if rep.get("overrides"):
         from .spec.overrides import format_value
-        lines[4:4] = ["Overrides applied: " + ", ".join(f"`{k}={format_value(v)}`"
-                                                        for k, v in rep["overrides"].items()) + ".", ""]
+        applied = ", ".join(f"`{k}={format_value(v)}`" for k, v in rep["overrides"].items())
+        lines[4:4] = [f"Overrides applied: {applied}.", ""]
     for r in _parts(rep):
         lines.append(f"| {r['name']} | {r.get('blocks', '')} | {r.get('se_blocks', '')} | "
                      f"{_dims(r['output_shape'])} | {r['macs']:,} | {r['params']:,} |")

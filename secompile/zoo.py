@@ -119,9 +119,10 @@ def resolve_spec(source):
     if _BARE_NAME.fullmatch(text) and not text.endswith((".yaml", ".yml")):
         hint = did_you_mean(text, list(_zoo_index(ZOO_DIR)))
         if hint:
-            raise SpecError([Problem(Mark(text, 1, 1), "<file>", f"no such file, and no zoo model of that "
-                                                                f"name{hint}; `secompile zoo` lists the zoo")])
-        return pathlib.Path(text)        # a path after all: "cannot read: No such file or directory"
+            message = f"no such file, and no zoo model of that name{hint}; " \
+                      "`secompile zoo` lists the zoo"
+            raise SpecError([Problem(Mark(text, 1, 1), "<file>", message)])
+        return pathlib.Path(text)        # a path after all: "cannot read: No such file ..."
     return source
 
 
@@ -165,4 +166,5 @@ def zoo_table(directory=ZOO_DIR) -> list[dict]:
     return [rows[s] for s in sorted(rows, key=_family_key)]
 
 
-__all__ = ["zoo_table", "list_models", "model_path", "resolve_spec", "ZOO_DIR", "spec_files", "spec_stem", "PAPER_TABLE2", "CAFFE_REFERENCE", "CAFFE_README_EXTRA_PARAMS"]
+__all__ = ["zoo_table", "list_models", "model_path", "resolve_spec", "ZOO_DIR", "spec_files",
+           "spec_stem", "PAPER_TABLE2", "CAFFE_REFERENCE", "CAFFE_README_EXTRA_PARAMS"]

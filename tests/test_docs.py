@@ -10,6 +10,7 @@ has (specs/, examples/), and its exit code and shown output must be what the doc
 - Other shell lines (`for`, `torchrun`, pipes) are not run. Commands listed in SLOW run with
   `-m slow`; those in SKIP need what a docs run cannot have (say why).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,15 @@ DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 FENCE = re.compile(r"^(\s*)(```|~~~)")
 LOCATED = re.compile(r"^\S+:\d+:\d+: ")
 # substrings of commands that need -m slow (whole-network builds, long sweeps, training steps)
-SLOW = ("--plot", "export specs/se_resnext50.yaml", "sweep specs/se_resnet50.yaml --vary 'se.0.where.stages=[all, [0, 1, 2]]' --vary",
-        "--layout legacy_senet154", "detect_fpn.py", "seresnet50.pth", "diff specs/resnet50.yaml specs/se_resnet50.yaml --draw")
+SLOW = (
+    "--plot",
+    "export specs/se_resnext50.yaml",
+    "sweep specs/se_resnet50.yaml --vary 'se.0.where.stages=[all, [0, 1, 2]]' --vary",
+    "--layout legacy_senet154",
+    "detect_fpn.py",
+    "seresnet50.pth",
+    "diff specs/resnet50.yaml specs/se_resnet50.yaml --draw",
+)
 # substrings of commands that cannot run here, with the reason
 SKIP = {"--metrics 'runs/": "needs the training runs of worked example 3"}
 
@@ -75,7 +83,7 @@ def examples(path) -> list[Example]:
 def runnable(ex: Example) -> bool:
     try:
         words = shlex.split(ex.command)
-    except ValueError:                # an unclosed quote: a multi-line shell command
+    except ValueError:  # an unclosed quote: a multi-line shell command
         return False
     shell = {"|", "||", "&&", ";", ">", ">>", "<", "&"}
     return bool(words) and words[0] in ("secompile", "python") and not shell & set(words)
@@ -112,7 +120,11 @@ def expected_code(ex: Example) -> int:
 def run(ex: Example, cwd) -> tuple[int, str]:
     """Run one command as a user would (a fresh process; `secompile` is `python -m secompile`)."""
     argv = shlex.split(ex.command)
-    argv = [sys.executable, "-m", "secompile", *argv[1:]] if argv[0] == "secompile" else [sys.executable, *argv[1:]]
+    argv = (
+        [sys.executable, "-m", "secompile", *argv[1:]]
+        if argv[0] == "secompile"
+        else [sys.executable, *argv[1:]]
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "100"}
     p = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     return p.returncode, p.stdout + p.stderr
@@ -122,8 +134,12 @@ def needs_dot(command: str) -> bool:
     """Renders with Graphviz's `dot` (the docs' setup installs it; without it such commands exit 2
     after writing the DOT file)."""
     words = command.split()
-    return ("draw" in words[1:2] and "dot" not in words) or "build" in words[1:2] and "--no-draw" not in words \
+    return (
+        ("draw" in words[1:2] and "dot" not in words)
+        or "build" in words[1:2]
+        and "--no-draw" not in words
         or "--draw" in words
+    )
 
 
 def workspace(tmp_path):
@@ -163,9 +179,12 @@ def check(exs, tmp_path):
         code, out = run(ex, tmp_path)
         want = normalise(ex.output)
         if code != expected_code(ex) or (want and not matches(want, normalise(out.splitlines()))):
-            failures.append(f"{ex.id}: $ {ex.command}\n  exit {code} (docs: {expected_code(ex)})\n"
-                            + "  got:\n" + "\n".join("    " + s for s in out.splitlines())
-                            + ("\n  docs:\n" + "\n".join("    " + s for s in ex.output) if want else ""))
+            failures.append(
+                f"{ex.id}: $ {ex.command}\n  exit {code} (docs: {expected_code(ex)})\n"
+                + "  got:\n"
+                + "\n".join("    " + s for s in out.splitlines())
+                + ("\n  docs:\n" + "\n".join("    " + s for s in ex.output) if want else "")
+            )
     assert not failures, "\n\n".join(failures)
 
 
@@ -177,15 +196,23 @@ def test_doc_examples(path, exs, tmp_path):
 def test_the_parser():
     import pathlib
     import tempfile
-    text = "x\n```\n$ secompile count a\nl1\n  l2\n$ echo $?\n3\n$ secompile zoo\n```\n$ not in a block\n"
+
+    text = ("x\n```\n$ secompile count a\nl1\n  l2\n$ echo $?\n3\n$ secompile zoo\n```\n"
+            "$ not in a block\n")
     with tempfile.TemporaryDirectory() as d:
         p = pathlib.Path(d) / "t.md"
         p.write_text(text)
         exs = examples(p)
     assert [(e.command, e.output, e.exit_code) for e in exs] == [
-        ("secompile count a", ["l1", "  l2"], 3), ("secompile zoo", [], None)]
-    assert matches(["a", "...", "d"], ["a", "b", "c", "d"]) and not matches(["a", "d"], ["a", "b", "d"])
-    assert matches(["loss ... -> ..."], ["loss 5.4 -> 2.6"]) and not matches(["loss ... x"], ["loss 5 y"])
+        ("secompile count a", ["l1", "  l2"], 3),
+        ("secompile zoo", [], None),
+    ]
+    assert matches(["a", "...", "d"], ["a", "b", "c", "d"]) and not matches(
+        ["a", "d"], ["a", "b", "d"]
+    )
+    assert matches(["loss ... -> ..."], ["loss 5.4 -> 2.6"]) and not matches(
+        ["loss ... x"], ["loss 5 y"]
+    )
     assert expected_code(Example("d", 1, "c", ["f.yaml:1:2: x: y"])) == 2
 
 

@@ -1,7 +1,7 @@
 """Backbones: the selected stages' outputs of a compiled network, with timm's `feature_info`.
 
     net = secompile.compile("se_resnet50", features_only=True)        # FeatureNet
-    feats = net(x)                                                    # [N,256,H/4,W/4], ... (a list)
+    feats = net(x)                                          # [N,256,H/4,W/4], ... (a list)
     net.feature_info.channels()    -> [256, 512, 1024, 2048]
     net.feature_info.reduction()   -> [4, 8, 16, 32]
     net.feature_info.module_name() -> ['stages.0', 'stages.1', 'stages.2', 'stages.3']
@@ -10,6 +10,7 @@ The graph is truncated first (passes/truncate.py: no head, no stage after the la
 selected), so the module owns exactly the backbone's weights, under the same state_dict keys
 as the whole network (`stem.*`, `stages.*`).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -60,7 +61,9 @@ class FeatureInfo:
 class FeatureNet(nn.Module):
     """stem -> stages, returning the selected stages' outputs as a list."""
 
-    def __init__(self, name: str, stem: nn.Module, stages: nn.Module, out_indices, feature_info: FeatureInfo):
+    def __init__(
+        self, name: str, stem: nn.Module, stages: nn.Module, out_indices, feature_info: FeatureInfo
+    ):
         super().__init__()
         self.name = name
         self.stem = stem
@@ -83,7 +86,9 @@ class FeatureNet(nn.Module):
 
 def feature_net(model, g: Graph, out_indices) -> FeatureNet:
     """CompiledNet of the truncated graph `g` -> FeatureNet returning the `out_indices` stages."""
-    return FeatureNet(model.name, model.stem, model.stages, out_indices, FeatureInfo.from_graph(g, out_indices))
+    return FeatureNet(
+        model.name, model.stem, model.stages, out_indices, FeatureInfo.from_graph(g, out_indices)
+    )
 
 
 __all__ = ["FeatureInfo", "FeatureNet", "feature_net"]

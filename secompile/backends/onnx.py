@@ -256,7 +256,8 @@ def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_
             out = low.node("Identity", [out], name, shape=g.shape(node))
         _rename(low, out, name)
     graph = helper.make_graph(
-        low.nodes, g.name, inputs, [_value_info(name, g.shape(node)) for name, node in outputs.items()],
+        low.nodes, g.name, inputs,
+        [_value_info(name, g.shape(node)) for name, node in outputs.items()],
         initializer=[numpy_helper.from_array(v, k) for k, v in low.inits.items()],
         value_info=[_value_info(k, s) for k, s in low.info.items() if k not in outputs])
     opsets = [helper.make_opsetid("", opset)]

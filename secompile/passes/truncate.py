@@ -7,6 +7,7 @@ Detection and segmentation heads read several stages; the backends take the stag
 return (torch: `backends.features.FeatureNet`, ONNX: `lower(..., outputs=...)`). Counting the
 truncated graph gives the backbone's cost.
 """
+
 from __future__ import annotations
 
 from ..ir.graph import Graph
@@ -19,10 +20,15 @@ def stage_outputs(g: Graph) -> list[str]:
     for st in g.stages:
         prefix = st.path + "."
         inside = [p for p in g.order if p.startswith(prefix)]
-        found = [p for p in inside
-                 if p == g.output or any(not c.startswith(prefix) for c in g.consumers(p))]
+        found = [
+            p
+            for p in inside
+            if p == g.output or any(not c.startswith(prefix) for c in g.consumers(p))
+        ]
         if len(found) != 1:
-            raise ValueError(f"stage {st.path} has {len(found)} outputs {found}; a feature is one tensor")
+            raise ValueError(
+                f"stage {st.path} has {len(found)} outputs {found}; a feature is one tensor"
+            )
         outs.append(found[0])
     return outs
 
@@ -37,8 +43,10 @@ def normalise_indices(g: Graph, out_indices) -> tuple:
     idx = []
     for i in out_indices:
         if isinstance(i, bool) or not isinstance(i, int) or not -n <= i < n:
-            raise ValueError(f"out_indices: {i!r} is not a stage index of {g.name} "
-                             f"(it has {n} stage{'s' if n != 1 else ''}: 0..{n - 1})")
+            raise ValueError(
+                f"out_indices: {i!r} is not a stage index of {g.name} "
+                f"(it has {n} stage{'s' if n != 1 else ''}: 0..{n - 1})"
+            )
         idx.append(i + n if i < 0 else i)
     if not idx:
         raise ValueError("out_indices: select at least one stage")
@@ -53,22 +61,29 @@ def feature_info(g: Graph, out_indices) -> list[dict]:
     info = []
     for i in out_indices:
         c, h = g.shape(outs[i])[:2]
-        info.append({"num_chs": c, "reduction": round(h_in / h), "module": g.stages[i].path,
-                     "index": i, "stage": g.stages[i].name})
+        info.append(
+            {
+                "num_chs": c,
+                "reduction": round(h_in / h),
+                "module": g.stages[i].path,
+                "index": i,
+                "stage": g.stages[i].name,
+            }
+        )
     return info
 
 
 def truncate(g: Graph, last_stage: int) -> Graph:
     """A copy of `g` without its head and without the stages after `last_stage`."""
     keep_out = stage_outputs(g)[last_stage]
-    dropped = ["head"] + [st.path for st in g.stages[last_stage + 1:]]
+    dropped = ["head"] + [st.path for st in g.stages[last_stage + 1 :]]
     gone = lambda p: any(p == d or p.startswith(d + ".") for d in dropped)  # noqa: E731
     t = g.copy()
     t.output = keep_out
     for p in reversed(t.order):
         if gone(p):
             t.remove(p)
-    t.stages = t.stages[:last_stage + 1]
+    t.stages = t.stages[: last_stage + 1]
     t.units = [u for u in t.units if not gone(u)]
     t._index_units()
     t.blocks = {k: v for k, v in t.blocks.items() if not gone(k)}
