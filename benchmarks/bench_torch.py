@@ -189,7 +189,15 @@ def main(argv=None) -> int:
                         "machine shared with other work, exact with --threads 1")
     p.add_argument("--skip", default="", help="comma list of sections to skip: parity,train,se,compile")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f"--device {args.device}: {e}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: this torch ({torch.__version__}) sees no CUDA device "
+                "(a CPU-only build, or no GPU/driver); run with --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        p.error(f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s) here")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)   # denormals would time the weights, not the code

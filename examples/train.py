@@ -63,7 +63,7 @@ CHECKPOINT_FORMAT = "secompile-train/1"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--spec", required=True, help="network spec (YAML)")
+    p.add_argument("--spec", required=True, help="network spec (a YAML file or a zoo name)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value (dotted path, YAML value; repeatable), e.g. se.0.reduction=8")
     p.add_argument("--data", default="synthetic", help="'synthetic' or a folder with train/<class>/ (and val/<class>/)")
@@ -133,7 +133,7 @@ def state_digest(model: torch.nn.Module) -> str:
 # -- spec, data ----------------------------------------------------------------------------
 def self_contained(spec_path) -> dict:
     """The spec as one dict, included templates inlined: a checkpoint needs no other file."""
-    spec = secompile.load_spec(spec_path)   # a path or a loaded Spec (overrides applied)
+    spec = secompile.load(spec_path)   # a path, a zoo name or a loaded Spec (overrides applied)
     out = {k: v for k, v in spec.data.items() if k != "include"}
     out["blocks"] = {name: t.body for name, t in spec.templates.items()}
     return json.loads(json.dumps(out))   # plain types only: loadable with weights_only=True
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
 
     try:
-        spec_obj = secompile.load_spec(args.spec, overrides=args.set or None)
+        spec_obj = secompile.load(args.spec, overrides=args.set or None)
     except secompile.SpecError as e:
         raise SystemExit("\n".join(e.messages)) from None
     g = secompile.build_ir(spec_obj)

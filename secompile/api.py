@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
+import os
 
 from .analysis.counts import Counts, report
 from .frontend.expand import expand_partial
 from .ir.graph import Graph
 from .passes import insert_se
 from .passes.insert_se import check as check_se
+from .passes.truncate import feature_info, normalise_indices, stage_outputs, truncate
 from .spec.document import LATER_CHECKS, Spec, load_spec
-from .spec.errors import LimitError, Problem, SpecError
+from .spec.errors import LimitError, Mark, Problem, SpecError
+from .spec.overrides import as_overrides, make_override
 
 MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine should allocate
 MAX_MACS = 2_000_000_000_000
@@ -35,16 +39,72 @@ def _gc_paused():
             gc.enable()
 
 
-def build_ir(spec, *, se: bool = True, base_dir: str | None = None) -> Graph:
-    """Spec (path, YAML text, dict or Spec) -> typed IR with SE blocks inserted."""
+def load(spec, *, overrides=None, num_classes: int | None = None, input_size=None,
+         base_dir: str | None = None) -> Spec:
+    """Spec source (path, zoo name, YAML text, dict or Spec) -> Spec with the overrides applied.
+
+    `overrides`: {KEY: value} or 'KEY=VALUE' strings (secompile/spec/overrides.py), applied in
+    order; then `input_size` (int or (H, W)) sets input.size and `num_classes` the `out` of the
+    head's last linear layer. Problems they cause are reported at them (SpecError).
+    """
+    from .zoo import resolve_spec
+    spec = load_spec(resolve_spec(spec), base_dir)
+    extra = list(as_overrides(overrides))
+    if input_size is not None:
+        size = list(input_size) if isinstance(input_size, (tuple, list)) else input_size
+        key = "input.size" if isinstance(spec.data.get("input"), dict) else "input"
+        value = size if key == "input.size" else {"channels": 3, "size": size}
+        extra.append(make_override(key, value, file="<input_size>"))
+    if extra:
+        spec = load_spec(spec, overrides=extra)
+    if num_classes is not None:
+        spec = load_spec(spec, overrides=[make_override(_classifier_key(spec), num_classes,
+                                                        file="<num_classes>")])
+    return spec
+
+
+def _classifier_key(spec: Spec) -> str:
+    """The override key of the head's last linear layer's `out` (for num_classes)."""
+    head = spec.data.get("head") or []
+    for i in range(len(head) - 1, -1, -1):
+        item = head[i]
+        if isinstance(item, dict) and isinstance(item.get("linear"), dict):
+            return f"head.{i}.linear.out"
+    where = ("head",) if "head" in spec.data else ("name",)
+    raise SpecError([Problem(spec.smap.mark(where), "head",
+                             "num_classes: the head has no linear layer to resize; change the head "
+                             "with overrides instead")])
+
+
+def _features(g: Graph, features_only: bool, out_indices) -> tuple[Graph, tuple]:
+    """-> (the graph, truncated after the last selected stage when features_only; the indices)."""
+    if not features_only:
+        if out_indices is not None:
+            raise ValueError("out_indices is for features_only=True")
+        return g, ()
+    try:
+        idx = normalise_indices(g, out_indices)
+    except ValueError as e:
+        raise SpecError([Problem(Mark("<out_indices>", 1, 1), "out_indices",
+                                 str(e).partition(": ")[2])]) from None
+    return truncate(g, idx[-1]), idx
+
+
+def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=None,
+             num_classes: int | None = None, input_size=None, features_only: bool = False,
+             out_indices=None) -> Graph:
+    """Spec (path, zoo name, YAML text, dict or Spec) -> typed IR graph with SE blocks inserted
+    (a secompile.ir.graph.Graph); with features_only, without the head and the stages after the
+    last of out_indices (passes/truncate.py)."""
     with _gc_paused():
-        spec = load_spec(spec, base_dir)
+        spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size,
+                    base_dir=base_dir)
         g, unknown, problems = expand_partial(spec)
         if problems:   # the SE rules are checked too, where the graph was built
             raise SpecError(problems + (_se_problems(spec, g, unknown) if se else []))
         if se and spec.data.get("se"):
             g = insert_se(g, spec.data["se"], spec.smap)
-        return g
+        return _features(g, features_only, out_indices)[0]
 
 
 def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
@@ -83,34 +143,60 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
 
 
 def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
-            base_dir: str | None = None) -> tuple[Spec, Graph, Counts]:
+            base_dir: str | None = None, overrides=None, num_classes: int | None = None,
+            input_size=None, features_only: bool = False,
+            out_indices=None) -> tuple[Spec, Graph, Counts]:
     """The front door: spec -> (Spec, IR with SE blocks, its Counts), limits checked.
 
     Pass max_params=None, max_macs=None where nothing is allocated (drawing, tables).
     Raises SpecError (LimitError) with every problem found.
     """
-    spec = load_spec(spec, base_dir)
-    g = build_ir(spec, se=se)
+    spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size,
+                base_dir=base_dir)
+    g = build_ir(spec, se=se, features_only=features_only, out_indices=out_indices)
     return spec, g, check_limits(spec, g, max_params, max_macs)
 
 
-def count(spec, *, se: bool = True) -> dict:
-    """The analytic report: multiply-adds and parameters per stage and in total."""
+def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = None, input_size=None,
+          features_only: bool = False, out_indices=None) -> dict:
+    """The analytic report: multiply-adds and parameters per stage and in total (with
+    features_only, of the backbone: no head, no stage after the last selected one). The report
+    lists the overrides applied (`overrides`) and the features (`features`) where there are any."""
+    spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size)
     g = build_ir(spec, se=se)
+    g, idx = _features(g, features_only, out_indices)
     with _gc_paused():
-        return report(g)
+        rep = report(g)
+    return _annotate(rep, spec, g, idx)
+
+
+def _annotate(rep: dict, spec: Spec, g: Graph, idx: tuple) -> dict:
+    if spec.overrides:
+        rep["overrides"] = spec.override_dict()
+    if idx:
+        rep["features"] = feature_info(g, idx)
+    return rep
 
 
 def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None,
-            inference: bool = False, example_input=None):
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None, overrides=None,
+            num_classes: int | None = None, input_size=None, features_only: bool = False,
+            out_indices=None, inference: bool = False, example_input=None):
     """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed).
 
+    With features_only, a backbone (backends/features.py FeatureNet) whose forward returns the
+    outputs of the stages in out_indices (default: every stage) as a list, and whose
+    `feature_info` follows timm (channels(), reduction(), module_name()).
     inference=True: the eval-mode module through `optimize_for_inference(model, example_input)`.
     """
-    _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir)
+    _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir,
+                      overrides=overrides, num_classes=num_classes, input_size=input_size)
+    g, idx = _features(g, features_only, out_indices)
     from .backends.torch import lower  # torch only when a module is asked for
     model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+    if features_only:
+        from .backends.features import feature_net
+        model = feature_net(model, g, idx)
     if inference:
         from .backends.torch_inference import optimize_for_inference
         return optimize_for_inference(model.eval(), example_input)
@@ -118,43 +204,93 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
 
 
 def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int | None = None,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS):
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None,
+            num_classes: int | None = None, input_size=None, features_only: bool = False,
+            out_indices=None):
     """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
     backend's initialisation for `seed`. Writes `path` atomically when given (opset: default 17).
+    With features_only, one output per selected stage (`feature_<i>`); `weights` are those of
+    the whole network. The overrides applied are recorded in the metadata (secompile.overrides).
 
     Raises SpecError for spec problems and for weights that do not fit the spec.
     """
     from .backends import onnx
-    from .backends.onnx_weights import load_state
+    from .backends.onnx_weights import expected_state, load_state
     opset = onnx.DEFAULT_OPSET if opset is None else opset
     onnx.check_opset(opset)
-    _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs)
-    model = onnx.lower(g, load_state(weights, g, seed), fold_bn=fold_bn, opset=opset)
+    s, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, overrides=overrides,
+                      num_classes=num_classes, input_size=input_size)
+    state = load_state(weights, g, seed)
+    outputs = None
+    if features_only:
+        t, idx = _features(g, True, out_indices)
+        keep = expected_state(t)
+        state = {k: v for k, v in state.items() if k in keep}
+        outs = stage_outputs(t)
+        g, outputs = t, {f"feature_{i}": outs[i] for i in idx}
+    model = onnx.lower(g, state, fold_bn=fold_bn, opset=opset, outputs=outputs)
+    record_overrides(model, s)
     if path is not None:
         onnx.save(model, path)
     return model
 
 
-def _drawable(spec):
+def record_overrides(model, spec: Spec) -> None:
+    """ONNX metadata_props `secompile.overrides`: the overrides applied, as JSON (none: nothing)."""
+    if spec.overrides:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "secompile.overrides", json.dumps(spec.override_dict())
+
+
+def _drawable(spec, overrides=None):
     """-> (Graph, Spec or None). A Graph is drawn as is; anything else goes through the front door."""
     if isinstance(spec, Graph):
         return spec, None
-    s, g, _ = prepare(spec, max_params=None, max_macs=None)
+    s, g, _ = prepare(spec, max_params=None, max_macs=None, overrides=overrides)
     return g, s
 
 
-def to_dot(spec, level: str = "block", *, scope: str | None = None) -> str:
+def note_overrides(source: str, spec) -> str:
+    """DOT source with the overrides applied recorded as the graph's `comment` (SVG keeps it)."""
+    if spec is None or not getattr(spec, "overrides", None):
+        return source
+    text = "secompile overrides: " + "; ".join(o.text for o in spec.overrides)
+    first, _, rest = source.partition("\n")
+    return f"{first}\n\tcomment={json.dumps(text)}\n{rest}"
+
+
+def to_dot(spec, level: str = "block", *, scope: str | None = None, overrides=None) -> str:
     """The DOT source of a diagram. `scope` (a block, stage or unit path such as
     'stages.1.blocks.0') draws only that part, with stubs for what feeds it and reads it."""
     from .backends.graphviz import dot_source
-    return dot_source(*_drawable(spec), level, scope)
+    g, s = _drawable(spec, overrides)
+    return note_overrides(dot_source(g, s, level, scope), s)
 
 
 def draw(spec, level: str = "block", format: str = "svg", path: str | None = None, *,
-         scope: str | None = None) -> str:
-    """Draw `spec` (a path, YAML text, dict, Spec or IR Graph); returns the file written.
+         scope: str | None = None, overrides=None) -> str:
+    """Draw `spec` (a path, zoo name, YAML text, dict, Spec or IR Graph); returns the file written.
     Raises DotNotFound (after writing `<path>.dot`) where `dot` is missing and format != 'dot'."""
     from .backends.graphviz import FORMATS, draw_graph
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    return draw_graph(*_drawable(spec), level, format, path, scope=scope)
+    g, s = _drawable(spec, overrides)
+    if s is None or not s.overrides:
+        return draw_graph(g, s, level, format, path, scope=scope)
+    return _draw_source(to_dot(s, level, scope=scope), g.name, level, format, path, scope)
+
+
+def _draw_source(source: str, name: str, level: str, format: str, path, scope) -> str:
+    """backends.graphviz.draw_graph for DOT source made here (with the overrides noted)."""
+    from .backends.graphviz import DotNotFound, default_path, dot_missing_message, render
+    from .outputs import atomic_write
+    path = os.fspath(path) if path is not None else default_path(name, level, format, scope)
+    if format == "dot":
+        return atomic_write(path, source)
+    try:
+        data = render(source, format)
+    except DotNotFound:
+        dot_path = os.path.splitext(path)[0] + ".dot"
+        atomic_write(dot_path, source)
+        raise DotNotFound(dot_missing_message(dot_path, format, path), dot_path) from None
+    return atomic_write(path, data)

@@ -21,6 +21,8 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
           extra_outputs=()) -> dict:
     spec, g, counts = prepare(spec_src, max_params=max_params, max_macs=max_macs)
     rep = report(g, counts)
+    if spec.overrides:
+        rep["overrides"] = spec.override_dict()
 
     from .backends.torch import lower
     model = lower(g, seed=0)
@@ -43,8 +45,9 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
 
 def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
     """The block-level diagram `<name>.svg` (or `<name>.dot` without `dot`), into the staging dir."""
+    from .api import note_overrides
     from .backends.graphviz import DotNotFound, dot_missing_message, dot_source, render
-    source = dot_source(g, spec, "block", None)
+    source = note_overrides(dot_source(g, spec, "block", None), spec)
     svg = os.path.join(stage_dir, f"{spec.name}.svg")
     try:
         atomic_write(svg, render(source, "svg"))
@@ -60,7 +63,9 @@ def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
 
 def onnx_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
     """`secompile build --onnx`: `<name>.onnx` with the build's module weights, into the staging dir."""
+    from .api import record_overrides
     from .backends.onnx import lower, save
     from .backends.onnx_weights import load_state
     m = lower(g, load_state(model, g))
+    record_overrides(m, spec)
     return save(m, os.path.join(stage_dir, f"{spec.name}.onnx"))

@@ -14,7 +14,7 @@ import sys
 
 from . import __version__
 from .reports import print_summary
-from .spec.errors import SpecError
+from .spec.errors import Mark, Problem, SpecError
 
 
 def _add_limits(p):
@@ -34,11 +34,44 @@ def _add_set(*parsers):
 
 
 def _spec(args, path):
-    """The spec to hand to the API: the path, or the Spec with the --set overrides applied."""
+    """The spec to hand to the API: the path (a zoo name replaced by its shipped file), or the
+    Spec with the --set overrides applied."""
+    from .zoo import resolve_spec
+    path = resolve_spec(path)
     if not getattr(args, "set", None):
         return path
     from .spec.document import load_spec
     return load_spec(path, overrides=args.set)
+
+
+def _indices(text: str) -> tuple:
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected stage indices like 1,2,3, got {text!r}") \
+            from None
+
+
+def _add_features(p, what):
+    p.add_argument("--features-only", action="store_true",
+                   help=f"{what} the backbone: no head, one feature per selected stage")
+    p.add_argument("--out-indices", type=_indices, default=None, metavar="I,J,...",
+                   help="the stages giving features (with --features-only; default: every stage)")
+
+
+def _add_common(parsers):
+    """-q/--debug are accepted after the subcommand too (`secompile build SPEC -q`)."""
+    for p in parsers:
+        have = p._option_string_actions
+        if "--debug" not in have:
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="show tracebacks of internal errors")
+        if "-q" not in have and "--quiet" not in have:
+            p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="print only errors")
+
+
+SPEC_HELP = "a spec file, or a zoo name (`secompile zoo` lists them)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,6 +89,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--json", action="store_true", help="print the report object as JSON")
     p.add_argument("--no-se", action="store_true", help="count the network without its SE blocks")
+    _add_features(p, "count")
 
     p = sub.add_parser("build", help="validate, count and compile a spec; write reports (and other outputs)")
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
@@ -74,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="initialisation seed when no weights are given")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolutions")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    _add_features(p, "export")
     _add_limits(p)
 
     p = sub.add_parser("draw", help="draw the architecture with Graphviz")
@@ -84,8 +119,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", metavar="PATH",
                    help="draw only this block, stage, stem or head (e.g. stages.1.blocks.0; block and op levels)")
 
-    p = sub.add_parser("zoo", help="table of every spec in a directory (default: specs/)")
-    p.add_argument("directory", nargs="?", default="specs")
+    p = sub.add_parser("zoo", help="table of every spec in a directory (default: the shipped zoo)")
+    p.add_argument("directory", nargs="?", default=None)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--markdown", action="store_true")
@@ -94,6 +129,11 @@ def parser() -> argparse.ArgumentParser:
     _add_set(*(sub.choices[c] for c in ("validate", "count", "build", "export", "draw")))
     from .sweep_cli import register  # sweep, diff (secompile/sweep_cli.py)
     register(sub)
+    _add_common(sub.choices.values())
+    for name in ("validate", "count", "build", "export", "draw", "sweep", "diff"):
+        for a in sub.choices[name]._actions if name in sub.choices else ():
+            if a.metavar in ("SPEC", "A", "B") and not a.option_strings:
+                a.help = a.help or SPEC_HELP
     return ap
 
 
@@ -114,15 +154,20 @@ def cmd_validate(args) -> int:
 
 def cmd_count(args) -> int:
     from .api import count
-    spec = _spec(args, args.spec)
-    rep = count(spec, se=not args.no_se)
-    if getattr(spec, "overrides", None):
-        rep["overrides"] = spec.override_dict()
+    rep = count(_spec(args, args.spec), se=not args.no_se, features_only=args.features_only,
+                out_indices=_out_indices(args))
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
         print_summary(rep)
     return 0
+
+
+def _out_indices(args):
+    if args.out_indices is not None and not args.features_only:
+        raise SpecError([Problem(Mark("--out-indices", 1, 1), "out_indices",
+                                 "--out-indices selects features: add --features-only")])
+    return args.out_indices
 
 
 def cmd_build(args) -> int:
@@ -158,12 +203,16 @@ def cmd_export(args) -> int:
     except ValueError as e:
         print(f"secompile export: --opset: {e}", file=sys.stderr)
         return 2
-    model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed, fold_bn=args.fold_bn, opset=opset,
-                    max_params=args.max_params, max_macs=args.max_macs)
+    model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed,
+                    fold_bn=args.fold_bn, opset=opset, max_params=args.max_params,
+                    max_macs=args.max_macs, features_only=args.features_only,
+                    out_indices=_out_indices(args))
     if not getattr(args, "quiet", False):
         n = sum(math.prod(t.dims) for t in model.graph.initializer)
+        outs = len(model.graph.output)
         print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, {n:,} weights, "
-              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}")
+              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}"
+              f"{f', {outs} feature outputs' if args.features_only else ''}")
     return 0
 
 
@@ -187,8 +236,8 @@ def cmd_draw(args) -> int:
 def cmd_zoo(args) -> int:
     """`secompile zoo [DIR] [--json|--markdown]`: 0, or 2 when a spec has problems."""
     from .reports import print_zoo, zoo_markdown
-    from .zoo import zoo_table
-    directory = args.directory
+    from .zoo import ZOO_DIR, zoo_table
+    directory = args.directory if args.directory is not None else ZOO_DIR
     if not os.path.isdir(directory):
         print(f"secompile zoo: {directory}: not a directory", file=sys.stderr)
         return 2
@@ -198,7 +247,7 @@ def cmd_zoo(args) -> int:
     elif getattr(args, "markdown", False):
         sys.stdout.write(zoo_markdown(rows))
     else:
-        print_zoo(rows, directory)
+        print_zoo(rows, directory if args.directory is not None else "the shipped zoo")
     errors = [r for r in rows if r["error"] is not None]
     for r in errors:
         print(r["error"], file=sys.stderr)
@@ -211,9 +260,21 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def _resolve_names(args) -> None:
+    """Zoo names in the spec arguments of sweep and diff (the other commands go through _spec)."""
+    if args.command in ("sweep", "diff"):
+        from .zoo import resolve_spec
+        for attr in ("spec", "a", "b"):
+            if getattr(args, attr, None) is not None:
+                setattr(args, attr, pathlib.Path(resolve_spec(getattr(args, attr))))
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    args.quiet = getattr(args, "quiet", False)
     try:
+        _resolve_names(args)
         handler = getattr(args, "handler", None) or {   # handler: subcommands added by register()
             "validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
             "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command]

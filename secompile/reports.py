@@ -44,12 +44,23 @@ def print_summary(rep: dict, file=None) -> None:
     Console(file=file, width=100).print(t)
     print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters {tot['params']:,}; "
           f"SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} params", file=file)
+    if rep.get("features"):
+        print("features (channels, reduction): " + ", ".join(
+            f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
+    if rep.get("overrides"):
+        from .spec.overrides import format_value
+        applied = ", ".join(f"{k}={format_value(v)}" for k, v in rep["overrides"].items())
+        print(f"overrides: {applied}", file=file)
 
 
 def report_markdown(rep: dict) -> str:
     """A build's report.md."""
     lines = [f"# {rep['name']}", "", f"input {_dims(rep['input'])}, output {_dims(rep['output'])}", "",
              "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
+    if rep.get("overrides"):
+        from .spec.overrides import format_value
+        applied = ", ".join(f"`{k}={format_value(v)}`" for k, v in rep["overrides"].items())
+        lines[4:4] = [f"Overrides applied: {applied}.", ""]
     for r in _parts(rep):
         lines.append(f"| {r['name']} | {r.get('blocks', '')} | {r.get('se_blocks', '')} | "
                      f"{_dims(r['output_shape'])} | {r['macs']:,} | {r['params']:,} |")

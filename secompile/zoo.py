@@ -14,11 +14,19 @@ The prose of docs/zoo.md is templates/zoo.md.in; secompile.reports renders the t
 """
 from __future__ import annotations
 
+import fnmatch
+import functools
 import os
+import pathlib
+import re
 
 from .analysis.counts import report
 from .api import prepare
-from .spec.errors import SpecError
+from .spec.errors import Mark, Problem, SpecError, did_you_mean
+
+# The shipped zoo: secompile/specs (a checkout's `specs/` is a symlink to it).
+ZOO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+_NAME_LINE = re.compile(r"^name:\s*['\"]?([^'\"#\s]+)", re.MULTILINE)
 
 # The SE paper, Table 2: GFLOPs (one multiply-add = one FLOP) at 224 x 224 (299 for
 # Inception-ResNet-v2): spec file stem -> (network as the paper names it, G multiply-adds).
@@ -62,12 +70,68 @@ def spec_files(directory) -> list[str]:
                   if f.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(directory, f)))
 
 
+# -- names: a zoo name works wherever a spec path does --------------------------------------
+@functools.lru_cache(maxsize=4)
+def _zoo_index(directory: str) -> dict:
+    """{name: file} for every spec of the zoo: its file stem and its `name:` (when they differ,
+    e.g. se_resnext50.yaml is se_resnext50_32x4d). A stem wins over another spec's `name:`."""
+    files = spec_files(directory) if os.path.isdir(directory) else []
+    index = {spec_stem(f): f for f in files}
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            m = _NAME_LINE.search(fh.read())
+        if m:
+            index.setdefault(m.group(1), f)
+    return index
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """The shipped zoo's spec names (file stems), sorted; `pattern` is a glob ('se_resnet*')."""
+    names = sorted(spec_stem(f) for f in spec_files(ZOO_DIR))
+    return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+
+def model_path(name: str) -> str | None:
+    """The shipped spec file of a zoo name (file stem or the spec's `name:`), or None."""
+    return _zoo_index(ZOO_DIR).get(name)
+
+
+_BARE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def resolve_spec(source):
+    """A spec source with zoo names replaced by their shipped file. A path that exists wins over
+    a name; a bare word (no folder, no .yaml) that is neither gets did-you-mean over the zoo
+    (SpecError) where a zoo name is close, and is read as a (missing) path otherwise. Anything
+    else (YAML text, dicts, Specs, other paths) is returned unchanged."""
+    if not isinstance(source, (str, os.PathLike)):
+        return source
+    text = os.fspath(source)
+    if "\n" in text:
+        return source
+    if os.path.isfile(text):
+        return pathlib.Path(text)        # a file, whatever its name ends with
+    if os.path.exists(text):
+        return source
+    found = model_path(text)
+    if found is not None:
+        return found
+    if _BARE_NAME.fullmatch(text) and not text.endswith((".yaml", ".yml")):
+        hint = did_you_mean(text, list(_zoo_index(ZOO_DIR)))
+        if hint:
+            message = f"no such file, and no zoo model of that name{hint}; " \
+                      "`secompile zoo` lists the zoo"
+            raise SpecError([Problem(Mark(text, 1, 1), "<file>", message)])
+        return pathlib.Path(text)        # a path after all: "cannot read: No such file ..."
+    return source
+
+
 def _family_key(stem: str) -> tuple:
     base = stem[3:] if stem.startswith("se_") else stem
     return (base, stem.startswith("se_"))
 
 
-def zoo_table(directory="specs") -> list[dict]:
+def zoo_table(directory=ZOO_DIR) -> list[dict]:
     """One row per spec of `directory`, plain networks before their SE variant.
 
     Row keys: name, file, input (C, H, W), output, macs, conv_linear_macs, params, se_blocks,
@@ -102,4 +166,5 @@ def zoo_table(directory="specs") -> list[dict]:
     return [rows[s] for s in sorted(rows, key=_family_key)]
 
 
-__all__ = ["zoo_table", "spec_files", "spec_stem", "PAPER_TABLE2", "CAFFE_REFERENCE", "CAFFE_README_EXTRA_PARAMS"]
+__all__ = ["zoo_table", "list_models", "model_path", "resolve_spec", "ZOO_DIR", "spec_files",
+           "spec_stem", "PAPER_TABLE2", "CAFFE_REFERENCE", "CAFFE_README_EXTRA_PARAMS"]

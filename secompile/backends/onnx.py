@@ -307,8 +307,11 @@ def _value_info(name: str, shape) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH, *shape])
 
 
-def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """IR graph + weights (key -> float32 array, see onnx_weights.load_state) -> ModelProto."""
+def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_OPSET,
+          outputs: dict | None = None) -> onnx.ModelProto:
+    """IR graph + weights (key -> float32 array, see onnx_weights.load_state) -> ModelProto.
+    `outputs` ({name: node path}, in order) names the graph outputs; default {'output': g.output}
+    (backbones: one output per feature, see api.to_onnx)."""
     check_opset(opset)
     low = _Lowering(g, state, opset, fold_bn)
     inputs = []
@@ -318,14 +321,17 @@ def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_
             inputs.append(_value_info(p, d["shape"]))
             continue
         low.emit(p, d)
-    out = low.tensor[g.output]
-    if out in {i.name for i in inputs}:   # a network without ops still needs a node
-        out = low.node("Identity", [out], "output", shape=g.shape(g.output))
-    _rename(low, out, "output")
+    outputs = outputs or {"output": g.output}
+    for name, node in outputs.items():
+        out = low.tensor[node]
+        if out in {i.name for i in inputs}:   # a network without ops still needs a node
+            out = low.node("Identity", [out], name, shape=g.shape(node))
+        _rename(low, out, name)
     graph = helper.make_graph(
-        low.nodes, g.name, inputs, [_value_info("output", g.shape(g.output))],
+        low.nodes, g.name, inputs,
+        [_value_info(name, g.shape(node)) for name, node in outputs.items()],
         initializer=[numpy_helper.from_array(v, k) for k, v in low.inits.items()],
-        value_info=[_value_info(k, s) for k, s in low.info.items() if k != "output"])
+        value_info=[_value_info(k, s) for k, s in low.info.items() if k not in outputs])
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="secompile",
                               producer_version=__version__, ir_version=helper.find_min_ir_version_for(opsets),

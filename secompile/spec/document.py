@@ -18,6 +18,9 @@ from .loader import SourceMap, load_yaml_file, load_yaml_text
 from .schema import located, validate
 
 MAX_INCLUDE_DEPTH = 16
+# Includes not found next to the including file are looked up in the shipped zoo folder
+# (secompile/specs), so a spec anywhere can `include: [blocks/resnet.yaml]`.
+SHIPPED_SPECS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "specs")
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,9 @@ def _collect_includes(data, smap, base, templates, origin, problems, stack):
         if not isinstance(inc, str):
             continue
         path = inc if os.path.isabs(inc) else os.path.join(base, inc)
+        shipped = os.path.join(SHIPPED_SPECS, inc)
+        if not os.path.isabs(inc) and not os.path.isfile(path) and os.path.isfile(shipped):
+            path = shipped
         apath = os.path.abspath(path)
         if apath in stack:
             chain = " -> ".join(os.path.basename(p) for p in stack + [apath])

@@ -1,0 +1,362 @@
+"""The zoo as a library (issue 14): zoo names, overrides from the API, backbones, and a wheel
+installed outside the checkout."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from support import ROOT, SPECS, all_specs
+
+import secompile
+from secompile.cli import main
+from secompile.spec.errors import SpecError
+
+FC = 635 * 2049  # the 1000 -> 365 classes of the fc layer: (1000 - 365) x (2048 weights + 1 bias)
+
+
+def run(*args, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "secompile", *args], cwd=cwd, capture_output=True, text=True, env=env
+    )
+
+
+def params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+# -- names --------------------------------------------------------------------------------
+def test_list_models_is_the_zoo():
+    stems = [p.stem for p in all_specs()]
+    assert secompile.list_models() == sorted(stems) and len(stems) >= 25
+    assert secompile.list_models("se_resnet5*") == ["se_resnet50", "se_resnet50_tv"]
+    assert (SPECS.resolve() == (ROOT / "secompile" / "specs")) and (ROOT / "specs").is_symlink()
+
+
+def test_a_name_is_its_file_stem_or_its_spec_name():
+    by_stem = secompile.build_ir("se_resnext50")
+    by_name = secompile.build_ir("se_resnext50_32x4d")
+    by_path = secompile.build_ir(SPECS / "se_resnext50.yaml")
+    assert by_stem.structural_hash() == by_name.structural_hash() == by_path.structural_hash()
+    assert secompile.model_path("se_resnext50_32x4d").endswith(
+        os.path.join("secompile", "specs", "se_resnext50.yaml")
+    )
+
+
+def test_a_file_wins_over_a_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "se_resnet50").write_text((SPECS / "se_resnet20_cifar.yaml").read_text())
+    assert secompile.build_ir("se_resnet50").name == "se_resnet20_cifar"  # the file, not the zoo's
+
+
+def test_unknown_name_did_you_mean(capsys):
+    with pytest.raises(SpecError) as e:
+        secompile.count("se_resnet5")
+    assert e.value.messages == [
+        "se_resnet5:1:1: <file>: no such file, and no zoo model of that name "
+        "(did you mean 'se_resnet50'?); `secompile zoo` lists the zoo"
+    ]
+    with pytest.raises(SpecError) as e:
+        secompile.count("nothing_like_it")  # no zoo name is close: a missing file
+    assert e.value.messages == [
+        "nothing_like_it:1:1: <file>: cannot read: No such file or directory"
+    ]
+    assert main(["build", "se_resnxt50", "-o", "/dev/null"]) == 2
+    assert "did you mean 'se_resnext50'?" in capsys.readouterr().err
+
+
+def test_includes_fall_back_to_the_shipped_blocks(tmp_path):
+    spec = tmp_path / "mine.yaml"  # no blocks/ folder next to it
+    spec.write_text((SPECS / "se_resnet50.yaml").read_text())
+    assert secompile.count(spec)["total"]["params"] == 28_088_024
+    (tmp_path / "blocks").mkdir()  # next to the including file comes first
+    (tmp_path / "blocks" / "resnet.yaml").write_text("blocks: {}\n")
+    with pytest.raises(SpecError, match="unknown block template 'bottleneck'"):
+        secompile.count(spec)
+
+
+def test_cli_by_name_and_flags_after_the_subcommand(tmp_path):
+    out = run("count", "se_resnet50", "--json", "-q", "--debug", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["total"]["params"] == 28_088_024
+    out = run(
+        "build", "se_resnet20_cifar", "-o", str(tmp_path / "b"), "--no-draw", "-q", cwd=tmp_path
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+    out = run("zoo", "--json", cwd=tmp_path)
+    assert [r["file"] for r in json.loads(out.stdout)] and len(json.loads(out.stdout)) == len(
+        all_specs()
+    )
+
+
+# -- overrides ----------------------------------------------------------------------------
+def test_num_classes_and_input_size():
+    base = secompile.count("se_resnet50")
+    places = secompile.count("se_resnet50", num_classes=365, input_size=320)
+    assert base["total"]["params"] - places["total"]["params"] == FC
+    assert places["output"] == [365] and places["input"] == [3, 320, 320]
+    assert places["overrides"] == {"input.size": 320, "head.1.linear.out": 365}
+    assert secompile.count("se_resnet50", input_size=(256, 192))["input"] == [3, 256, 192]
+    assert (
+        secompile.count("se_resnet50", overrides={"stages.2.repeat": 8})["stages"][2]["blocks"] == 8
+    )
+    model = secompile.compile("se_resnet20_cifar", num_classes=7)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_num_classes_problems_are_located():
+    with pytest.raises(SpecError) as e:
+        secompile.count("se_resnet50", num_classes=0)
+    assert e.value.messages == [
+        "<num_classes>:1:19: head[1].linear.out: out must be a positive integer, got 0"
+    ]
+    headless = (
+        "name: t\ninput: {channels: 3, size: 8}\n"
+        "stages: [{layers: [{conv: {out: 4, kernel: 3}}]}]\n"
+        "head: [{global_avgpool: {}}]\n"
+    )
+    with pytest.raises(SpecError) as e:
+        secompile.count(headless, num_classes=10)
+    assert e.value.messages == [
+        "<string>:4:7: head: num_classes: the head has no linear layer to resize; "
+        "change the head with overrides instead"
+    ]
+
+
+def test_overrides_are_recorded_in_reports_diagrams_and_onnx(tmp_path):
+    out = tmp_path / "b"
+    assert (
+        main(
+            [
+                "build",
+                "se_resnet20_cifar",
+                "-o",
+                str(out),
+                "--onnx",
+                "-q",
+                "--set",
+                "stages.0.repeat=2",
+                "--set",
+                "se.0.reduction=8",
+            ]
+        )
+        == 0
+    )
+    assert json.load(open(out / "report.json"))["overrides"] == {
+        "stages.0.repeat": 2,
+        "se.0.reduction": 8,
+    }
+    assert (
+        "Overrides applied: `stages.0.repeat=2`, `se.0.reduction=8`."
+        in (out / "report.md").read_text()
+    )
+    drawn = next(p for p in out.iterdir() if p.suffix in (".svg", ".dot")).read_text()
+    assert "secompile overrides: stages.0.repeat=2; se.0.reduction=8" in drawn
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out / "se_resnet20_cifar.onnx")).metadata_props}
+    assert json.loads(props["secompile.overrides"]) == {"stages.0.repeat": 2, "se.0.reduction": 8}
+    plain = secompile.to_onnx("se_resnet20_cifar")
+    assert "secompile.overrides" not in {p.key for p in plain.metadata_props}
+    dot = secompile.api.to_dot("se_resnet20_cifar", overrides={"input.size": 64})
+    assert dot.splitlines()[1] == '\tcomment="secompile overrides: input.size=64"'
+
+
+# -- backbones ----------------------------------------------------------------------------
+def test_features_only_on_se_resnet50():
+    net = secompile.compile("se_resnet50", features_only=True)
+    info = net.feature_info
+    assert info.channels() == [256, 512, 1024, 2048] and info.reduction() == [4, 8, 16, 32]
+    assert info.module_name() == ["stages.0", "stages.1", "stages.2", "stages.3"]
+    assert info[2]["num_chs"] == 1024 and len(info) == 4 and info.channels(1) == 512
+    feats = net.eval()(torch.randn(1, 3, 224, 224))
+    assert [tuple(f.shape) for f in feats] == [
+        (1, 256, 56, 56),
+        (1, 512, 28, 28),
+        (1, 1024, 14, 14),
+        (1, 2048, 7, 7),
+    ]
+    two = secompile.compile("se_resnet50", features_only=True, out_indices=(1, 3))
+    assert two.feature_info.channels() == [512, 2048] and len(two(torch.randn(1, 3, 64, 64))) == 2
+    full = secompile.compile("se_resnet50")
+    assert params(full) - params(net) == 2048 * 1000 + 1000
+    assert set(net.state_dict()) <= set(full.state_dict())
+
+
+def test_features_match_the_whole_network():
+    full = secompile.compile("se_resnet20_cifar", seed=3).eval()
+    net = secompile.compile(
+        "se_resnet20_cifar", seed=3, features_only=True, out_indices=(-1,)
+    ).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net(x)[0], full.forward_features(x))
+
+
+def test_count_of_the_truncated_network():
+    full = secompile.count("se_resnet50")
+    rep = secompile.count("se_resnet50", features_only=True, out_indices=(1,))
+    want = full["stem"]["params"] + sum(s["params"] for s in full["stages"][:2])
+    assert rep["total"]["params"] == want and rep["head"] is None and len(rep["stages"]) == 2
+    assert rep["se"]["blocks"] == 7 and rep["output"] == [512, 28, 28]
+    assert [f["num_chs"] for f in rep["features"]] == [512]
+    with pytest.raises(SpecError) as e:
+        secompile.count("se_resnet50", features_only=True, out_indices=(4,))
+    assert e.value.messages == [
+        "<out_indices>:1:1: out_indices: 4 is not a stage index of se_resnet50 "
+        "(it has 4 stages: 0..3)"
+    ]
+
+
+def test_onnx_backbone_one_output_per_feature(tmp_path):
+    import onnxruntime as ort
+
+    net = secompile.compile("se_resnet20_cifar", features_only=True, seed=0).eval()
+    with torch.no_grad():  # randomised BN statistics
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    full = secompile.compile("se_resnet20_cifar", seed=0)
+    full.load_state_dict(net.state_dict(), strict=False)
+    path = tmp_path / "b.onnx"
+    model = secompile.to_onnx("se_resnet20_cifar", full, path, features_only=True)
+    assert [o.name for o in model.graph.output] == ["feature_0", "feature_1", "feature_2"]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 32, 32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        want = net(x)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-4)
+    assert (
+        main(
+            [
+                "export",
+                "se_resnet20_cifar",
+                "-o",
+                str(tmp_path / "c.onnx"),
+                "--features-only",
+                "--out-indices",
+                "0,2",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    import onnx
+
+    assert [o.name for o in onnx.load(str(tmp_path / "c.onnx")).graph.output] == [
+        "feature_0",
+        "feature_2",
+    ]
+
+
+def test_detect_fpn_example_trains():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import detect_fpn
+    finally:
+        sys.path.pop(0)
+    losses = detect_fpn.train(steps=6, size=64, batch=2, log=None)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+# -- from a wheel, outside the checkout ---------------------------------------------------
+ACCEPTANCE = r"""
+import json, subprocess, sys
+import secompile, torch
+assert "site" in secompile.__file__, secompile.__file__
+names = secompile.list_models()
+print("models", len(names))
+out = subprocess.run([sys.executable, "-m", "secompile", "count", "se_resnet50", "--json"],
+                     capture_output=True, text=True)
+assert out.returncode == 0, out.stderr
+print("count params", json.loads(out.stdout)["total"]["params"])
+a = subprocess.run([sys.executable, "-m", "secompile", "count", "se_resnet50", "--json", "--set",
+                    "input.size=320"], capture_output=True, text=True)
+b = subprocess.run([sys.executable, "-m", "secompile", "count", "edited_320.yaml", "--json"],
+                   capture_output=True, text=True)
+ta, tb = json.loads(a.stdout)["total"], json.loads(b.stdout)["total"]
+print("320", ta == tb, ta["macs"])
+m = secompile.compile("se_resnet50", num_classes=365)
+full = secompile.compile("se_resnet50")
+n = lambda m: sum(p.numel() for p in m.parameters())
+print("365", m(torch.randn(1, 3, 224, 224)).shape[1], n(full) - n(m))
+bad = subprocess.run([sys.executable, "-m", "secompile", "count", "se_resnet50", "--set",
+                      "stages.0.repeat=x"],
+                     capture_output=True, text=True)
+print("bad", bad.returncode, bad.stderr.strip(), "Traceback" in bad.stderr)
+f = secompile.compile("se_resnet50", features_only=True)
+print("features", f.feature_info.channels(), f.feature_info.reduction(),
+      len(secompile.compile("se_resnet50", features_only=True, out_indices=(1, 3))(
+          torch.randn(1, 3, 64, 64))))
+"""
+
+
+def test_wheel_installed_outside_the_checkout(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copytree(
+        ROOT / "secompile", src / "secompile", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / f, src / f)
+    wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run(
+        pip + ["wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = next(wheels.glob("secompile-*.whl"))
+    subprocess.run(
+        pip + ["install", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    work.mkdir()
+    shipped = site / "secompile" / "specs"
+    assert sorted(p.stem for p in shipped.glob("*.yaml")) == sorted(p.stem for p in all_specs())
+    assert sorted(p.name for p in (shipped / "blocks").glob("*.yaml")) == sorted(
+        p.name for p in (SPECS / "blocks").glob("*.yaml")
+    )
+    (work / "edited_320.yaml").write_text(
+        (SPECS / "se_resnet50.yaml").read_text().replace("size: [224, 224]", "size: 320")
+    )  # includes: shipped blocks
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    out = subprocess.run(
+        [sys.executable, "-c", ACCEPTANCE], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines == {
+        "models": str(len(all_specs())),
+        "count": "params 28088024",
+        "320": "True 7896530944",
+        "365": f"365 {FC}",
+        "bad": "2 --set:1:17: stages[0].repeat: expected integer, got string 'x' False",
+        "features": "[256, 512, 1024, 2048] [4, 8, 16, 32] 2",
+    }, out.stdout
+    assert not pathlib.Path(work / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
+def test_bench_torch_without_cuda_is_a_clear_error():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_torch.py"), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--device cuda: this torch" in out.stderr and "sees no CUDA device" in out.stderr
