@@ -13,13 +13,14 @@ from support import SPECS, all_specs
 from torch import nn
 
 import secompile
-from secompile.backends.onnx_weights import foldable
 from secompile.backends.torch_inference import (
     Folded,
     InferenceNet,
     OneDNNConv,
     optimize_for_inference,
 )
+from secompile.passes.fold_bn import conv_chains
+from secompile.passes.fold_bn import foldable_bn as foldable
 
 DEFAULT_GMACS = 1.0
 FLAGSHIP = "se_resnext50"          # grouped convs + SE + projection shortcuts: in the default run too
@@ -102,8 +103,35 @@ def test_zoo_same_outputs(path):
     assert opt.report["bn_folded"] == len(foldable(g))
     assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in opt.modules()) == \
         sum(d["op"] == "batchnorm" for _, d in g.nodes()) - len(foldable(g))
+    # and every conv -> [BN] -> ReLU chain of the IR runs as one oneDNN convolution
+    if opt.report["onednn_convs"]:
+        assert opt.report["relu_fused"] == len(conv_chains(g))
     # the compiled model is left as it was
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_module_carries_its_graph():
+    """The IR travels with the module (what optimize_for_inference decides from): not in the
+    state_dict, shared by deep copies (never changed after lowering), kept by pickle."""
+    path = SPECS / "se_resnet20_cifar.yaml"
+    model = secompile.compile(path, seed=0).eval()
+    g = model.graph
+    assert g.structural_hash() == secompile.build_ir(path).structural_hash()
+    assert set(model.state_dict()) == set(secompile.compile(path, seed=0).state_dict())
+    assert not any("graph" in k or "_ir" in k for k in model.state_dict())
+    assert copy.deepcopy(model).graph is g
+    again = pickle.loads(pickle.dumps(model))
+    assert again.graph.structural_hash() == g.structural_hash()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert_close(optimize_for_inference(again, x)(x), model(x))
+    # every node with weights or state is a child module at its path
+    for p, d in g.nodes():
+        if d["op"] in ("conv2d", "batchnorm", "linear"):
+            assert isinstance(model.get_submodule(p), nn.Module)
+    del again.__dict__["_ir"]        # as a module pickled before graphs were kept
+    with pytest.raises(ValueError, match="carries no IR graph"):
+        optimize_for_inference(again)
 
 
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "eager"])
