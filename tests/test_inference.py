@@ -16,6 +16,7 @@ import secompile
 from secompile.backends.torch_inference import (
     Folded,
     InferenceNet,
+    MatmulConv,
     OneDNNConv,
     optimize_for_inference,
 )
@@ -203,6 +204,29 @@ def test_state_dict_layout():
     assert torch.allclose(opt.state_dict()[f"{conv}.weight"], w, atol=1e-6)
     assert torch.allclose(opt.state_dict()[f"{conv}.bias"], m.bias - m.running_mean * s, atol=1e-6)
     assert isinstance(opt.get_submodule(bn), Folded) and isinstance(opt.get_submodule(conv), OneDNNConv)
+
+
+def test_se_fcs_are_matrix_products():
+    """The IR's 1x1 convs on a 1x1 map (the SE excitation) run as addmv / addmm, and compute what
+    the conv does at batch 1 and 3, on a larger image, in float64 and under CPU autocast."""
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)).eval()
+    g = model.graph
+    fcs = [p for p, d in g.nodes() if d["op"] == "conv2d" and g.shape(d["inputs"][0])[1:] == (1, 1)]
+    opt = optimize_for_inference(model)
+    assert fcs and all(type(opt.get_submodule(p)) is MatmulConv for p in fcs)
+    assert sum(isinstance(m, MatmulConv) for m in opt.modules()) == len(fcs)
+    assert opt.get_submodule(fcs[0]).relu       # fc1 -> relu: the ReLU runs on its output
+    for shape in ((1, 3, 32, 32), (3, 3, 32, 32), (1, 3, 48, 48)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert_close(opt(x), model(x))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        want = copy.deepcopy(model).double()(x)
+        assert_close(copy.deepcopy(opt).double()(x[:1]), want[:1])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = opt(x[:1].float())
+    assert (y.float() - want[:1].float()).abs().max() <= 0.05 * max(1.0, want.abs().max().item())
 
 
 def test_weights_loaded_later_are_used():

@@ -69,9 +69,8 @@ class OneDNNConv(nn.Conv2d):
     Eager `F.conv2d` on CPU reorders the plain weight into oneDNN's blocked layout on every call
     (all 25M weights of a ResNet-50 at each forward); this keeps the reordered copy (`_packed`,
     not in the state_dict) and reorders again only when `weight` changes (load_state_dict, `.to`).
-    The output comes back channels_last. A 1x1 input to a 1x1 conv (the SE excitation's FC
-    layers) is a matrix product (addmm). Anything but a float32 CPU forward without autograd or
-    autocast takes the plain path: conv2d, then relu_.
+    The output comes back channels_last (a 1x1 conv on a 1x1 input is a `MatmulConv`). Anything
+    but a float32 CPU forward without autograd or autocast takes the plain path: conv2d, relu_.
     """
 
     relu = False
@@ -82,14 +81,6 @@ class OneDNNConv(nn.Conv2d):
                 _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
             y = super().forward(x)
             return torch.relu_(y) if self.relu else y
-        if x.shape[-1] * x.shape[-2] == 1 and self._fc:
-            # a 1x1 input (the SE excitation's FC layers): a matrix product; oneDNN's fixed
-            # cost per call (~20 us) and eager's slow_conv2d are several times addmm's
-            x2 = x.flatten(1)
-            y = torch.addmm(self.bias, x2, w.flatten(1).t()) if self.bias is not None else x2 @ w.flatten(1).t()
-            if self.relu:
-                y.relu_()
-            return y.view(*y.shape, 1, 1)
         key = (w.data_ptr(), w._version)
         if self.__dict__.get("_packed_key") != key:
             self._packed = torch.ops.mkldnn._reorder_convolution_weight(
@@ -99,10 +90,6 @@ class OneDNNConv(nn.Conv2d):
             x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
             "relu" if self.relu else "none", [None], "")
 
-    @property
-    def _fc(self) -> bool:
-        return self.kernel_size == (1, 1) and self.groups == 1 and self.padding == (0, 0)
-
     def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
         state = self.__dict__.copy()
         state.pop("_packed", None)
@@ -111,6 +98,36 @@ class OneDNNConv(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", relu=True" if self.relu else "")
+
+
+class MatmulConv(OneDNNConv):
+    """A 1x1 conv that the IR shows reading a 1x1 map (the SE excitation's FC layers): a matrix
+    product, any device, dtype or autocast. oneDNN's fixed cost per call (~20 us) and eager's
+    slow_conv2d are several times that; at batch 1 a matrix-vector product (addmv), and the
+    per-call guards of OneDNNConv are left out (Python time is a third of an SE block's at
+    batch 1)."""
+
+    def forward(self, x):
+        if x.shape[-1] != 1 or x.shape[-2] != 1:     # a larger input than the spec's
+            y = nn.Conv2d.forward(self, x)
+            return torch.relu_(y) if self.relu else y
+        w = self.weight.flatten(1)
+        if x.shape[0] == 1 and self.bias is not None and x.dtype == w.dtype:   # (not autocast)
+            y = torch.addmv(self.bias, w, x.reshape(-1))
+        elif self.bias is not None:
+            y = torch.addmm(self.bias, x.flatten(1), w.t())
+        else:
+            y = x.flatten(1) @ w.t()
+        if self.relu:
+            y = y.relu_()
+        return y.view(x.shape[0], -1, 1, 1)
+
+
+def matmul_conv(g: Graph, path: str) -> bool:
+    """Does the IR's conv at `path` read a 1x1 map with a 1x1 kernel and no padding?"""
+    a = g.node(path)["attrs"]
+    return g.shape(g.inputs(path)[0])[1:] == (1, 1) and a["kernel"] in (1, (1, 1)) and \
+        a["groups"] == 1 and a["padding"] in (0, (0, 0))
 
 
 class InferenceNet(nn.Module):
@@ -223,13 +240,14 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
         report["bn_folded"] += 1
     if not onednn:
         return
-    for m in net.modules():
-        if _plain_conv(m):
-            m.__class__ = OneDNNConv      # the copy's own conv: same parameters, packed forward
+    for p, d in g.nodes():
+        m = mods[p] if d["op"] == "conv2d" else None
+        if _plain_conv(m):     # the copy's own conv: same parameters, another forward
+            m.__class__ = MatmulConv if matmul_conv(g, p) else OneDNNConv
             report["onednn_convs"] += 1
     for chain in conv_chains(g):
         conv, act = mods[chain.conv], mods[chain.act]
-        if (chain.bn is None or chain.bn in folded) and type(conv) is OneDNNConv and not conv.relu \
+        if (chain.bn is None or chain.bn in folded) and isinstance(conv, OneDNNConv) and not conv.relu \
                 and type(act) is nn.ReLU:
             conv.relu = True
             mods[chain.act] = Folded(chain.conv, "ReLU")
