@@ -310,6 +310,13 @@ def test_odd_layers():
     """A BN after a BN (not foldable: it stays), a conv with a bias of its own, asymmetric and
     dilated grouped convs, relu6 (not fused), a BN1d after a linear (folded into it)."""
     model = randomise(secompile.compile(ODD, seed=0)).eval()
+    # the IR's decisions (shared with the ONNX backend): relu6 after c3 is not a chain, and the
+    # head's relu follows a linear, not a conv
+    assert foldable(model.graph) == {
+        "stages.0.c1.bn": "stages.0.c1.conv", "stages.0.bn2": "stages.0.c2.conv",
+        "stages.0.c3.bn": "stages.0.c3.conv", "head.bn": "head.fc1"}
+    assert conv_chains(model.graph) == [("stages.0.c1.conv", "stages.0.c1.bn", "stages.0.c1.act"),
+                                        ("stages.0.c2.conv", "stages.0.bn2", "stages.0.4")]
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
         ref = model(x)

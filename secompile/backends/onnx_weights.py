@@ -16,7 +16,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.ops import BN_WEIGHTS, OPS
-from ..passes.fold_bn import foldable_bn as foldable  # noqa: F401 - the IR decides, as for torch
+from ..passes.fold_bn import foldable_bn as foldable  # noqa: F401 (the rule lives in passes/)
 from ..spec.errors import Mark, Problem, SpecError
 from .checkpoint import read_checkpoint, strip_prefixes
 
