@@ -13,13 +13,15 @@ from support import SPECS, all_specs
 from torch import nn
 
 import secompile
-from secompile.backends.onnx_weights import foldable
 from secompile.backends.torch_inference import (
     Folded,
     InferenceNet,
+    MatmulConv,
     OneDNNConv,
     optimize_for_inference,
 )
+from secompile.passes.fold_bn import conv_chains
+from secompile.passes.fold_bn import foldable_bn as foldable
 
 DEFAULT_GMACS = 1.0
 FLAGSHIP = "se_resnext50"          # grouped convs + SE + projection shortcuts: in the default run too
@@ -102,8 +104,35 @@ def test_zoo_same_outputs(path):
     assert opt.report["bn_folded"] == len(foldable(g))
     assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in opt.modules()) == \
         sum(d["op"] == "batchnorm" for _, d in g.nodes()) - len(foldable(g))
+    # and every conv -> [BN] -> ReLU chain of the IR runs as one oneDNN convolution
+    if opt.report["onednn_convs"]:
+        assert opt.report["relu_fused"] == len(conv_chains(g))
     # the compiled model is left as it was
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_module_carries_its_graph():
+    """The IR travels with the module (what optimize_for_inference decides from): not in the
+    state_dict, shared by deep copies (never changed after lowering), kept by pickle."""
+    path = SPECS / "se_resnet20_cifar.yaml"
+    model = secompile.compile(path, seed=0).eval()
+    g = model.graph
+    assert g.structural_hash() == secompile.build_ir(path).structural_hash()
+    assert set(model.state_dict()) == set(secompile.compile(path, seed=0).state_dict())
+    assert not any("graph" in k or "_ir" in k for k in model.state_dict())
+    assert copy.deepcopy(model).graph is g
+    again = pickle.loads(pickle.dumps(model))
+    assert again.graph.structural_hash() == g.structural_hash()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert_close(optimize_for_inference(again, x)(x), model(x))
+    # every node with weights or state is a child module at its path
+    for p, d in g.nodes():
+        if d["op"] in ("conv2d", "batchnorm", "linear"):
+            assert isinstance(model.get_submodule(p), nn.Module)
+    del again.__dict__["_ir"]        # as a module pickled before graphs were kept
+    with pytest.raises(ValueError, match="carries no IR graph"):
+        optimize_for_inference(again)
 
 
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "eager"])
@@ -175,6 +204,29 @@ def test_state_dict_layout():
     assert torch.allclose(opt.state_dict()[f"{conv}.weight"], w, atol=1e-6)
     assert torch.allclose(opt.state_dict()[f"{conv}.bias"], m.bias - m.running_mean * s, atol=1e-6)
     assert isinstance(opt.get_submodule(bn), Folded) and isinstance(opt.get_submodule(conv), OneDNNConv)
+
+
+def test_se_fcs_are_matrix_products():
+    """The IR's 1x1 convs on a 1x1 map (the SE excitation) run as addmv / addmm, and compute what
+    the conv does at batch 1 and 3, on a larger image, in float64 and under CPU autocast."""
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)).eval()
+    g = model.graph
+    fcs = [p for p, d in g.nodes() if d["op"] == "conv2d" and g.shape(d["inputs"][0])[1:] == (1, 1)]
+    opt = optimize_for_inference(model)
+    assert fcs and all(type(opt.get_submodule(p)) is MatmulConv for p in fcs)
+    assert sum(isinstance(m, MatmulConv) for m in opt.modules()) == len(fcs)
+    assert opt.get_submodule(fcs[0]).relu       # fc1 -> relu: the ReLU runs on its output
+    for shape in ((1, 3, 32, 32), (3, 3, 32, 32), (1, 3, 48, 48)):
+        x = torch.randn(shape)
+        with torch.no_grad():
+            assert_close(opt(x), model(x))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        want = copy.deepcopy(model).double()(x)
+        assert_close(copy.deepcopy(opt).double()(x[:1]), want[:1])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = opt(x[:1].float())
+    assert (y.float() - want[:1].float()).abs().max() <= 0.05 * max(1.0, want.abs().max().item())
 
 
 def test_weights_loaded_later_are_used():
@@ -258,6 +310,13 @@ def test_odd_layers():
     """A BN after a BN (not foldable: it stays), a conv with a bias of its own, asymmetric and
     dilated grouped convs, relu6 (not fused), a BN1d after a linear (folded into it)."""
     model = randomise(secompile.compile(ODD, seed=0)).eval()
+    # the IR's decisions (shared with the ONNX backend): relu6 after c3 is not a chain, and the
+    # head's relu follows a linear, not a conv
+    assert foldable(model.graph) == {
+        "stages.0.c1.bn": "stages.0.c1.conv", "stages.0.bn2": "stages.0.c2.conv",
+        "stages.0.c3.bn": "stages.0.c3.conv", "head.bn": "head.fc1"}
+    assert conv_chains(model.graph) == [("stages.0.c1.conv", "stages.0.c1.bn", "stages.0.c1.act"),
+                                        ("stages.0.c2.conv", "stages.0.bn2", "stages.0.4")]
     x = torch.randn(3, 3, 16, 16)
     with torch.no_grad():
         ref = model(x)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..ir.graph import Graph
 from ..ir.ops import BN_WEIGHTS, OPS
+from ..passes.fold_bn import foldable_bn as foldable  # noqa: F401 (the rule lives in passes/)
 from ..spec.errors import Mark, Problem, SpecError
 from .checkpoint import read_checkpoint, strip_prefixes
 
@@ -92,18 +93,6 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
         more = f" (and {len(bad) - 1} more mismatching key{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
         key, _, msg = bad[0].partition(": ")
         raise SpecError([Problem(Mark(where, 1, 1), key, msg + more)])
-    return out
-
-
-def foldable(g: Graph) -> dict[str, str]:
-    """BatchNorm path -> the conv/linear it folds into: the BN's only producer, read by nothing else."""
-    out = {}
-    for p, d in g.nodes():
-        if d["op"] != "batchnorm":
-            continue
-        src = d["inputs"][0]
-        if g.op(src) in ("conv2d", "linear") and g.consumers(src) == [p] and src != g.output:
-            out[p] = src
     return out
 
 

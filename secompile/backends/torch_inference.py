@@ -3,9 +3,10 @@
 Works on the module the torch backend returns (a `CompiledNet` of `Unit`s whose generated
 forwards call child modules), never on the code generator: a transformation of modules only.
 
-1. Dataflow. Each unit's generated `forward` is straight-line Python; parsing it (`ast`) gives
-   which child module is called on which value and who reads every value, so a rewrite is
-   made only where the code proves it safe (a conv whose output only its BN reads, ...).
+1. Decisions from the IR. The module carries the graph it was lowered from (`model.graph`);
+   which BNs fold and which ReLUs fuse are graph queries shared with the ONNX backend
+   (`passes.fold_bn`: `foldable_bn`, `conv_chains`), and a node's module is found by its path
+   (unit path + the node's path inside the unit). The generated code is never read back.
 2. BN folding. A BatchNorm reading a conv/linear output that nothing else reads is folded
    into that layer (W * s per output channel, bias (b - mean) * s + beta, s = gamma /
    sqrt(var + eps), in float64) and replaced by `Folded`, an identity: the generated code
@@ -25,7 +26,6 @@ The SE scale + residual add stays the backend's fused `torch.addcmul`.
 """
 from __future__ import annotations
 
-import ast
 import copy
 import statistics
 import time
@@ -33,6 +33,8 @@ import time
 import torch
 from torch import nn
 
+from ..ir.graph import Graph
+from ..passes.fold_bn import conv_chains, foldable_bn
 from .torch import CompiledNet, Unit
 
 # CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
@@ -67,9 +69,8 @@ class OneDNNConv(nn.Conv2d):
     Eager `F.conv2d` on CPU reorders the plain weight into oneDNN's blocked layout on every call
     (all 25M weights of a ResNet-50 at each forward); this keeps the reordered copy (`_packed`,
     not in the state_dict) and reorders again only when `weight` changes (load_state_dict, `.to`).
-    The output comes back channels_last. A 1x1 input to a 1x1 conv (the SE excitation's FC
-    layers) is a matrix product (addmm). Anything but a float32 CPU forward without autograd or
-    autocast takes the plain path: conv2d, then relu_.
+    The output comes back channels_last (a 1x1 conv on a 1x1 input is a `MatmulConv`). Anything
+    but a float32 CPU forward without autograd or autocast takes the plain path: conv2d, relu_.
     """
 
     relu = False
@@ -80,14 +81,6 @@ class OneDNNConv(nn.Conv2d):
                 _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
             y = super().forward(x)
             return torch.relu_(y) if self.relu else y
-        if x.shape[-1] * x.shape[-2] == 1 and self._fc:
-            # a 1x1 input (the SE excitation's FC layers): a matrix product; oneDNN's fixed
-            # cost per call (~20 us) and eager's slow_conv2d are several times addmm's
-            x2 = x.flatten(1)
-            y = torch.addmm(self.bias, x2, w.flatten(1).t()) if self.bias is not None else x2 @ w.flatten(1).t()
-            if self.relu:
-                y.relu_()
-            return y.view(*y.shape, 1, 1)
         key = (w.data_ptr(), w._version)
         if self.__dict__.get("_packed_key") != key:
             self._packed = torch.ops.mkldnn._reorder_convolution_weight(
@@ -97,10 +90,6 @@ class OneDNNConv(nn.Conv2d):
             x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
             "relu" if self.relu else "none", [None], "")
 
-    @property
-    def _fc(self) -> bool:
-        return self.kernel_size == (1, 1) and self.groups == 1 and self.padding == (0, 0)
-
     def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
         state = self.__dict__.copy()
         state.pop("_packed", None)
@@ -109,6 +98,36 @@ class OneDNNConv(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", relu=True" if self.relu else "")
+
+
+class MatmulConv(OneDNNConv):
+    """A 1x1 conv that the IR shows reading a 1x1 map (the SE excitation's FC layers): a matrix
+    product, any device, dtype or autocast. oneDNN's fixed cost per call (~20 us) and eager's
+    slow_conv2d are several times that; at batch 1 a matrix-vector product (addmv), and the
+    per-call guards of OneDNNConv are left out (Python time is a third of an SE block's at
+    batch 1)."""
+
+    def forward(self, x):
+        if x.shape[-1] != 1 or x.shape[-2] != 1:     # a larger input than the spec's
+            y = nn.Conv2d.forward(self, x)
+            return torch.relu_(y) if self.relu else y
+        w = self.weight.flatten(1)
+        if x.shape[0] == 1 and self.bias is not None and x.dtype == w.dtype:   # (not autocast)
+            y = torch.addmv(self.bias, w, x.reshape(-1))
+        elif self.bias is not None:
+            y = torch.addmm(self.bias, x.flatten(1), w.t())
+        else:
+            y = x.flatten(1) @ w.t()
+        if self.relu:
+            y = y.relu_()
+        return y.view(x.shape[0], -1, 1, 1)
+
+
+def matmul_conv(g: Graph, path: str) -> bool:
+    """Does the IR's conv at `path` read a 1x1 map with a 1x1 kernel and no padding?"""
+    a = g.node(path)["attrs"]
+    return g.shape(g.inputs(path)[0])[1:] == (1, 1) and a["kernel"] in (1, (1, 1)) and \
+        a["groups"] == 1 and a["padding"] in (0, (0, 0))
 
 
 class InferenceNet(nn.Module):
@@ -150,73 +169,6 @@ class InferenceNet(nn.Module):
                 f"onednn_convs={r['onednn_convs']}, relu_fused={r['relu_fused']}")
 
 
-# -- dataflow of a unit's generated forward ------------------------------------------------
-def _chain(node) -> list[str] | None:
-    """`self.a._modules['0'].b` -> ['a', '0', 'b']; None when not a chain from `self`."""
-    segs = []
-    while True:
-        if isinstance(node, ast.Attribute):
-            segs.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and \
-                node.value.attr == "_modules" and isinstance(node.slice, ast.Constant):
-            segs.append(str(node.slice.value))
-            node = node.value.value
-        elif isinstance(node, ast.Name) and node.id == "self":
-            return segs[::-1]
-        else:
-            return None
-
-
-def _child(unit: nn.Module, segs: list[str]) -> nn.Module | None:
-    m = unit
-    for s in segs:
-        m = m._modules.get(s) if isinstance(m, nn.Module) else None
-        if m is None:
-            return None
-    return m
-
-
-class _Flow:
-    """defs: value -> (module path in the unit or None, module, names of the call's arguments);
-    reads: value -> how many statements read it (the frees `v = None` not counted)."""
-
-    def __init__(self, unit: Unit):
-        fwd = next(f for f in ast.parse(unit.code).body if isinstance(f, ast.FunctionDef) and f.name == "forward")
-        self.defs: dict[str, tuple] = {}
-        self.reads: dict[str, int] = {}
-        self.calls: dict[int, int] = {}        # id(module) -> times called in this forward
-        for st in ast.walk(fwd):
-            if isinstance(st, ast.Call):
-                segs = _chain(st.func)
-                mod = _child(unit, segs) if segs else None
-                if mod is not None:
-                    self.calls[id(mod)] = self.calls.get(id(mod), 0) + 1
-        for st in fwd.body:
-            for n in ast.walk(st):
-                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id != "self":
-                    if not (isinstance(st, ast.Assign) and isinstance(st.value, ast.Constant)):
-                        self.reads[n.id] = self.reads.get(n.id, 0) + 1
-            if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name) \
-                    and isinstance(st.value, ast.Call) and not st.value.keywords:
-                segs = _chain(st.value.func)
-                mod = _child(unit, segs) if segs else None
-                args = [a.id if isinstance(a, ast.Name) else None for a in st.value.args]
-                if mod is not None and st.targets[0].id not in self.defs:
-                    self.defs[st.targets[0].id] = (".".join(segs), mod, args)
-
-
-def _only_reader(flow: _Flow, value: str) -> bool:
-    return flow.reads.get(value, 0) == 1
-
-
-def _producer(flow: _Flow, value: str | None, kinds: tuple):
-    d = flow.defs.get(value) if value else None
-    if d and isinstance(d[1], kinds) and flow.calls.get(id(d[1])) == 1 and len(d[2]) == 1:
-        return d
-    return None
-
-
 # -- folding -------------------------------------------------------------------------------
 @torch.no_grad()
 def _fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
@@ -234,51 +186,72 @@ def _fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
     layer.bias = nn.Parameter(new_b, requires_grad=False)
 
 
-def _set_child(unit: nn.Module, path: str, mod: nn.Module) -> None:
-    *parents, last = path.split(".")
-    _child(unit, parents)._modules[last] = mod
-
-
 def _plain_conv(m) -> bool:
     return type(m) is nn.Conv2d and m.padding_mode == "zeros" and not isinstance(m.padding, str)
 
 
-def _rewrite_unit(unit: Unit, onednn: bool, report: dict) -> None:
-    flow = _Flow(unit)
-    folded_into: dict[str, str] = {}    # value produced by a folded BN -> the conv value it now is
-    for v, (path, mod, args) in list(flow.defs.items()):
-        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and mod.running_mean is not None and \
-                flow.calls.get(id(mod)) == 1:
-            src = _producer(flow, args[0], (nn.Conv2d, nn.Linear))
-            if src is None or not _only_reader(flow, args[0]):
-                continue
-            if isinstance(mod, nn.BatchNorm2d) != isinstance(src[1], nn.Conv2d):
-                continue
-            _fold_bn(src[1], mod)
-            _set_child(unit, path, Folded(src[0], "BatchNorm"))
-            folded_into[v] = args[0]
-            report["bn_folded"] += 1
+class _Modules:
+    """IR node path -> the child module the torch backend made for it: the unit's path, then
+    the node's path inside the unit, segment by segment through `_modules` (a child may be
+    named like an nn.Module attribute, see backends.torch.Scope)."""
+
+    def __init__(self, net: CompiledNet, g: Graph):
+        self.g = g
+        self.units = {m.path: m for m in net.modules() if isinstance(m, Unit)}
+
+    def _parent(self, path: str):
+        unit = self.g.unit_of(path)
+        m = self.units.get(unit)
+        if m is None:
+            return None, None
+        *parents, last = path[len(unit) + 1:].split(".")
+        for seg in parents:
+            m = m._modules.get(seg)
+            if m is None:
+                return None, None
+        return m, last
+
+    def __getitem__(self, path: str) -> nn.Module | None:
+        parent, name = self._parent(path)
+        return parent._modules.get(name) if parent is not None else None
+
+    def __setitem__(self, path: str, mod: nn.Module) -> None:
+        parent, name = self._parent(path)
+        parent._modules[name] = mod
+
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
+    """Fold and fuse what the IR says may be (passes.fold_bn), where the module at each node's
+    path is still what the backend made for it (a swapped-in child is left alone)."""
+    mods = _Modules(net, g)
+    folded = set()
+    for bn_path, src_path in foldable_bn(g).items():
+        bn, src = mods[bn_path], mods[src_path]
+        if not (type(bn) in _BN and bn.running_mean is not None
+                and type(src) in (nn.Conv2d, nn.Linear)
+                and (type(bn) is nn.BatchNorm2d) == (type(src) is nn.Conv2d)):
+            continue
+        _fold_bn(src, bn)
+        mods[bn_path] = Folded(src_path, "BatchNorm")
+        folded.add(bn_path)
+        report["bn_folded"] += 1
     if not onednn:
         return
-    for m in unit.modules():
-        if _plain_conv(m):
-            m.__class__ = OneDNNConv      # the copy's own conv: same parameters, packed forward
+    for p, d in g.nodes():
+        m = mods[p] if d["op"] == "conv2d" else None
+        if _plain_conv(m):     # the copy's own conv: same parameters, another forward
+            m.__class__ = MatmulConv if matmul_conv(g, p) else OneDNNConv
             report["onednn_convs"] += 1
-    for v, (path, mod, args) in list(flow.defs.items()):
-        if type(mod) is not nn.ReLU or len(args) != 1 or flow.calls.get(id(mod)) != 1:
-            continue
-        val = args[0]
-        if not _only_reader(flow, val):
-            continue
-        val = folded_into.get(val, val)
-        if val != args[0] and not _only_reader(flow, val):
-            continue
-        src = _producer(flow, val, (OneDNNConv,))
-        if src is None or src[1].relu:
-            continue
-        src[1].relu = True
-        _set_child(unit, path, Folded(src[0], "ReLU"))
-        report["relu_fused"] += 1
+    for chain in conv_chains(g):
+        conv, act = mods[chain.conv], mods[chain.act]
+        if (chain.bn is None or chain.bn in folded) and isinstance(conv, OneDNNConv) and not conv.relu \
+                and type(act) is nn.ReLU:
+            conv.relu = True
+            mods[chain.act] = Folded(chain.conv, "ReLU")
+            report["relu_fused"] += 1
 
 
 def _onednn_available() -> bool:
@@ -346,6 +319,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     if not isinstance(model, CompiledNet):
         raise TypeError("optimize_for_inference takes a module compiled by secompile "
                         f"(secompile.compile), not {type(model).__name__}")
+    if model.graph is None:
+        raise ValueError("this module carries no IR graph (it was not made by secompile's lower(), "
+                         "or pickled by an older secompile): compile the spec again")
     if any(m.training for m in model.modules()):
         raise ValueError("the model is in training mode: its BatchNorms use batch statistics there, "
                          "which folding cannot keep; call model.eval() first (inference then uses the "
@@ -360,8 +336,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     for p in net.parameters():
         p.requires_grad_(False)
     report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0}
-    for unit in [m for m in net.modules() if isinstance(m, Unit)]:
-        _rewrite_unit(unit, onednn, report)
+    _rewrite(net, model.graph, onednn, report)
     fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
     out = InferenceNet(net, fmt, report).eval()
     if memory_format == "measure":
