@@ -12,7 +12,7 @@ import contextlib
 import gc
 
 from .analysis.counts import Counts, report
-from .frontend import expand
+from .frontend import attention_modules, expand
 from .ir.graph import Graph
 from .passes import insert_se
 from .spec.document import Spec, load_spec
@@ -40,7 +40,7 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None) -> Graph:
         spec = load_spec(spec, base_dir)
         g = expand(spec)
         if se and spec.data.get("se"):
-            g = insert_se(g, spec.data["se"], spec.smap)
+            g = insert_se(g, spec.data["se"], spec.smap, modules=attention_modules(spec))
         return g
 
 

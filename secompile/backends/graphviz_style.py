@@ -107,6 +107,7 @@ LOOKS: dict[str, OpLook] = {
     "flatten": OpLook("plain", _text("flatten")),
     "linear": OpLook("linear", lambda a, ins: f"fc, {a['out']}"),
     "dropout": OpLook("plain", lambda a, ins: f"dropout {a['p']:g}"),
+    "drop_path": OpLook("plain", lambda a, ins: f"drop path {a['p']:g}"),
     "identity": OpLook("plain", _text("identity")),
     "add": OpLook("merge", _add),
     "concat": OpLook("merge", _text("concat")),

@@ -216,6 +216,7 @@ EMITTERS = {
     "flatten": _Lowering.op_flatten,
     "identity": _Lowering.op_identity,
     "dropout": _Lowering.op_identity,   # inference: dropout is the identity
+    "drop_path": _Lowering.op_identity,   # inference: stochastic depth is the identity
     "mul": _Lowering.op_mul,
     "concat": _Lowering.op_concat,
     "add": _Lowering.op_add,

@@ -129,6 +129,24 @@ class _Node:
         self.pos = pos          # unit node path -> position in the forward
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (timm's drop_path): in training, each sample's tensor is zeroed with
+    probability p and the survivors scaled by 1 / (1 - p); the identity in eval."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) >= self.p
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class TorchOp(NamedTuple):
     expr: Callable[[_Node], str]
     # (attrs, input shape) -> the node's child module, or None: inline code only
@@ -211,6 +229,7 @@ EMITTERS: dict[str, TorchOp] = {
                                                           ceil_mode=a["ceil_mode"])),
     "avgpool2d": TorchOp(_call, _avgpool2d),
     "dropout": TorchOp(_call, lambda a, s: nn.Dropout(a["p"])),
+    "drop_path": TorchOp(_call, lambda a, s: DropPath(a["p"])),
     "act": TorchOp(_act_expr, _act),
     "global_pool": TorchOp(_global_pool_expr),
     "flatten": TorchOp(lambda n: f"{n.ins[0]}.flatten(1)"),

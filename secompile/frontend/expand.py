@@ -27,10 +27,14 @@ __all__ = ["expand", "Expander", "MAX_BLOCKS", "MAX_IR_NODES", "MAX_NESTING"]
 class Expander(Binding, Templates):
     """One expansion: the graph being built and the problems found so far (reported all at once)."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, graph: Graph | None = None):
         self.spec = spec
         self.problems = []
-        self.graph = Graph(spec.name, spec.input_shape)
+        self.graph = Graph(spec.name, spec.input_shape) if graph is None else graph
+        self.block_env: dict = {}     # per-block names of the stage-level block being expanded
+        self.anchor: str | None = None   # set: new nodes are placed after it (SE modules, passes/)
+        self.added: list[str] = []       # nodes added in anchor mode
+        self.bound: dict = {}            # the environment of the template instantiated last
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
@@ -39,7 +43,11 @@ class Expander(Binding, Templates):
             raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} nodes at {ipath}; "
                                                      f"refusing it{where}")])
         try:
-            return self.graph.add(ipath, op, attrs, inputs)
+            if self.anchor is None:
+                return self.graph.add(ipath, op, attrs, inputs)
+            self.anchor = self.graph.add(ipath, op, attrs, inputs, after=self.anchor)
+            self.added.append(self.anchor)
+            return self.anchor
         except ops.OpError as e:
             if blame is not None:
                 self.blame(ctx, blame, f"{e} at {ipath}")
@@ -55,8 +63,11 @@ class Expander(Binding, Templates):
         x = g.add("input", "input", {"shape": spec.input_shape}, [])
         if spec.data.get("stem"):
             x = self.unit(root, "stem", ("stem",), spec.data["stem"], x)
+        self.net_blocks = sum(_repeat(st) for st in spec.data["stages"])
+        self.net_block_index = 0
         for i, st in enumerate(spec.data["stages"]):
             x = self.stage(root, i, st, x)
+        self.block_env = {}
         if spec.data.get("head"):
             x = self.unit(root, "head", ("head",), spec.data["head"], x)
         g.output = x
@@ -91,8 +102,9 @@ class Expander(Binding, Templates):
                 self.problem(root, path + (extra[0],), f"a layer stage takes only 'layers' and 'name', "
                                                        f"not '{extra[0]}'", key=True)
             g.add_unit(scope)
+            env = {k: Param(v, None, ()) for k, v in self.enter_block(i, 0, 1, x).items()}
             try:
-                out = self.items(Ctx(root.smap, {}, format_path(path)), st["layers"], path + ("layers",), scope, x)
+                out = self.items(Ctx(root.smap, env, format_path(path)), st["layers"], path + ("layers",), scope, x)
             except Abort:
                 return x
             c = Composite(scope, "layers", x, out, stage=i, index=0, name=name,
@@ -115,6 +127,7 @@ class Expander(Binding, Templates):
             return x
         params = {k: v for k, v in st.items() if k not in ("block", "repeat", "name")}
         for j in range(st.get("repeat", 1)):
+            self.enter_block(i, j, st.get("repeat", 1), x)
             scope_j = f"{scope}.blocks.{j}"
             given = dict(params)
             if j > 0 and "stride" in given:
@@ -130,6 +143,14 @@ class Expander(Binding, Templates):
             if len(self.problems) > before and j > 0:
                 break   # later repeats would repeat the same problems
         return x
+
+    def enter_block(self, stage: int, index: int, stage_blocks: int, x: str) -> dict:
+        """The per-block names templates and `when:` see inside one stage-level block."""
+        self.block_env = {"block_index": index, "stage_index": stage, "stage_blocks": stage_blocks,
+                          "net_block_index": self.net_block_index, "net_blocks": self.net_blocks,
+                          "block_in": self.graph.shape(x)[0]}
+        self.net_block_index += 1
+        return self.block_env
 
     # -- layer lists -----------------------------------------------------------------
     def items(self, ctx: Ctx, items: list, path, scope: str, x: str) -> str:
@@ -147,12 +168,14 @@ class Expander(Binding, Templates):
         if isinstance(item, str):
             kind, attrs = item, {}
         else:
-            kinds = [k for k in item if k != "name"]
+            kinds = [k for k in item if k not in ("name", "when")]
             if len(kinds) != 1:
                 self.problem(ctx, path, "a layer has exactly one kind, got " + (", ".join(kinds) or "none"))
                 raise Abort
             kind = kinds[0]
             attrs = item[kind] or {}
+            if "when" in item and not self.condition(ctx, item["when"], tuple(path) + ("when",)):
+                return x   # a false condition removes the layer
         apath = tuple(path) + ((kind,) if not isinstance(item, str) else ())
         if kind in COMPOSITES:
             comp = COMPOSITES[kind](self, ctx, attrs, apath, p, x)
@@ -169,6 +192,19 @@ class Expander(Binding, Templates):
         if kind not in LAYERS:
             raise AssertionError(f"layer kind {kind} passed the schema but has no expansion")
         return LAYERS[kind](self, ctx, attrs, apath, p, x)
+
+
+    def condition(self, ctx: Ctx, raw, path) -> bool:
+        val = self.value(ctx, raw, path)[0]
+        if not isinstance(val, bool):
+            self.problem(ctx, path, f"when: expected true or false, got {val!r}")
+            raise Abort
+        return val
+
+
+def _repeat(st) -> int:
+    r = st.get("repeat", 1) if isinstance(st, dict) else 1
+    return r if isinstance(r, int) and not isinstance(r, bool) else 1
 
 
 def expand(spec: Spec) -> Graph:

@@ -17,7 +17,7 @@ Counting rules (docs/counting.md):
 - mul:      SE scale, one multiply per element (C * H * W)
 - add:      a plain add is 0; a scaled input (residual scaling) is one multiply-add per element
 - scale_add: the fused SE scale + add (passes/fuse.py): the multiply of `mul`, C * H * W
-- batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, identity: 0 MACs
+- batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, drop_path, identity: 0 MACs
   (BatchNorm folds into the convolution at inference; max and activations are not
   multiply-adds). BatchNorm has 2 * C parameters (affine); running statistics are buffers.
 Bias adds are not counted, as in the paper and in torch.utils.flop_counter.
@@ -225,6 +225,8 @@ _DEFS = (
     OpDef("linear", shape_linear, fresh=True, weights=LINEAR_WEIGHTS,
           attrs={"out": REQUIRED, "bias": True}, macs=lambda a, ins, out: ins[0][0] * a["out"]),
     OpDef("dropout", shape_same, attrs={"p": 0.5}),
+    # stochastic depth (language v2): drops whole samples in training, the identity in eval
+    OpDef("drop_path", shape_same, attrs={"p": 0.0}),
     OpDef("identity", shape_same),
     OpDef("add", shape_add, fresh=True, macs=_add_macs,
           attrs={"scales": None}),   # one per input; None: all 1
