@@ -140,7 +140,8 @@ class DropPath(nn.Module):
     def forward(self, x):
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device) >= self.p
+        shape = (x.shape[0],) + (1,) * (x.dim() - 1)   # one draw per sample
+        keep = torch.rand(shape, dtype=x.dtype, device=x.device) >= self.p
         return x * keep / (1.0 - self.p)
 
     def extra_repr(self) -> str:

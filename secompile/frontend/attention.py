@@ -12,33 +12,16 @@ at the rule.
 """
 from __future__ import annotations
 
-import os
-
 from ..ir.graph import Composite, Graph
-from ..spec.document import Spec, Template
-from ..spec.document import _load_include as load_include
+from ..spec.document import Spec
 from ..spec.errors import SpecError, format_path
 from .binding import Abort, Ctx, Param
 from .expand import Expander
-
-SHIPPED = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "specs", "blocks", "attention.yaml")
-
-
-def shipped_templates() -> dict:
-    """name -> Template of specs/blocks/attention.yaml ({} where the file is not there)."""
-    path = os.path.normpath(SHIPPED)
-    if not os.path.isfile(path):
-        return {}
-    data, smap, problems = load_include(path)
-    if problems:
-        raise SpecError(problems)
-    blocks = data.get("blocks") or {}
-    return {name: Template(name, dict(body.get("params") or {}), body, smap, ("blocks", name))
-            for name, body in blocks.items()}
+from .templates import shipped_templates
 
 
 class AttentionModules:
-    """The templates an SE rule may name; builds one on an IR graph (see insert_se.AttentionModules)."""
+    """The templates an SE rule may name; builds one on an IR graph (insert_se.AttentionModules)."""
 
     def __init__(self, spec: Spec):
         self.spec = spec

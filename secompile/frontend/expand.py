@@ -103,8 +103,9 @@ class Expander(Binding, Templates):
                                                        f"not '{extra[0]}'", key=True)
             g.add_unit(scope)
             env = {k: Param(v, None, ()) for k, v in self.enter_block(i, 0, 1, x).items()}
+            ctx = Ctx(root.smap, env, format_path(path))
             try:
-                out = self.items(Ctx(root.smap, env, format_path(path)), st["layers"], path + ("layers",), scope, x)
+                out = self.items(ctx, st["layers"], path + ("layers",), scope, x)
             except Abort:
                 return x
             c = Composite(scope, "layers", x, out, stage=i, index=0, name=name,
@@ -179,18 +180,22 @@ class Expander(Binding, Templates):
         apath = tuple(path) + ((kind,) if not isinstance(item, str) else ())
         if kind in COMPOSITES:
             comp = COMPOSITES[kind](self, ctx, attrs, apath, p, x)
-            self.graph.composites[p] = comp
+            if comp.kind != "layers":   # a residual without its skip (skip: auto): a plain sequence
+                self.graph.composites[p] = comp
             return comp.output
         if kind == "block":
-            tmpl = self.spec.templates.get(attrs.get("template"))
+            tmpl = self.template(attrs.get("template"))
             if tmpl is None:
-                self.problem(ctx, apath + ("template",), f"unknown block template '{attrs.get('template')}'"
-                                                         f"{did_you_mean(attrs.get('template'), self.spec.templates)}")
+                name = attrs.get("template")
+                hint = did_you_mean(name, self.template_names())
+                self.problem(ctx, apath + ("template",), f"unknown block template '{name}'{hint}")
                 raise Abort
             given = {k: v for k, v in attrs.items() if k != "template"}
             return self.instance(ctx, tmpl, given, apath, p, x, where=f"{ctx.where or format_path(path)}")
-        if kind not in LAYERS:
-            raise AssertionError(f"layer kind {kind} passed the schema but has no expansion")
+        if kind not in LAYERS:   # an op layer whose builder is not in this build (issue 12: v2ops)
+            self.problem(ctx, apath, f"layer kind '{kind}' has no builder in this version of "
+                                     "secompile")
+            raise Abort
         return LAYERS[kind](self, ctx, attrs, apath, p, x)
 
 

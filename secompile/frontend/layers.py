@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..ir import ops
 from ..ir.graph import Composite
-from ..spec.errors import did_you_mean
+from ..spec.errors import did_you_mean, format_path
 from .binding import Abort
 
 BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
@@ -92,7 +92,8 @@ def act_layer(fe, ctx, a, path, p, x) -> str:
     """`act: KIND` (an activation name or an expression giving one): one act node."""
     kind = fe.value(ctx, a, path)[0]
     if kind not in ops.ACTIVATIONS:
-        fe.problem(ctx, path, f"unknown activation {kind!r}{did_you_mean(str(kind), ops.ACTIVATIONS)}")
+        hint = did_you_mean(str(kind), ops.ACTIVATIONS)
+        fe.problem(ctx, path, f"unknown activation {kind!r}{hint}")
         raise Abort
     return fe.node(ctx, path, p, "act", {"kind": kind}, [x])
 
@@ -121,8 +122,8 @@ def global_pool_layer(fe, ctx, a, path, p, x) -> str:
     """`global_pool: {mode: avg|max, keepdim: true}`: (C, H, W) -> (C, 1, 1), as in a gate."""
     mode = _opt(fe, ctx, a, path, "mode", "avg")
     if mode not in ops.POOL_MODES:
-        fe.problem(ctx, path + ("mode",), f"pool mode must be one of {', '.join(ops.POOL_MODES)}, got {mode!r}"
-                                          f"{did_you_mean(str(mode), ops.POOL_MODES)}")
+        fe.problem(ctx, path + ("mode",), f"pool mode must be one of {', '.join(ops.POOL_MODES)}, "
+                                          f"got {mode!r}{did_you_mean(str(mode), ops.POOL_MODES)}")
         raise Abort
     keepdim = _opt(fe, ctx, a, path, "keepdim", True, want=bool)
     return fe.node(ctx, path, p, "global_pool", {"mode": mode, "keepdim": keepdim}, [x])
@@ -218,17 +219,18 @@ def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
     if "shortcut" in a:
         fe.problem(ctx, path + ("skip",), "give either skip or shortcut, not both", key=True)
         raise Abort
-    keep = g.shape(x) == g.shape(branch) if merge == "add" else g.shape(x)[1:] == g.shape(branch)[1:]
+    xs, bs = g.shape(x), g.shape(branch)
+    keep = xs == bs if merge == "add" else xs[1:] == bs[1:]
     skip = a["skip"]
     if skip != "auto":
         skip = fe.value(ctx, skip, path + ("skip",), bool)[0]
         if skip and not keep:
             fe.blame(ctx, fe.value(ctx, a["skip"], path + ("skip",))[1],
-                     f"skip needs the branch to keep the shape {g.shape(x)}, it gives {g.shape(branch)}")
+                     f"skip needs the branch to keep the shape {xs}, it gives {bs}")
             raise Abort
     if not (keep if skip == "auto" else skip):
         out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", branch)
-        return Composite(p, "residual", x, out, branch_out=branch)
+        return Composite(p, "layers", x, out)   # plain: SE positions standard/identity refuse it
     scale = fe.value(ctx, a.get("scale", 1.0), path + ("scale",))[0]
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
@@ -266,6 +268,8 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
                                                       "'.' (it separates the parts of node paths)", key=True)
             raise Abort
         outs.append(fe.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
+    if isinstance(a.get("merge"), dict):
+        return select_merge(fe, ctx, a, path, p, x, outs)
     merge = fe.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]
     if merge not in ("add", "concat"):
         fe.problem(ctx, path + ("merge",), f"merge must be concat or add, got {merge!r}")
@@ -275,6 +279,34 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
     else:
         m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0,) * len(outs)}, outs) \
             if len(outs) > 1 else outs[0]
+    out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
+    return Composite(p, "parallel", x, out, merge=m)
+
+
+def select_merge(fe, ctx, a, path, p, x, outs) -> Composite:
+    """`merge: {select: TEMPLATE, ...}` (Selective Kernel): the branches' sum `<p>.add` -> the
+    template at `<p>.attn` (logits, P * C channels, path-major) -> `<p>.select`, the branches
+    weighted by the softmax of their logits across the P branches."""
+    spec = dict(a["merge"])
+    mpath = path + ("merge",)
+    tmpl = fe.template(spec.pop("select"))
+    if tmpl is None:
+        name = a["merge"]["select"]
+        fe.problem(ctx, mpath + ("select",), f"unknown block template '{name}'"
+                                             f"{did_you_mean(str(name), fe.template_names())}")
+        raise Abort
+    if len(outs) < 2:
+        fe.problem(ctx, mpath, "a select merge needs at least two branches")
+        raise Abort
+    if "select" not in ops.OPS:   # the op comes with v2ops' registry entries (issue 12)
+        fe.problem(ctx, mpath, "the select op is not in this version of secompile")
+        raise Abort
+    if "paths" in tmpl.params and "paths" not in spec:
+        spec["paths"] = len(outs)
+    total = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0,) * len(outs)}, outs)
+    where = ctx.where or format_path(path)
+    logits = fe.instance(ctx, tmpl, spec, mpath, f"{p}.attn", total, where=where)
+    m = fe.node(ctx, mpath, f"{p}.select", "select", {"paths": len(outs)}, [logits, *outs])
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "parallel", x, out, merge=m)
 

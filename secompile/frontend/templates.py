@@ -11,19 +11,56 @@ computed from a stage parameter is reported at that parameter.
 """
 from __future__ import annotations
 
+import os
+
 from ..ir.graph import Composite
 from ..spec import expr
 from ..spec.document import Template
-from ..spec.errors import did_you_mean
+from ..spec.document import _load_include as load_include
+from ..spec.errors import SpecError, did_you_mean
 from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
 
 MAX_NESTING = 32        # template instances inside template instances
 BODIES = ("layers", "residual", "parallel", "gate")
+SHIPPED = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "specs", "blocks",
+                       "attention.yaml")
+
+
+def shipped_templates() -> dict:
+    """name -> Template of specs/blocks/attention.yaml ({} where the file is not there): the
+    attention modules every spec can name without including the file."""
+    path = os.path.normpath(SHIPPED)
+    if not os.path.isfile(path):
+        return {}
+    data, smap, problems = load_include(path)
+    if problems:
+        raise SpecError(problems)
+    if id(data) not in _SHIPPED:   # load_include caches the file while it is unchanged
+        _SHIPPED.clear()
+        _SHIPPED[id(data)] = {name: Template(name, dict(body.get("params") or {}), body, smap,
+                                             ("blocks", name))
+                              for name, body in (data.get("blocks") or {}).items()}
+    return _SHIPPED[id(data)]
+
+
+_SHIPPED: dict = {}
 
 
 class Templates:
     """Mixed into the Expander (needs `graph`, `problem`, `value`, `items`, `block_env`)."""
+
+    def template(self, name) -> Template | None:
+        """A template by name: the spec's own (defined or included), else a shipped attention
+        module (specs/blocks/attention.yaml)."""
+        if not isinstance(name, str):
+            return None
+        found = self.spec.templates.get(name)
+        return found if found is not None else shipped_templates().get(name)
+
+    def template_names(self) -> list[str]:
+        own = self.spec.templates
+        return list(own) + [n for n in shipped_templates() if n not in own]
 
     def instance(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where, stage=None) -> str:
         return self.instantiate(ctx, tmpl, given, path, scope, x, where, stage).output
@@ -59,12 +96,13 @@ class Templates:
         return comp
 
     def gate(self, ctx: Ctx, items: list, path, scope: str, x: str) -> Composite:
-        """out = x * f(x): f is the layer list, broadcast over the axes it reduced; `<scope>.scale`."""
+        """out = x * f(x), f the layer list, broadcast over the axes it reduced: `<scope>.scale`."""
         f = self.items(ctx, items, path, scope, x)
         out = self.node(ctx, path, f"{scope}.scale", "mul", {}, [x, f])
         return Composite(scope, "layers", x, out)
 
-    def bind(self, ctx: Ctx, tmpl: Template, given: dict, path, x, in_stage: bool, where: str = "") -> dict:
+    def bind(self, ctx: Ctx, tmpl: Template, given: dict, path, x, in_stage: bool,
+             where: str = "") -> dict:
         """The template's environment: in_channels, per-block names, parameters, vars."""
         env = {"in_channels": Param(self.graph.shape(x)[0], None, ())}
         env.update({k: Param(v, None, ()) for k, v in self.block_env.items()})
@@ -112,8 +150,11 @@ class Templates:
             val = float(val)
         if want is int and isinstance(val, float) and val.is_integer():
             val = int(val)
-        if want is not None and (not isinstance(val, want) or (want is int and isinstance(val, bool))):
-            hint = did_you_mean(default, Template.REQUIRED_TYPES) if want is str and k not in tmpl.required() else ""
+        wrong = want is not None and (not isinstance(val, want)
+                                      or (want is int and isinstance(val, bool)))
+        if wrong:
+            typed = want is str and k not in tmpl.required()
+            hint = did_you_mean(default, Template.REQUIRED_TYPES) if typed else ""
             if hint:   # `params: {out: integer}` declares a string default, not a type
                 hint = f"; the template's default {default!r} is a string{hint}"
             self.problem(ctx, tuple(path) + (k,), f"parameter '{k}' of '{tmpl.name}' expects "

@@ -17,7 +17,8 @@ Counting rules (docs/counting.md):
 - mul:      SE scale, one multiply per element (C * H * W)
 - add:      a plain add is 0; a scaled input (residual scaling) is one multiply-add per element
 - scale_add: the fused SE scale + add (passes/fuse.py): the multiply of `mul`, C * H * W
-- batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, drop_path, identity: 0 MACs
+- batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, drop_path, identity:
+  0 MACs
   (BatchNorm folds into the convolution at inference; max and activations are not
   multiply-adds). BatchNorm has 2 * C parameters (affine); running statistics are buffers.
 Bias adds are not counted, as in the paper and in torch.utils.flop_counter.

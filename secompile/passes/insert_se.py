@@ -228,25 +228,28 @@ def resolve(g: Graph, rules: list, smap: SourceMap) -> tuple[dict, list[Problem]
 def _options(rule: dict) -> SEOptions:
     """The paper's SE options of a rule (an expression is left to the `se` template)."""
     given = {k: rule[k] for k in ("reduction", "channels", "squeeze", "gate", "bias") if k in rule}
-    return SEOptions(**{k: v for k, v in given.items() if k in ("squeeze", "gate") or not isinstance(v, str)})
+    return SEOptions(**{k: v for k, v in given.items()
+                        if k in ("squeeze", "gate") or not isinstance(v, str)})
 
 
-def insert_se(g: Graph, rules: list, smap: SourceMap, modules: AttentionModules | None = None) -> Graph:
+def insert_se(g: Graph, rules: list, smap: SourceMap,
+              modules: AttentionModules | None = None) -> Graph:
     """Return a copy of `g` with SE blocks (attention modules) spliced in. Raises SpecError."""
     g = g.copy()
     problems = []
     if modules is None:
         for i, rule in enumerate(rules):
             if "module" in rule:
-                problems.append(smap.problem(("se", i, "module"), "attention modules need the front end: "
-                                             "insert_se(..., modules=frontend.attention_modules(spec))"))
+                problems.append(smap.problem(("se", i, "module"),
+                                             "attention modules need the front end: insert_se(..., "
+                                             "modules=frontend.attention_modules(spec))"))
     else:
         for i, rule in enumerate(rules):
             name = rule.get("module", "se")
             if name not in modules:
+                hint = did_you_mean(name, modules.names())
                 problems.append(smap.problem(("se", i, "module") if "module" in rule else ("se", i),
-                                             f"unknown attention module '{name}'{did_you_mean(name, modules.names())}"
-                                             + ("" if "module" in rule else " (include blocks/attention.yaml)")))
+                                             f"unknown attention module '{name}'{hint}"))
     if problems:
         raise SpecError(problems)
     chosen, problems = resolve(g, rules, smap)
@@ -329,8 +332,9 @@ def _scope_output(g: Graph, scope: str, index: _PathIndex) -> str:
     return outs[0]
 
 
-def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: _PathIndex | None = None,
-            modules: AttentionModules | None = None, rule: dict | None = None, rpath: tuple = ()) -> None:
+def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
+            index: _PathIndex | None = None, modules: AttentionModules | None = None,
+            rule: dict | None = None, rpath: tuple = ()) -> None:
     index = index or _PathIndex(g)
     u, consumers, s, comp = _anchor(g, pt, index)
     if s in g.se:
@@ -342,18 +346,20 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: 
         raise _Problem(f"SE needs a feature map (C, H, W); {u} has shape {shape}")
     c = shape[0]
     name = (rule or {}).get("module", "se")
-    if name == "se" and "channels" not in (rule or {}) and isinstance(o.reduction, int) and c // o.reduction < 1:
+    if name == "se" and "channels" not in (rule or {}) and isinstance(o.reduction, int) \
+            and c // o.reduction < 1:
         raise _Problem(f"reduction {o.reduction} leaves no channel for {c} channels ({c} // {o.reduction} = 0)",
                        about="reduction")
     if modules is None:
         a, added = _paper_se(g, u, s, o, c), [f"{s}.{part}" for part in SE_NODES]
-        record = {"reduction": o.reduction, "channels": c, "reduced": o.reduced(c), "squeeze": o.squeeze,
-                  "gate": o.gate, "bias": o.bias}
+        record = {"reduction": o.reduction, "channels": c, "reduced": o.reduced(c),
+                  "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
     else:
         params = {k: v for k, v in rule.items() if k not in RULE_KEYS}
         a, added, names = modules.build(g, name, u, s, params, rpath, _enclosing_block(g, s))
-        record = {"reduction": names.get("reduction"), "channels": c, "squeeze": names.get("squeeze"),
-                  "gate": names.get("gate"), "bias": names.get("bias"), "module": name}
+        record = {"reduction": names.get("reduction"), "channels": c,
+                  "squeeze": names.get("squeeze"), "gate": names.get("gate"),
+                  "bias": names.get("bias"), "module": name}
         record["reduced"] = g.shape(f"{s}.fc1")[0] if f"{s}.fc1" in g else names.get("width")
     for path in added:
         index.add(path)
@@ -387,7 +393,8 @@ SE_NODES = ("pool", "fc1", "act", "fc2", "gate", "scale")
 def _paper_se(g: Graph, u: str, s: str, o: SEOptions, c: int) -> str:
     """The paper's SE block, built here when no front end hands modules in (same nodes as the
     `se` template of specs/blocks/attention.yaml)."""
-    fc = {"kernel": (1, 1), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1, "bias": o.bias}
+    fc = {"kernel": (1, 1), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1,
+          "bias": o.bias}
     try:
         a = g.add(f"{s}.pool", "global_pool", {"mode": o.squeeze, "keepdim": True}, [u], after=u)
         a = g.add(f"{s}.fc1", "conv2d", {**fc, "out": o.reduced(c)}, [a], after=a)

@@ -74,15 +74,25 @@ OP_LAYERS = {
     **{a: EMPTY for a in ACTS if a != "none"},
     # raw single-node layers (attention templates) and stochastic depth: language v2
     "conv2d": _obj({k: v for k, v in CONV["properties"].items() if k not in ("norm", "act")},
-                   required=["out"], description="one bare convolution (no BN, no activation; bias default true)"),
+                   required=["out"],
+                   description="one bare convolution (no BN, no activation; bias default true)"),
     "act": _enum_or_expr(OP_ENUMS["activations"], "an activation"),
     "global_pool": {"anyOf": [_obj({"mode": _enum_or_expr(OP_ENUMS["pool_modes"], "a pool mode"),
                                     "keepdim": {"$ref": "#/$defs/bool"}}), {"type": "null"}],
                     "x-expect": "{mode: avg|max, keepdim: true|false}",
                     "description": "global pooling to (C, 1, 1) (keepdim false: to a vector)"},
     "drop_path": _obj({"p": {"$ref": "#/$defs/num"}}, required=["p"],
-                      description="stochastic depth: drops the whole sample with probability p in training"),
+                      description="stochastic depth: each sample dropped with probability p "
+                                  "in training"),
 }
+# The attention ops' layers (issue 12 contract, built by v2ops' layer builders): declared here
+# too so that specs/blocks/attention.yaml validates on a branch without them; identical entries.
+_INT_REF = {"$ref": "#/$defs/int"}
+for _kind, _attrs in {"channel_conv": _obj({"kernel": _INT_REF}, required=["kernel"]),
+                      "dual_pool": EMPTY, "spatial_sum": EMPTY, "channel_pool": EMPTY,
+                      "channel_slice": _obj({"start": _INT_REF, "size": _INT_REF},
+                                            required=["start", "size"])}.items():
+    OP_LAYERS.setdefault(_kind, _attrs)
 SIMPLE_KINDS = sorted(k for k, v in OP_LAYERS.items() if v is EMPTY or k == "bn")
 
 RESIDUAL = _obj({
@@ -94,7 +104,8 @@ RESIDUAL = _obj({
                  "x-expect": "'auto', 'identity', a list of layers or {when, layers}"},
     "skip": {"anyOf": [{"const": "auto"}, {"$ref": "#/$defs/bool"}],
              "x-expect": "'auto', true, false or a $-expression",
-             "description": "an identity skip only where the branch keeps the shape (auto); no merge without it"},
+             "description": "an identity skip only where the branch keeps the shape (auto); "
+                            "no merge without it"},
     "merge": _enum_or_expr(["add", "concat"], "a merge"),
     "scale": {"$ref": "#/$defs/num", "description": "residual scaling: out = shortcut + scale * branch"},
     "post": {"$ref": "#/$defs/layers"},
@@ -105,7 +116,12 @@ PARALLEL = _obj({
                            {"type": "object", "additionalProperties": {"$ref": "#/$defs/layers"},
                             "minProperties": 1}],
                  "x-expect": "a list of layer lists or a mapping name -> layer list"},
-    "merge": _enum_or_expr(["concat", "add"], "a merge"),
+    "merge": {"anyOf": [{"enum": ["concat", "add"]}, {"$ref": "#/$defs/expr"},
+                        {"type": "object", "properties": {"select": {"type": "string"}},
+                         "required": ["select"], "additionalProperties": True}],
+              "x-expect": "a merge (concat, add), a $-expression or {select: TEMPLATE, ...}",
+              "description": "{select: T, ...T's parameters}: Selective Kernel merge, T on the "
+                             "branches' sum gives the logits"},
     "post": {"$ref": "#/$defs/layers"},
 }, required=["branches"])
 
@@ -117,7 +133,8 @@ LAYER = {"anyOf": [{"enum": SIMPLE_KINDS},
                    _obj({**OP_LAYERS, "residual": {"$ref": "#/$defs/residual"},
                          "parallel": {"$ref": "#/$defs/parallel"}, "block": {"$ref": "#/$defs/block"},
                          "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
-                         "when": {"$ref": "#/$defs/bool", "description": "false removes the layer"}},
+                         "when": {"$ref": "#/$defs/bool",
+                                  "description": "false removes the layer"}},
                         minProperties=1)],
          "x-expect": "a layer: a mapping {kind: attributes} or a bare kind name"}
 
@@ -132,6 +149,7 @@ SELECTOR = _obj({
     "name": {"type": "string", "description": "glob over block/stage names"},
 })
 
+RULE_KEYS = ("where", "exclude", "position", "module")   # the rest: the module's parameters
 _SE_RULE_PROPS = {
     "where": {"$ref": "#/$defs/selector"},
     "exclude": {"$ref": "#/$defs/selector"},
@@ -146,7 +164,8 @@ _SE_RULE_PROPS = {
     "channels": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/expr"}],
                  "x-expect": "a positive integer or a $-expression",
                  "description": "reduced channels, overrides reduction"},
-    "divisor": {"$ref": "#/$defs/int", "description": "round the width with make_divisible (1: floor)"},
+    "divisor": {"$ref": "#/$defs/int",
+                "description": "round the width with make_divisible (1: floor)"},
     "round_limit": {"$ref": "#/$defs/num"},
     "act": _enum_or_expr(OP_ENUMS["activations"], "an activation"),
     "squeeze": {"enum": OP_ENUMS["pool_modes"]},
@@ -157,17 +176,19 @@ _SE_RULE_PROPS = {
 # module is inserted, located at the rule); without it, the default se's keys only.
 SE_RULE = {"type": "object", "properties": _SE_RULE_PROPS, "required": ["where"],
            "if": {"required": ["module"]},
-           "then": {"properties": {k: _SE_RULE_PROPS[k] for k in ("where", "exclude", "position", "module")}},
+           "then": {"properties": {k: _SE_RULE_PROPS[k] for k in RULE_KEYS}},
            "else": _obj({k: True for k in _SE_RULE_PROPS})}
 
+_SCALARS = ["integer", "number", "string", "boolean"]
 TEMPLATE = _obj({
     "description": {"type": "string"},
-    "params": {"type": "object", "additionalProperties": {"type": ["integer", "number", "string", "boolean"]},
-               "description": "name -> default (a $-expression over earlier parameters and in_channels "
-                              "derives it) or a type name for a required one"},
-    "vars": {"type": "object", "additionalProperties": {"type": ["integer", "number", "string", "boolean"]},
+    "params": {"type": "object", "additionalProperties": {"type": _SCALARS},
+               "description": "name -> default (a $-expression over earlier parameters and "
+                              "in_channels derives it) or a type name for a required one"},
+    "vars": {"type": "object", "additionalProperties": {"type": _SCALARS},
              "description": "derived names, evaluated in order after the parameters"},
-    "gate": {"$ref": "#/$defs/layers", "description": "out = x * f(x), f the layers; node <scope>.scale"},
+    "gate": {"$ref": "#/$defs/layers",
+             "description": "out = x * f(x), f the layers; node <scope>.scale"},
     "layers": {"$ref": "#/$defs/layers"},
     "residual": {"$ref": "#/$defs/residual"},
     "parallel": {"$ref": "#/$defs/parallel"},
