@@ -255,8 +255,9 @@ def test_drop_path_p_is_checked():
 
 
 # -- attention modules: the paper's SE as a template -----------------------------------------
-SE_SPECS = [
-    p for p in sorted(glob.glob(str(SPECS / "*.yaml"))) if secompile.load_spec(p).data.get("se")
+SE_SPECS = [   # the paper's SE (no module:), which passes/insert_se can also build by itself
+    p for p in sorted(glob.glob(str(SPECS / "*.yaml")))
+    if (rules := secompile.load_spec(p).data.get("se")) and not any("module" in r for r in rules)
 ]
 
 

@@ -38,7 +38,7 @@ class Expander(Binding, Templates):
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
-        if len(self.graph) >= MAX_IR_NODES:   # templates of templates multiply: 3 KB can ask for 10**7 nodes
+        if self.graph.g.number_of_nodes() >= MAX_IR_NODES:   # not len(): that sorts after an insert   # templates of templates multiply: 3 KB can ask for 10**7 nodes
             where = f" (in {ctx.where})" if ctx.where else ""
             raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} nodes at {ipath}; "
                                                      f"refusing it{where}")])
