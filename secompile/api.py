@@ -12,6 +12,7 @@ import contextlib
 import gc
 
 from .analysis.counts import Counts, report
+from .frontend import attention_modules
 from .frontend.expand import expand_partial
 from .ir.graph import Graph
 from .passes import insert_se
@@ -43,7 +44,7 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None) -> Graph:
         if problems:   # the SE rules are checked too, where the graph was built
             raise SpecError(problems + (_se_problems(spec, g, unknown) if se else []))
         if se and spec.data.get("se"):
-            g = insert_se(g, spec.data["se"], spec.smap)
+            g = insert_se(g, spec.data["se"], spec.smap, modules=attention_modules(spec))
         return g
 
 
@@ -51,9 +52,15 @@ def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
     rules = spec.data.get("se")
     if not isinstance(rules, list) or (spec.partial and spec.partial.skips("se")):
         return []
-    refused = spec.partial.skips if spec.partial else (lambda *part: False)
-    rules = [None if refused("se", i) else r for i, r in enumerate(rules)]
-    return check_se(g, rules, spec.smap, unknown)
+    partial, modules = spec.partial, attention_modules(spec)
+
+    def refused(i, rule) -> bool:   # the rule, or the template its module names, was refused
+        if partial is None:
+            return False
+        name = rule.get("module", "se") if isinstance(rule, dict) else None
+        return partial.skips("se", i) or (name not in modules and partial.may_define(name))
+    rules = [None if refused(i, r) else r for i, r in enumerate(rules)]
+    return check_se(g, rules, spec.smap, unknown, modules=modules)
 
 
 def _problems_after_schema(spec: Spec) -> list[Problem]:
