@@ -332,6 +332,28 @@ def test_user_gate_template_and_rule_errors_are_located_at_the_rule():
     ]
 
 
+def test_attention_module_problems_are_reported_with_the_network_s():
+    """issue 12 item 5 with modules: a rule's module is checked on the partly built graph too
+    (a bad module name, a bad module parameter), next to the network's own problems."""
+    stages = (
+        "  - {block: bottleneck, repeat: 1, out: 64, width: 16}\n"
+        "  - {block: bottleneck, repeat: 1, out: 128, width: 32, bogus: 1}\n"
+    )
+    se = "  - {where: {stages: all}, module: ecaa}\n  - {where: {stages: [0]}, module: eca, kk: 1}\n"
+    assert problems(net("", stages, se)) == [
+        "stages[1].bogus: unknown parameter 'bogus' of block template 'bottleneck'",
+        "se[0].module: unknown attention module 'ecaa' (did you mean 'eca'?)",
+        "se[1].kk: unknown parameter 'kk' of block template 'eca'",
+    ]
+
+
+def test_a_module_the_schema_refused_is_not_called_unknown():
+    blocks = "  mygate:\n    gate: [{global_pool: {mode: avgg}}, {act: sigmoid}]\n"
+    stages = "  - {block: bottleneck, repeat: 1, out: 64, width: 16}\n"
+    msgs = problems(net(blocks, stages, "  - {where: {stages: all}, module: mygate}\n"))
+    assert len(msgs) == 1 and msgs[0].startswith("blocks.mygate.gate[0].global_pool.mode: ")
+
+
 # -- ECA, CBAM, Selective Kernel (v2ops' ops) -------------------------------------------------
 def eca_k(c, gamma=2, beta=1):  # timm/layers/eca.py
     t = int(abs(math.log(c, 2) + beta) / gamma)
