@@ -339,7 +339,10 @@ def test_attention_module_problems_are_reported_with_the_network_s():
         "  - {block: bottleneck, repeat: 1, out: 64, width: 16}\n"
         "  - {block: bottleneck, repeat: 1, out: 128, width: 32, bogus: 1}\n"
     )
-    se = "  - {where: {stages: all}, module: ecaa}\n  - {where: {stages: [0]}, module: eca, kk: 1}\n"
+    se = (
+        "  - {where: {stages: all}, module: ecaa}\n"
+        "  - {where: {stages: [0]}, module: eca, kk: 1}\n"
+    )
     assert problems(net("", stages, se)) == [
         "stages[1].bogus: unknown parameter 'bogus' of block template 'bottleneck'",
         "se[0].module: unknown attention module 'ecaa' (did you mean 'eca'?)",

@@ -284,7 +284,8 @@ def _unknown_module(rule: dict, modules: AttentionModules | None) -> bool:
     return "module" in rule if modules is None else rule.get("module", "se") not in modules
 
 
-def _module_problems(rules: list, smap: SourceMap, modules: AttentionModules | None) -> list[Problem]:
+def _module_problems(rules: list, smap: SourceMap,
+                     modules: AttentionModules | None) -> list[Problem]:
     """A rule's `module:` must name a template the front end offers (rules None: left out)."""
     problems = []
     for i, rule in enumerate(rules):
