@@ -14,6 +14,7 @@ import json
 import os
 
 from .analysis.counts import Counts, report
+from .frontend import attention_modules
 from .frontend.expand import expand_partial
 from .ir.graph import Graph
 from .passes import insert_se
@@ -103,7 +104,7 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=No
         if problems:   # the SE rules are checked too, where the graph was built
             raise SpecError(problems + (_se_problems(spec, g, unknown) if se else []))
         if se and spec.data.get("se"):
-            g = insert_se(g, spec.data["se"], spec.smap)
+            g = insert_se(g, spec.data["se"], spec.smap, modules=attention_modules(spec))
         return _features(g, features_only, out_indices)[0]
 
 
@@ -111,9 +112,15 @@ def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
     rules = spec.data.get("se")
     if not isinstance(rules, list) or (spec.partial and spec.partial.skips("se")):
         return []
-    refused = spec.partial.skips if spec.partial else (lambda *part: False)
-    rules = [None if refused("se", i) else r for i, r in enumerate(rules)]
-    return check_se(g, rules, spec.smap, unknown)
+    partial, modules = spec.partial, attention_modules(spec)
+
+    def refused(i, rule) -> bool:   # the rule, or the template its module names, was refused
+        if partial is None:
+            return False
+        name = rule.get("module", "se") if isinstance(rule, dict) else None
+        return partial.skips("se", i) or (name not in modules and partial.may_define(name))
+    rules = [None if refused(i, r) else r for i, r in enumerate(rules)]
+    return check_se(g, rules, spec.smap, unknown, modules=modules)
 
 
 def _problems_after_schema(spec: Spec) -> list[Problem]:

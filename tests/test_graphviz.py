@@ -178,11 +178,16 @@ def check_op(g, lay):
     assert len([c for c in lay.clusters if c in g.blocks]) == len(g.blocks)
     se_clusters = [c for c, o in lay.clusters.items() if o.get("class") == "se"]
     assert sorted(se_clusters) == sorted(g.se)
-    for s in g.se:            # pool -> fc1 -> relu -> fc2 -> gate -> scale, as in figure 3
-        roles = [f"{s}.{r}" for r in ("pool", "fc1", "act", "fc2", "gate", "scale")]
-        assert set(roles) <= lay.clusters[s]["members"]
-        assert set(zip(roles, roles[1:])) <= set(got)
-    assert len([n for n, o in lay.nodes.items() if o.get("class") == "se"]) == 6 * len(g.se)
+    roles = ("pool", "fc1", "act", "fc2", "gate", "scale")
+    for s in g.se:
+        if g.se[s].get("module", "se") != "se":   # ECA, CBAM, ...: every node of the module inside
+            assert {p for p in g.order if p.startswith(s + ".")} <= lay.clusters[s]["members"]
+            continue
+        nodes = [f"{s}.{r}" for r in roles]   # pool -> fc1 -> relu -> fc2 -> gate -> scale, figure 3
+        assert set(nodes) <= lay.clusters[s]["members"]
+        assert set(zip(nodes, nodes[1:])) <= set(got)
+    assert len([n for n, o in lay.nodes.items() if o.get("class") == "se"]) == \
+        sum(f"{s}.{r}" in g for s in g.se for r in roles)
 
 
 # -- rendering, for every spec ---------------------------------------------------------------

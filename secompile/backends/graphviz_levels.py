@@ -29,6 +29,13 @@ LEVELS = ("stage", "block", "op")
 def se_facts(g: Graph, s: str) -> dict:
     """An SE scope's channels C -> C/r -> C, squeeze and gate, read from its IR nodes (the
     graph.se record says where it was inserted; the nodes say what it computes)."""
+    if f"{s}.fc1" not in g or f"{s}.fc2" not in g:   # another attention module (ECA, CBAM, ...)
+        c, rec = g.shape(g.se[s]["input"])[0], g.se[s]
+        pool, gate = g.g.nodes.get(f"{s}.pool"), g.g.nodes.get(f"{s}.gate")
+        kind = gate["attrs"].get("kind") if gate and gate["op"] == "act" else rec.get("module", "")
+        return {"channels": c, "reduced": rec.get("reduced") or c, "reduction": None,
+                "squeeze": pool["attrs"].get("mode", pool["op"]) if pool else "",
+                "position": rec.get("position", ""), "gate": st.ACT_NAMES.get(kind, kind)}
     c, r = g.shape(f"{s}.fc2")[0], g.shape(f"{s}.fc1")[0]
     red = g.se[s].get("reduction")
     return {"channels": c, "reduced": r, "reduction": red if red and r == max(1, c // red) else None,

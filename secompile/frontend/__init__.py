@@ -1,4 +1,5 @@
 """The front end: Spec -> IR (parameter binding, expressions, templates, semantic checks)."""
+from .attention import attention_modules
 from .expand import expand
 
-__all__ = ["expand"]
+__all__ = ["expand", "attention_modules"]

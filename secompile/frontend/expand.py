@@ -29,32 +29,42 @@ __all__ = ["expand", "expand_partial", "Expander", "MAX_BLOCKS", "MAX_IR_NODES",
 class Expander(Binding, Templates):
     """One expansion: the graph being built and the problems found so far (reported all at once)."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, graph: Graph | None = None):
         self.spec = spec
         self.problems = []
         self.partial = spec.partial      # what the schema refused (None: it refused nothing)
         self.lost = self._skips("input")  # True once the shape flowing through is unknown
-        self.graph = Graph(spec.name, (3, 224, 224) if self.lost else spec.input_shape)
+        if graph is None:
+            graph = Graph(spec.name, (3, 224, 224) if self.lost else spec.input_shape)
+        self.graph = graph
+        self.block_env: dict = {}     # per-block names of the stage-level block being expanded
+        self.anchor: str | None = None   # set: new nodes are placed after it (SE modules, passes/)
+        self.added: list[str] = []       # nodes added in anchor mode
+        self.bound: dict = {}            # the environment of the template instantiated last
 
     def _skips(self, *part) -> bool:
         return self.partial is not None and self.partial.skips(*part)
 
-    def _missing_template(self, ctx, path, name) -> None:
+    def missing_template(self, ctx, path, name, known) -> None:
         """An unknown template is a problem, unless the schema refused where it may be defined."""
         if self.partial is not None and self.partial.may_define(name):
             self.lost = True
         else:
-            hint = did_you_mean(name, self.spec.templates)
+            hint = did_you_mean(name, known)
             self.problem(ctx, path, f"unknown block template '{name}'{hint}")
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
-        if len(self.graph) >= MAX_IR_NODES:   # templates of templates multiply: 3 KB can ask for 10**7 nodes
+        if self.graph.g.number_of_nodes() >= MAX_IR_NODES:   # not len(): that sorts after an insert   # templates of templates multiply: 3 KB can ask for 10**7 nodes
             where = f" (in {ctx.where})" if ctx.where else ""
             raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} nodes at {ipath}; "
                                                      f"refusing it{where}")])
         try:
-            return self.graph.add(ipath, op, attrs, inputs)
+            if self.anchor is None:
+                return self.graph.add(ipath, op, attrs, inputs)
+            self.anchor = self.graph.add(ipath, op, attrs, inputs, after=self.anchor)
+            self.added.append(self.anchor)
+            return self.anchor
         except ops.OpError as e:
             if blame is not None:
                 self.blame(ctx, blame, f"{e} at {ipath}")
@@ -81,6 +91,8 @@ class Expander(Binding, Templates):
         elif spec.data.get("stem") and not self.lost:
             x = self._step(lambda: self.unit(root, "stem", ("stem",), spec.data["stem"], x))
         unknown = set()
+        self.net_blocks = sum(_repeat(st) for st in spec.data["stages"])
+        self.net_block_index = 0
         for i, st in enumerate(spec.data["stages"]):
             if self._skips("stages", i) or not isinstance(st, dict):
                 g.stages.append(Stage(f"stages.{i}", f"stage{i}"))
@@ -89,6 +101,7 @@ class Expander(Binding, Templates):
                 x = self._step(lambda: self.stage(root, i, st, x))
             if self.lost:
                 unknown.add(i)
+        self.block_env = {}
         if spec.data.get("head") and not self.lost and not self._skips("head"):
             x = self.unit(root, "head", ("head",), spec.data["head"], x)
         g.output = x
@@ -133,8 +146,10 @@ class Expander(Binding, Templates):
             if self.lost:
                 return x
             g.add_unit(scope)
+            env = {k: Param(v, None, ()) for k, v in self.enter_block(i, 0, 1, x).items()}
+            ctx = Ctx(root.smap, env, format_path(path))
             try:
-                out = self.items(Ctx(root.smap, {}, format_path(path)), st["layers"], path + ("layers",), scope, x)
+                out = self.items(ctx, st["layers"], path + ("layers",), scope, x)
             except Abort:
                 return x
             c = Composite(scope, "layers", x, out, stage=i, index=0, name=name,
@@ -152,16 +167,18 @@ class Expander(Binding, Templates):
             return x
         tmpl = self.spec.templates.get(st["block"])
         if tmpl is None:
-            self._missing_template(root, path + ("block",), st["block"])
+            self.missing_template(root, path + ("block",), st["block"], self.spec.templates)
             return x
         params = {k: v for k, v in st.items() if k not in ("block", "repeat", "name")}
         if self.lost:   # the input shape is unknown: check what needs none (the parameters)
+            self.enter_block(i, 0, _repeat(st), x)
             try:
                 self.bind(root, tmpl, params, path, x, True)
             except Abort:
                 pass
             return x
         for j in range(st.get("repeat", 1)):
+            self.enter_block(i, j, st.get("repeat", 1), x)
             scope_j = f"{scope}.blocks.{j}"
             given = dict(params)
             if j > 0 and "stride" in given:
@@ -177,6 +194,14 @@ class Expander(Binding, Templates):
             if len(self.problems) > before or self.lost:
                 break   # the shape after this block is unknown
         return x
+
+    def enter_block(self, stage: int, index: int, stage_blocks: int, x: str) -> dict:
+        """The per-block names templates and `when:` see inside one stage-level block."""
+        self.block_env = {"block_index": index, "stage_index": stage, "stage_blocks": stage_blocks,
+                          "net_block_index": self.net_block_index, "net_blocks": self.net_blocks,
+                          "block_in": self.graph.shape(x)[0]}
+        self.net_block_index += 1
+        return self.block_env
 
     # -- layer lists -----------------------------------------------------------------
     def items(self, ctx: Ctx, items: list, path, scope: str, x: str) -> str:
@@ -194,27 +219,46 @@ class Expander(Binding, Templates):
         if isinstance(item, str):
             kind, attrs = item, {}
         else:
-            kinds = [k for k in item if k != "name"]
+            kinds = [k for k in item if k not in ("name", "when")]
             if len(kinds) != 1:
                 self.problem(ctx, path, "a layer has exactly one kind, got " + (", ".join(kinds) or "none"))
                 raise Abort
             kind = kinds[0]
             attrs = item[kind] or {}
+            if "when" in item and not self.condition(ctx, item["when"], tuple(path) + ("when",)):
+                return x   # a false condition removes the layer
         apath = tuple(path) + ((kind,) if not isinstance(item, str) else ())
         if kind in COMPOSITES:
             comp = COMPOSITES[kind](self, ctx, attrs, apath, p, x)
-            self.graph.composites[p] = comp
+            if comp.kind != "layers":   # a residual without its skip (skip: auto): a plain sequence
+                self.graph.composites[p] = comp
             return comp.output
         if kind == "block":
-            tmpl = self.spec.templates.get(attrs.get("template"))
+            tmpl = self.template(attrs.get("template"))
             if tmpl is None:
-                self._missing_template(ctx, apath + ("template",), attrs.get("template"))
+                self.missing_template(ctx, apath + ("template",), attrs.get("template"),
+                                       self.template_names())
                 raise Abort
             given = {k: v for k, v in attrs.items() if k != "template"}
             return self.instance(ctx, tmpl, given, apath, p, x, where=f"{ctx.where or format_path(path)}")
-        if kind not in LAYERS:
-            raise AssertionError(f"layer kind {kind} passed the schema but has no expansion")
+        if kind not in LAYERS:   # an op layer whose builder is not in this build (issue 12: v2ops)
+            self.problem(ctx, apath, f"layer kind '{kind}' has no builder in this version of "
+                                     "secompile")
+            raise Abort
         return LAYERS[kind](self, ctx, attrs, apath, p, x)
+
+
+    def condition(self, ctx: Ctx, raw, path) -> bool:
+        val = self.value(ctx, raw, path)[0]
+        if not isinstance(val, bool):
+            self.problem(ctx, path, f"when: expected true or false, got {val!r}")
+            raise Abort
+        return val
+
+
+def _repeat(st) -> int:
+    r = st.get("repeat", 1) if isinstance(st, dict) else 1
+    return r if isinstance(r, int) and not isinstance(r, bool) else 1
 
 
 def expand(spec: Spec) -> Graph:

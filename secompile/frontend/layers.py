@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..ir import ops
 from ..ir.graph import Composite
-from ..spec.errors import did_you_mean
+from ..spec.errors import did_you_mean, format_path
 from .binding import Abort
 
 BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
@@ -24,6 +24,15 @@ def _opt(fe, ctx, a, path, key, default=None, want=None):
 
 def conv(fe, ctx, a, path, p, x) -> str:
     """conv -> conv2d [+ batchnorm] [+ act]: nodes `<p>.conv`, `<p>.bn`, `<p>.act`."""
+    return _conv(fe, ctx, a, path, p, x, raw=False)
+
+
+def conv2d(fe, ctx, a, path, p, x) -> str:
+    """conv2d -> one bare conv2d node named `<p>` (no BN, no activation; bias default true)."""
+    return _conv(fe, ctx, a, path, p, x, raw=True)
+
+
+def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
     out, _ = fe.value(ctx, a["out"], path + ("out",), int)
     k = fe.pair(ctx, a.get("kernel", 1), path + ("kernel",))
     stride = fe.pair(ctx, a.get("stride", 1), path + ("stride",))
@@ -37,8 +46,8 @@ def conv(fe, ctx, a, path, p, x) -> str:
     else:
         pad = fe.pair(ctx, a["padding"], path + ("padding",))
     groups, g_blame = fe.value(ctx, a.get("groups", 1), path + ("groups",), int)
-    norm = fe.value(ctx, a.get("norm", "bn"), path + ("norm",))[0]
-    act = fe.value(ctx, a.get("act", "relu"), path + ("act",))[0]
+    norm = "none" if raw else fe.value(ctx, a.get("norm", "bn"), path + ("norm",))[0]
+    act = "none" if raw else fe.value(ctx, a.get("act", "relu"), path + ("act",))[0]
     bias = fe.value(ctx, a["bias"], path + ("bias",), bool)[0] if "bias" in a else norm == "none"
     attrs = {"out": out, "kernel": k, "stride": stride, "padding": pad, "dilation": dil,
              "groups": groups, "bias": bias}
@@ -59,7 +68,7 @@ def conv(fe, ctx, a, path, p, x) -> str:
         if n % groups:
             fe.blame(ctx, g_blame, f"{groups} does not divide the {n} {what} channels of {rel}")
             raise Abort
-    y = fe.node(ctx, path, f"{p}.conv", "conv2d", attrs, [x])
+    y = fe.node(ctx, path, p if raw else f"{p}.conv", "conv2d", attrs, [x])
     if norm == "bn":
         y = fe.node(ctx, path, f"{p}.bn", "batchnorm", dict(BN_DEFAULTS), [y])
     if act != "none":
@@ -77,6 +86,16 @@ def act(kind):
     def build(fe, ctx, a, path, p, x) -> str:
         return fe.node(ctx, path, p, "act", {"kind": kind}, [x])
     return build
+
+
+def act_layer(fe, ctx, a, path, p, x) -> str:
+    """`act: KIND` (an activation name or an expression giving one): one act node."""
+    kind = fe.value(ctx, a, path)[0]
+    if kind not in ops.ACTIVATIONS:
+        hint = did_you_mean(str(kind), ops.ACTIVATIONS)
+        fe.problem(ctx, path, f"unknown activation {kind!r}{hint}")
+        raise Abort
+    return fe.node(ctx, path, p, "act", {"kind": kind}, [x])
 
 
 def pool(kind):
@@ -97,6 +116,17 @@ def global_pool(mode):
     def build(fe, ctx, a, path, p, x) -> str:
         return fe.node(ctx, path, p, "global_pool", {"mode": mode, "keepdim": False}, [x])
     return build
+
+
+def global_pool_layer(fe, ctx, a, path, p, x) -> str:
+    """`global_pool: {mode: avg|max, keepdim: true}`: (C, H, W) -> (C, 1, 1), as in a gate."""
+    mode = _opt(fe, ctx, a, path, "mode", "avg")
+    if mode not in ops.POOL_MODES:
+        fe.problem(ctx, path + ("mode",), f"pool mode must be one of {', '.join(ops.POOL_MODES)}, "
+                                          f"got {mode!r}{did_you_mean(str(mode), ops.POOL_MODES)}")
+        raise Abort
+    keepdim = _opt(fe, ctx, a, path, "keepdim", True, want=bool)
+    return fe.node(ctx, path, p, "global_pool", {"mode": mode, "keepdim": keepdim}, [x])
 
 
 def flatten(fe, ctx, a, path, p, x) -> str:
@@ -176,6 +206,8 @@ LAYERS = {
     "channel_conv": channel_conv, "dual_pool": reduce("dual_pool"),
     "spatial_sum": reduce("spatial_sum"), "channel_pool": reduce("channel_pool"),
     "channel_slice": channel_slice, "drop_path": drop_path,
+    # raw layers of attention templates (one node each, named by the layer): v2 language core
+    "conv2d": conv2d, "act": act_layer, "global_pool": global_pool_layer,
 }
 
 
@@ -187,6 +219,8 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
     if merge not in ("add", "concat"):
         fe.problem(ctx, path + ("merge",), f"merge must be add or concat, got {merge!r}")
         raise Abort
+    if "skip" in a:
+        return _skip_residual(fe, ctx, a, path, p, x, branch, merge)
     sc = a.get("shortcut", "auto")
     when, layers = ("auto", None) if sc == "auto" else ("never", None) if sc == "identity" else \
         ("always", sc) if isinstance(sc, list) else (sc.get("when", "auto"), sc["layers"])
@@ -209,6 +243,37 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
         m = fe.node(ctx, path, f"{p}.concat", "concat", {}, [short, branch])
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=short, merge=m)
+
+
+def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
+    """`skip: auto` (or a boolean expression): an identity skip only where the branch keeps the
+    input's shape (MBConv); without it the block is just its branch: no merge node."""
+    g = fe.graph
+    if "shortcut" in a:
+        fe.problem(ctx, path + ("skip",), "give either skip or shortcut, not both", key=True)
+        raise Abort
+    xs, bs = g.shape(x), g.shape(branch)
+    keep = xs == bs if merge == "add" else xs[1:] == bs[1:]
+    skip = a["skip"]
+    if skip != "auto":
+        skip = fe.value(ctx, skip, path + ("skip",), bool)[0]
+        if skip and not keep:
+            fe.blame(ctx, fe.value(ctx, a["skip"], path + ("skip",))[1],
+                     f"skip needs the branch to keep the shape {xs}, it gives {bs}")
+            raise Abort
+    if not (keep if skip == "auto" else skip):
+        out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", branch)
+        return Composite(p, "layers", x, out)   # plain: SE positions standard/identity refuse it
+    scale = fe.value(ctx, a.get("scale", 1.0), path + ("scale",))[0]
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
+        raise Abort
+    if merge == "add":
+        m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0, float(scale))}, [x, branch])
+    else:
+        m = fe.node(ctx, path, f"{p}.concat", "concat", {}, [x, branch])
+    out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
+    return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=x, merge=m)
 
 
 def projection(fe, ctx, path, p, x, branch) -> str:
@@ -236,6 +301,8 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
                                                       "'.' (it separates the parts of node paths)", key=True)
             raise Abort
         outs.append(fe.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
+    if isinstance(a.get("merge"), dict):
+        return select_merge(fe, ctx, a, path, p, x, outs)
     merge = fe.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]
     if merge not in ("add", "concat"):
         fe.problem(ctx, path + ("merge",), f"merge must be concat or add, got {merge!r}")
@@ -245,6 +312,29 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
     else:
         m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0,) * len(outs)}, outs) \
             if len(outs) > 1 else outs[0]
+    out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
+    return Composite(p, "parallel", x, out, merge=m)
+
+
+def select_merge(fe, ctx, a, path, p, x, outs) -> Composite:
+    """`merge: {select: TEMPLATE, ...}` (Selective Kernel): the branches' sum `<p>.add` -> the
+    template at `<p>.attn` (logits, P * C channels, path-major) -> `<p>.select`, the branches
+    weighted by the softmax of their logits across the P branches."""
+    spec = dict(a["merge"])
+    mpath = path + ("merge",)
+    tmpl = fe.template(spec.pop("select"))
+    if tmpl is None:
+        fe.missing_template(ctx, mpath + ("select",), a["merge"]["select"], fe.template_names())
+        raise Abort
+    if len(outs) < 2:
+        fe.problem(ctx, mpath, "a select merge needs at least two branches")
+        raise Abort
+    if "paths" in tmpl.params and "paths" not in spec:
+        spec["paths"] = len(outs)
+    total = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0,) * len(outs)}, outs)
+    where = ctx.where or format_path(path)
+    logits = fe.instance(ctx, tmpl, spec, mpath, f"{p}.attn", total, where=where)
+    m = fe.node(ctx, mpath, f"{p}.select", "select", {"paths": len(outs)}, [logits, *outs])
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "parallel", x, out, merge=m)
 

@@ -1,92 +1,166 @@
-"""Template instantiation: a block template + the parameters a stage (or `block:` layer) gives it
--> the template's body expanded in an environment of bound parameters.
+"""Template instantiation: a block template + the parameters a stage (or `block:` layer, or SE
+rule) gives it -> the template's body expanded in an environment of bound parameters.
 
-A given parameter is checked against the template's declaration (unknown name, wrong type,
-missing required one); its blame location follows it into the body, so a bad value computed
-from a stage parameter is reported at that parameter.
+The environment, in order: `in_channels`, the per-block names of the enclosing stage-level block
+(`block_index`, `stage_index`, `stage_blocks`, `net_block_index`, `net_blocks`, `block_in`), the
+parameters (a given value, else the default; a default may be an expression over earlier
+parameters and the names before them), then the template's `vars:` (expressions evaluated in
+order). A given parameter is checked against the template's declaration (unknown name, wrong
+type, missing required one); its blame location follows it into the body, so a bad value
+computed from a stage parameter is reported at that parameter.
 """
 from __future__ import annotations
 
+import os
+
 from ..ir.graph import Composite
 from ..spec import expr
-from ..spec.document import Template
-from ..spec.errors import did_you_mean
+from ..spec.document import SHIPPED_SPECS, Template
+from ..spec.document import _load_include as load_include
+from ..spec.errors import SpecError, did_you_mean
 from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
 
 MAX_NESTING = 32        # template instances inside template instances
+BODIES = ("layers", "residual", "parallel", "gate")
+SHIPPED = os.path.join(SHIPPED_SPECS, "blocks", "attention.yaml")   # installed with the package
+
+
+def shipped_templates() -> dict:
+    """name -> Template of secompile/specs/blocks/attention.yaml ({} where it is not there): the
+    attention modules every spec can name without including the file."""
+    path = os.path.normpath(SHIPPED)
+    if not os.path.isfile(path):
+        return {}
+    data, smap, problems = load_include(path)
+    if problems:
+        raise SpecError(problems)
+    if id(data) not in _SHIPPED:   # load_include caches the file while it is unchanged
+        _SHIPPED.clear()
+        _SHIPPED[id(data)] = {name: Template(name, dict(body.get("params") or {}), body, smap,
+                                             ("blocks", name))
+                              for name, body in (data.get("blocks") or {}).items()}
+    return _SHIPPED[id(data)]
+
+
+_SHIPPED: dict = {}
 
 
 class Templates:
-    """Mixed into the Expander (needs `graph`, `problem`, `value`, `items`)."""
+    """Mixed into the Expander (needs `graph`, `problem`, `value`, `items`, `block_env`)."""
+
+    def template(self, name) -> Template | None:
+        """A template by name: the spec's own (defined or included), else a shipped attention
+        module (specs/blocks/attention.yaml)."""
+        if not isinstance(name, str):
+            return None
+        found = self.spec.templates.get(name)
+        return found if found is not None else shipped_templates().get(name)
+
+    def template_names(self) -> list[str]:
+        own = self.spec.templates
+        return list(own) + [n for n in shipped_templates() if n not in own]
 
     def instance(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where, stage=None) -> str:
+        return self.instantiate(ctx, tmpl, given, path, scope, x, where, stage).output
+
+    def instantiate(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
+                    stage=None) -> Composite:
         if ctx.depth >= MAX_NESTING:
             self.problem(ctx, path, f"block templates nested deeper than {MAX_NESTING} (recursive template?)")
             raise Abort
-        env = self.bind(ctx, tmpl, given, path, x, stage is not None)
+        env = self.bind(ctx, tmpl, given, path, x, stage is not None, where)
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
         body, bpath = tmpl.body, tmpl.path
-        kinds = [k for k in ("layers", "residual", "parallel") if k in body]
+        kinds = [k for k in BODIES if k in body]
         if len(kinds) != 1:
-            self.problem(inner, bpath, "a block template has exactly one of layers, residual, parallel")
+            self.problem(inner, bpath, f"a block template has exactly one of {', '.join(BODIES)}")
             raise Abort
         kind = kinds[0]
         if kind == "layers":
             out = self.items(inner, body["layers"], bpath + ("layers",), scope, x)
             comp = Composite(scope, "layers", x, out)
+        elif kind == "gate":
+            comp = self.gate(inner, body["gate"], bpath + ("gate",), scope, x)
         else:
             comp = COMPOSITES[kind](self, inner, body[kind], bpath + (kind,), scope, x)
+        self.bound = env   # after the body: an outer instance overwrites its inner ones
         comp.template = tmpl.name
         comp.mark, comp.spec_path = ctx.smap.mark(path), where
         if stage is not None:
             comp.stage, comp.index, comp.name = stage
             self.graph.blocks[scope] = comp
-        if comp.kind != "layers":
+        if comp.kind not in ("layers", "gate"):
             self.graph.composites[scope] = comp
-        return comp.output
+        return comp
 
-    def bind(self, ctx: Ctx, tmpl: Template, given: dict, path, x, in_stage: bool) -> dict:
-        """The template's environment: in_channels, defaults, then the given values (checked)."""
+    def gate(self, ctx: Ctx, items: list, path, scope: str, x: str) -> Composite:
+        """out = x * f(x), f the layer list, broadcast over the axes it reduced: `<scope>.scale`."""
+        f = self.items(ctx, items, path, scope, x)
+        out = self.node(ctx, path, f"{scope}.scale", "mul", {}, [x, f])
+        return Composite(scope, "layers", x, out)
+
+    def bind(self, ctx: Ctx, tmpl: Template, given: dict, path, x, in_stage: bool,
+             where: str = "") -> dict:
+        """The template's environment: in_channels, per-block names, parameters, vars."""
         env = {"in_channels": Param(self.graph.shape(x)[0], None, ())}
-        for k, default in tmpl.params.items():
-            if k not in tmpl.required():
-                env[k] = Param(default, tmpl.smap, tmpl.path + ("params", k))
+        env.update({k: Param(v, None, ()) for k, v in self.block_env.items()})
         ok = True
-        for k, raw in given.items():
+        for k in given:
             if k not in tmpl.params:
                 known = list(tmpl.params) + (["repeat", "name"] if in_stage else [])
                 self.problem(ctx, tuple(path) + (k,), f"unknown parameter '{k}' of block template "
                                                       f"'{tmpl.name}'{did_you_mean(k, known)}", key=True)
                 ok = False
-                continue
-            try:
-                val, _ = self.value(ctx, raw, tuple(path) + (k,))
-            except Abort:
-                ok = False
-                continue
-            want = Template.REQUIRED_TYPES.get(tmpl.params[k]) if k in tmpl.required() else type(tmpl.params[k])
-            if want is float and isinstance(val, int) and not isinstance(val, bool):
-                val = float(val)
-            if want is int and isinstance(val, float) and val.is_integer():
-                val = int(val)
-            if want is not None and (not isinstance(val, want) or (want is int and isinstance(val, bool))):
-                default = tmpl.params[k]
-                hint = did_you_mean(default, Template.REQUIRED_TYPES) if want is str and k not in tmpl.required() else ""
-                if hint:   # `params: {out: integer}` declares a string default, not a type
-                    hint = f"; the template's default {default!r} is a string{hint}"
-                self.problem(ctx, tuple(path) + (k,), f"parameter '{k}' of '{tmpl.name}' expects "
-                                                      f"{want.__name__}, got {val!r}{hint}")
-                ok = False
-                continue
-            env[k] = Param(val, ctx.smap, tuple(path) + (k,))
-            used = expr.names(raw) if expr.is_expr(raw) else ()
-            if len(used) == 1 and getattr(ctx.env.get(next(iter(used))), "smap", None) is not None:
-                env[k] = Param(val, ctx.env[next(iter(used))].smap, ctx.env[next(iter(used))].path)
-        for k in tmpl.required():
+        own = Ctx(tmpl.smap, env, where, ctx.depth)
+        for k, default in tmpl.params.items():
             if k not in given:
-                self.problem(ctx, path, f"block template '{tmpl.name}' needs parameter '{k}'")
-                ok = False
+                if k in tmpl.required():
+                    self.problem(ctx, path, f"block template '{tmpl.name}' needs parameter '{k}'")
+                    ok = False
+                elif expr.is_expr(default):   # derived: an expression over what is bound so far
+                    try:
+                        val, blame = self.value(own, default, tmpl.path + ("params", k))
+                    except Abort:
+                        ok = False
+                        continue
+                    env[k] = Param(val, blame.smap, blame.path)
+                else:
+                    env[k] = Param(default, tmpl.smap, tmpl.path + ("params", k))
+                continue
+            ok = self._bind_given(ctx, tmpl, k, given[k], path, env) and ok
         if not ok:
             raise Abort
+        vars_ = tmpl.body.get("vars")
+        for k, raw in (vars_.items() if isinstance(vars_, dict) else ()):
+            val, blame = self.value(own, raw, tmpl.path + ("vars", k))
+            env[k] = Param(val, blame.smap, blame.path)
         return env
+
+    def _bind_given(self, ctx, tmpl, k, raw, path, env) -> bool:
+        try:
+            val, _ = self.value(ctx, raw, tuple(path) + (k,))
+        except Abort:
+            return False
+        default = tmpl.params[k]
+        want = Template.REQUIRED_TYPES.get(default) if k in tmpl.required() else \
+            None if expr.is_expr(default) else type(default)
+        if want is float and isinstance(val, int) and not isinstance(val, bool):
+            val = float(val)
+        if want is int and isinstance(val, float) and val.is_integer():
+            val = int(val)
+        wrong = want is not None and (not isinstance(val, want)
+                                      or (want is int and isinstance(val, bool)))
+        if wrong:
+            typed = want is str and k not in tmpl.required()
+            hint = did_you_mean(default, Template.REQUIRED_TYPES) if typed else ""
+            if hint:   # `params: {out: integer}` declares a string default, not a type
+                hint = f"; the template's default {default!r} is a string{hint}"
+            self.problem(ctx, tuple(path) + (k,), f"parameter '{k}' of '{tmpl.name}' expects "
+                                                  f"{want.__name__}, got {val!r}{hint}")
+            return False
+        env[k] = Param(val, ctx.smap, tuple(path) + (k,))
+        used = expr.names(raw) if expr.is_expr(raw) else ()
+        if len(used) == 1 and getattr(ctx.env.get(next(iter(used))), "smap", None) is not None:
+            env[k] = Param(val, ctx.env[next(iter(used))].smap, ctx.env[next(iter(used))].path)
+        return True

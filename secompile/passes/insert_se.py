@@ -7,12 +7,19 @@ Caffe models:  pool (avg|max, keepdim) -> fc1 (1x1 conv C -> C/r, bias) -> relu
 Rules are resolved to insertion points first (a later rule overrides an earlier one
 at the same point, `position: none` removes one), then spliced. Points that already
 hold an SE block are left alone, so applying a rule twice equals applying it once.
+
+Attention modules as data: a rule's `module:` names a block template (default `se`, the
+block above, shipped in specs/blocks/attention.yaml). This pass does not read templates
+(passes never import the front end): the caller hands it `modules`, an `AttentionModules`
+(api.build_ir passes `frontend.attention_modules(spec)`), which builds a module's nodes on
+the graph. Without `modules` the paper's SE block is built here, with the same nodes.
 """
 from __future__ import annotations
 
 import bisect
 import fnmatch
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph
@@ -33,6 +40,23 @@ class SEOptions:
 
     def reduced(self, c: int) -> int:
         return self.channels if self.channels is not None else c // self.reduction
+
+
+RULE_KEYS = ("where", "exclude", "position", "module")   # the rest of a rule: module parameters
+
+
+class AttentionModules(Protocol):
+    """What the front end offers this pass: attention templates it can instantiate."""
+
+    def __contains__(self, name: str) -> bool: ...
+
+    def names(self) -> list[str]: ...
+
+    def build(self, g: Graph, name: str, u: str, scope: str, params: dict, rule_path: tuple,
+              block: Composite | None) -> tuple[str, list[str], dict]:
+        """Add module `name` on tensor `u` under `scope`, each node placed after the one before
+        (right after `u`) -> (output node, added node paths, the module's bound names).
+        Raises SpecError (located at the rule for a bad parameter)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +232,7 @@ def resolve(g: Graph, rules: list, smap: SourceMap,
                 if not -n <= s < n:
                     r.problems.append(smap.problem(rpath + ("where", "stages", j), f"stage index {s} is out of range "
                                                                                  f"(the network has {n} stages)"))
-        opts = SEOptions(**{k: rule[k] for k in ("reduction", "channels", "squeeze", "gate", "bias") if k in rule})
+        opts = _options(rule)
         for pt in r.exclude(rule, r.points(rule, rpath)):
             if rule.get("position") == "none":
                 chosen.pop(Point("standard", pt.target), None)
@@ -219,39 +243,80 @@ def resolve(g: Graph, rules: list, smap: SourceMap,
     return chosen, r.problems
 
 
-def insert_se(g: Graph, rules: list, smap: SourceMap) -> Graph:
-    """Return a copy of `g` with SE blocks spliced in. Raises SpecError."""
+def _options(rule: dict) -> SEOptions:
+    """The paper's SE options of a rule (an expression is left to the `se` template)."""
+    given = {k: rule[k] for k in ("reduction", "channels", "squeeze", "gate", "bias") if k in rule}
+    return SEOptions(**{k: v for k, v in given.items()
+                        if k in ("squeeze", "gate") or not isinstance(v, str)})
+
+
+def insert_se(g: Graph, rules: list, smap: SourceMap,
+              modules: AttentionModules | None = None) -> Graph:
+    """Return a copy of `g` with SE blocks (attention modules) spliced in. Raises SpecError."""
     g = g.copy()
+    problems = _module_problems(rules, smap, modules)
+    if problems:
+        raise SpecError(problems)
     chosen, problems = resolve(g, rules, smap)
-    problems += _splice_all(g, chosen, rules, smap)
+    problems += _splice_all(g, chosen, rules, smap, modules)
     if problems:
         raise SpecError(problems)
     return g
 
 
-def check(g: Graph, rules: list, smap: SourceMap, unknown=frozenset()) -> list[Problem]:
+def check(g: Graph, rules: list, smap: SourceMap, unknown=frozenset(),
+          modules: AttentionModules | None = None) -> list[Problem]:
     """The problems of SE rules on a graph that is built only in part (its spec has other
     problems): rules that are None (refused by the schema) are left out, a selector over a stage
     in `unknown` (not fully built) is not said to match nothing, and only blocks of built stages
-    are spliced."""
+    are spliced (a rule naming an unknown module is reported, not spliced)."""
     g = g.copy()
-    chosen, problems = resolve(g, rules, smap, frozenset(unknown))
+    problems = _module_problems(rules, smap, modules)
+    bad = {("se", i) for i, r in enumerate(rules) if r is not None and _unknown_module(r, modules)}
+    chosen, found = resolve(g, rules, smap, frozenset(unknown))
     built = tuple(f"stages.{i}." for i in range(len(g.stages)) if i not in unknown)
-    chosen = {pt: v for pt, v in chosen.items() if built and (pt.target + ".").startswith(built)}
-    return problems + _splice_all(g, chosen, rules, smap)
+    chosen = {pt: v for pt, v in chosen.items()
+              if built and (pt.target + ".").startswith(built) and v[1] not in bad}
+    return problems + found + _splice_all(g, chosen, rules, smap, modules)
 
 
-def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap) -> list[Problem]:
+def _unknown_module(rule: dict, modules: AttentionModules | None) -> bool:
+    return "module" in rule if modules is None else rule.get("module", "se") not in modules
+
+
+def _module_problems(rules: list, smap: SourceMap,
+                     modules: AttentionModules | None) -> list[Problem]:
+    """A rule's `module:` must name a template the front end offers (rules None: left out)."""
+    problems = []
+    for i, rule in enumerate(rules):
+        if rule is None or not _unknown_module(rule, modules):
+            continue
+        if modules is None:
+            problems.append(smap.problem(("se", i, "module"),
+                                         "attention modules need the front end: insert_se(..., "
+                                         "modules=frontend.attention_modules(spec))"))
+        else:
+            name = rule.get("module", "se")
+            hint = did_you_mean(name, modules.names())
+            problems.append(smap.problem(("se", i, "module") if "module" in rule else ("se", i),
+                                         f"unknown attention module '{name}'{hint}"))
+    return problems
+
+
+def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap,
+                modules: AttentionModules | None = None) -> list[Problem]:
     problems = []
     rank = {p: i for i, p in enumerate(g.order)}
     taken = set(_scopes(g))   # node paths and scopes of the network's own layers
     index = _PathIndex(g)
     for pt, (opts, rpath) in sorted(chosen.items(), key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
         try:
-            _splice(g, pt, opts, taken, index)
+            _splice(g, pt, opts, taken, index, modules, rules[rpath[1]], rpath)
         except _Problem as e:
             key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
             problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
+        except SpecError as e:
+            problems.extend(e.problems)
     return problems
 
 
@@ -296,6 +361,9 @@ def _anchor(g: Graph, pt: Point, index: _PathIndex | None = None):
     if comp.kind != "residual" and pt.position in ("standard", "identity"):
         raise _Problem(f"position '{pt.position}' needs a residual block; {comp.path} is "
                        f"{comp.kind} (use post or pre)")
+    if comp.merge is None and pt.position in ("standard", "identity"):
+        raise _Problem(f"position '{pt.position}' needs a merge; {comp.path} has no skip here "
+                       "(skip: auto, the branch changes the shape): use post")
     scope = f"{comp.path}.{SCOPE_NAME[pt.position]}"
     # The merge's inputs as wired now: an SE block spliced in before (after the branch's last
     # layer, or post on the block that feeds an identity shortcut) sits on that edge already.
@@ -315,7 +383,9 @@ def _scope_output(g: Graph, scope: str, index: _PathIndex) -> str:
     return outs[0]
 
 
-def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: _PathIndex | None = None) -> None:
+def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
+            index: _PathIndex | None = None, modules: AttentionModules | None = None,
+            rule: dict | None = None, rpath: tuple = ()) -> None:
     index = index or _PathIndex(g)
     u, consumers, s, comp = _anchor(g, pt, index)
     if s in g.se:
@@ -326,22 +396,24 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: 
     if len(shape) != 3:
         raise _Problem(f"SE needs a feature map (C, H, W); {u} has shape {shape}")
     c = shape[0]
-    cr = o.reduced(c)
-    if cr < 1:
+    name = (rule or {}).get("module", "se")
+    if name == "se" and "channels" not in (rule or {}) and isinstance(o.reduction, int) \
+            and c // o.reduction < 1:
         raise _Problem(f"reduction {o.reduction} leaves no channel for {c} channels ({c} // {o.reduction} = 0)",
                        about="reduction")
-    fc = {"kernel": (1, 1), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1, "bias": o.bias}
-    try:
-        a = g.add(f"{s}.pool", "global_pool", {"mode": o.squeeze, "keepdim": True}, [u], after=u)
-        a = g.add(f"{s}.fc1", "conv2d", {**fc, "out": cr}, [a], after=a)
-        a = g.add(f"{s}.act", "act", {"kind": "relu"}, [a], after=a)
-        a = g.add(f"{s}.fc2", "conv2d", {**fc, "out": c}, [a], after=a)
-        a = g.add(f"{s}.gate", "act", {"kind": o.gate}, [a], after=a)
-        a = g.add(f"{s}.scale", "mul", {}, [u, a], after=a)
-    except ops.OpError as e:
-        raise _Problem(str(e)) from None
-    for part in ("pool", "fc1", "act", "fc2", "gate", "scale"):
-        index.add(f"{s}.{part}")
+    if modules is None:
+        a, added = _paper_se(g, u, s, o, c), [f"{s}.{part}" for part in SE_NODES]
+        record = {"reduction": o.reduction, "channels": c, "reduced": o.reduced(c),
+                  "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
+    else:
+        params = {k: v for k, v in rule.items() if k not in RULE_KEYS}
+        a, added, names = modules.build(g, name, u, s, params, rpath, _enclosing_block(g, s))
+        record = {"reduction": names.get("reduction"), "channels": c,
+                  "squeeze": names.get("squeeze"), "gate": names.get("gate"),
+                  "bias": names.get("bias"), "module": name}
+        record["reduced"] = g.shape(f"{s}.fc1")[0] if f"{s}.fc1" in g else names.get("width")
+    for path in added:
+        index.add(path)
     g.rewire(u, a, consumers)
     for consumer in consumers:  # scopes now reading the recalibrated tensor: next block (post), nested (pre)
         prefix = ""
@@ -357,8 +429,7 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: 
                         other.shortcut_out = a
                     if other.branch_out == u:
                         other.branch_out = a
-    g.se[s] = {"position": pt.position, "target": pt.target, "input": u, "reduction": o.reduction,
-               "channels": c, "reduced": cr, "squeeze": o.squeeze, "gate": o.gate, "bias": o.bias}
+    g.se[s] = {"position": pt.position, "target": pt.target, "input": u, **record}
     prefix = ""   # scopes whose output the SE block now is: its own block (post), or the blocks
     for seg in s.split(".")[:-1]:   # around a layer recalibrated in place (`after` their last layer)
         prefix = f"{prefix}.{seg}" if prefix else seg
@@ -367,4 +438,31 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(), index: 
                 other.output = a
 
 
-__all__ = ["insert_se", "check", "resolve", "glob_match", "SEOptions", "Point"]
+SE_NODES = ("pool", "fc1", "act", "fc2", "gate", "scale")
+
+
+def _paper_se(g: Graph, u: str, s: str, o: SEOptions, c: int) -> str:
+    """The paper's SE block, built here when no front end hands modules in (same nodes as the
+    `se` template of specs/blocks/attention.yaml)."""
+    fc = {"kernel": (1, 1), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1), "groups": 1,
+          "bias": o.bias}
+    try:
+        a = g.add(f"{s}.pool", "global_pool", {"mode": o.squeeze, "keepdim": True}, [u], after=u)
+        a = g.add(f"{s}.fc1", "conv2d", {**fc, "out": o.reduced(c)}, [a], after=a)
+        a = g.add(f"{s}.act", "act", {"kind": "relu"}, [a], after=a)
+        a = g.add(f"{s}.fc2", "conv2d", {**fc, "out": c}, [a], after=a)
+        a = g.add(f"{s}.gate", "act", {"kind": o.gate}, [a], after=a)
+        return g.add(f"{s}.scale", "mul", {}, [u, a], after=a)
+    except ops.OpError as e:
+        raise _Problem(str(e)) from None
+
+
+def _enclosing_block(g: Graph, scope: str) -> Composite | None:
+    """The stage-level block a module's scope sits in (its per-block names), or None."""
+    parts, found = scope.split("."), None
+    for i in range(1, len(parts) + 1):
+        found = g.blocks.get(".".join(parts[:i]), found)
+    return found
+
+
+__all__ = ["insert_se", "check", "resolve", "glob_match", "SEOptions", "Point", "AttentionModules"]

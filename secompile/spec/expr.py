@@ -3,12 +3,13 @@
 A string containing `$` is an expression: `$width`, `"$out // 4"`,
 `"$stride if $stride_at == 'conv1' else 1"`. Names (with or without `$`) refer to the
 template's parameters. Only arithmetic, comparisons, boolean logic, conditional
-expressions and min/max/int/round/abs are allowed; the AST is walked here, never
-handed to Python's eval.
+expressions and the functions of `_FUNCS` (min/max/int/round/abs/ceil/floor/log2 and timm's
+make_divisible) are allowed; the AST is walked here, never handed to Python's eval.
 """
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import re
 
@@ -22,7 +23,27 @@ _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
         ast.Pow: operator.pow}
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
         ast.Gt: operator.gt, ast.GtE: operator.ge}
-_FUNCS = {"min": min, "max": max, "int": int, "round": round, "abs": abs}
+
+
+def make_divisible(v, divisor=8, min_value=None, round_limit=0.9):
+    """timm's rounding of a channel count to a multiple of `divisor` (timm/layers/helpers.py):
+    never below `min_value` (default: divisor), never more than 10% below `v`."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+def _log2(v):
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+        raise ValueError(f"log2 needs a positive number, got {v!r}")
+    return math.log2(v)
+
+
+_FUNCS = {"min": min, "max": max, "int": int, "round": round, "abs": abs,
+          "ceil": math.ceil, "floor": math.floor, "log2": _log2, "make_divisible": make_divisible}
+_KEYWORDS = {"make_divisible": ("divisor", "min_value", "round_limit")}   # the only keyword args
 
 
 class ExprError(ValueError):
@@ -144,13 +165,19 @@ class _Eval:
         return self.visit(n.body) if self.visit(n.test) else self.visit(n.orelse)
 
     def v_Call(self, n):
-        if not isinstance(n.func, ast.Name) or n.func.id not in _FUNCS or n.keywords:
+        if not isinstance(n.func, ast.Name) or n.func.id not in _FUNCS:
             raise ExprError(f"only {', '.join(sorted(_FUNCS))} may be called in expressions")
+        allowed = _KEYWORDS.get(n.func.id, ())
+        for kw in n.keywords:
+            if kw.arg not in allowed:
+                raise ExprError(f"{n.func.id}() takes no keyword argument {kw.arg!r}"
+                                + (f" (it takes {', '.join(allowed)})" if allowed else ""))
         args = [self.visit(a) for a in n.args]
+        kwargs = {kw.arg: self.visit(kw.value) for kw in n.keywords}
         if n.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 64:
             # round(x, -10**9) computes 10**(10**9): hours of CPU
             raise ExprError(f"round(): ndigits {args[1]} out of range in expression {self.text!r}")
         try:
-            return _FUNCS[n.func.id](*args)
-        except (TypeError, ValueError, OverflowError) as e:
+            return _FUNCS[n.func.id](*args, **kwargs)
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError) as e:
             raise ExprError(f"{n.func.id}(): {e}") from None

@@ -83,6 +83,15 @@ OP_LAYERS = {
                           required=["start", "size"], description="channels [start, start + size)"),
     "drop_path": _obj({"p": {"$ref": "#/$defs/num"}}, required=["p"],
                       description="per-sample stochastic depth (training only)"),
+    # raw single-node layers of attention templates: language v2
+    "conv2d": _obj({k: v for k, v in CONV["properties"].items() if k not in ("norm", "act")},
+                   required=["out"],
+                   description="one bare convolution (no BN, no activation; bias default true)"),
+    "act": _enum_or_expr(OP_ENUMS["activations"], "an activation"),
+    "global_pool": {"anyOf": [_obj({"mode": _enum_or_expr(OP_ENUMS["pool_modes"], "a pool mode"),
+                                    "keepdim": {"$ref": "#/$defs/bool"}}), {"type": "null"}],
+                    "x-expect": "{mode: avg|max, keepdim: true|false}",
+                    "description": "global pooling to (C, 1, 1) (keepdim false: to a vector)"},
 }
 SIMPLE_KINDS = sorted(k for k, v in OP_LAYERS.items() if v is EMPTY or k == "bn")
 
@@ -93,6 +102,10 @@ RESIDUAL = _obj({
                            _obj({"when": {"enum": ["auto", "always"]}, "layers": {"$ref": "#/$defs/layers"}},
                                 required=["layers"])],
                  "x-expect": "'auto', 'identity', a list of layers or {when, layers}"},
+    "skip": {"anyOf": [{"const": "auto"}, {"$ref": "#/$defs/bool"}],
+             "x-expect": "'auto', true, false or a $-expression",
+             "description": "an identity skip only where the branch keeps the shape (auto); "
+                            "no merge without it"},
     "merge": _enum_or_expr(["add", "concat"], "a merge"),
     "scale": {"$ref": "#/$defs/num", "description": "residual scaling: out = shortcut + scale * branch"},
     "post": {"$ref": "#/$defs/layers"},
@@ -103,7 +116,12 @@ PARALLEL = _obj({
                            {"type": "object", "additionalProperties": {"$ref": "#/$defs/layers"},
                             "minProperties": 1}],
                  "x-expect": "a list of layer lists or a mapping name -> layer list"},
-    "merge": _enum_or_expr(["concat", "add"], "a merge"),
+    "merge": {"anyOf": [{"enum": ["concat", "add"]}, {"$ref": "#/$defs/expr"},
+                        {"type": "object", "properties": {"select": {"type": "string"}},
+                         "required": ["select"], "additionalProperties": True}],
+              "x-expect": "a merge (concat, add), a $-expression or {select: TEMPLATE, ...}",
+              "description": "{select: T, ...T's parameters}: Selective Kernel merge, T on the "
+                             "branches' sum gives the logits"},
     "post": {"$ref": "#/$defs/layers"},
 }, required=["branches"])
 
@@ -114,7 +132,9 @@ BLOCK_INSTANCE = {"type": "object", "properties": {"template": {"type": "string"
 LAYER = {"anyOf": [{"enum": SIMPLE_KINDS},
                    _obj({**OP_LAYERS, "residual": {"$ref": "#/$defs/residual"},
                          "parallel": {"$ref": "#/$defs/parallel"}, "block": {"$ref": "#/$defs/block"},
-                         "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}},
+                         "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                         "when": {"$ref": "#/$defs/bool",
+                                  "description": "false removes the layer"}},
                         minProperties=1)],
          "x-expect": "a layer: a mapping {kind: attributes} or a bare kind name"}
 
@@ -129,22 +149,46 @@ SELECTOR = _obj({
     "name": {"type": "string", "description": "glob over block/stage names"},
 })
 
-SE_RULE = _obj({
+RULE_KEYS = ("where", "exclude", "position", "module")   # the rest: the module's parameters
+_SE_RULE_PROPS = {
     "where": {"$ref": "#/$defs/selector"},
     "exclude": {"$ref": "#/$defs/selector"},
     "position": {"anyOf": [{"enum": ["standard", "pre", "post", "identity", "after", "none"]},
                            _obj({"after": {"type": "string"}}, required=["after"])],
                  "x-expect": "standard, pre, post, identity, after, none or {after: PATH}"},
-    "reduction": {"type": "integer", "minimum": 1},
-    "channels": {"type": "integer", "minimum": 1, "description": "reduced channels, overrides reduction"},
+    "module": {"type": "string", "description": "the attention template to insert (default se); "
+                                                "the rule's other keys are its parameters"},
+    # the parameters of the default module `se` (specs/blocks/attention.yaml)
+    "reduction": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/expr"}],
+                  "x-expect": "a positive integer or a $-expression"},
+    "channels": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": "#/$defs/expr"}],
+                 "x-expect": "a positive integer or a $-expression",
+                 "description": "reduced channels, overrides reduction"},
+    "divisor": {"$ref": "#/$defs/int",
+                "description": "round the width with make_divisible (1: floor)"},
+    "round_limit": {"$ref": "#/$defs/num"},
+    "act": _enum_or_expr(OP_ENUMS["activations"], "an activation"),
     "squeeze": {"enum": OP_ENUMS["pool_modes"]},
     "gate": {"enum": ["sigmoid", "hard_sigmoid"]},
     "bias": {"type": "boolean"},
-}, required=["where"])
+}
+# With `module:` the other keys are that template's parameters (checked against it while the
+# module is inserted, located at the rule); without it, the default se's keys only.
+SE_RULE = {"type": "object", "properties": _SE_RULE_PROPS, "required": ["where"],
+           "if": {"required": ["module"]},
+           "then": {"properties": {k: _SE_RULE_PROPS[k] for k in RULE_KEYS}},
+           "else": _obj({k: True for k in _SE_RULE_PROPS})}
 
+_SCALARS = ["integer", "number", "string", "boolean"]
 TEMPLATE = _obj({
     "description": {"type": "string"},
-    "params": {"type": "object", "additionalProperties": {"type": ["integer", "number", "string", "boolean"]}},
+    "params": {"type": "object", "additionalProperties": {"type": _SCALARS},
+               "description": "name -> default (a $-expression over earlier parameters and "
+                              "in_channels derives it) or a type name for a required one"},
+    "vars": {"type": "object", "additionalProperties": {"type": _SCALARS},
+             "description": "derived names, evaluated in order after the parameters"},
+    "gate": {"$ref": "#/$defs/layers",
+             "description": "out = x * f(x), f the layers; node <scope>.scale"},
     "layers": {"$ref": "#/$defs/layers"},
     "residual": {"$ref": "#/$defs/residual"},
     "parallel": {"$ref": "#/$defs/parallel"},

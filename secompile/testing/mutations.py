@@ -9,8 +9,9 @@ Every mutation keeps a well-formed spec valid:
 - repeat: a block stage with repeat >= 2 repeats 1 .. repeat+1 times (blocks after the first
   get stride 1; a stage written once may be a block that is not repeatable, e.g. one with a
   fixed stride);
-- se: SE rules get smaller reductions, other squeeze/gate/bias options, or are dropped
-  (`position: none` rules are kept, so nothing they removed comes back);
+- se: SE rules get smaller reductions, other squeeze/gate/bias options (the paper's SE block
+  only: other `module:`s keep their parameters), or are dropped (`position: none` rules are
+  kept, so nothing they removed comes back);
 - activation: literal activations (conv `act`, bare activation layers) swapped for others;
 - dropout: other dropout rates.
 
@@ -117,8 +118,8 @@ def _se(draw, spec):
         spec["se"] = keep
         return spec
     for rule in rules:
-        if rule.get("position") == "none":
-            continue
+        if rule.get("position") == "none" or rule.get("module", "se") != "se":
+            continue   # another attention module's parameters are its template's own
         r = rule.get("reduction", 16)
         if _is_int(r) and "channels" not in rule and draw(st.booleans()):
             rule["reduction"] = draw(st.integers(1, r))

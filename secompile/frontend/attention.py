@@ -1,0 +1,66 @@
+"""Attention modules for passes/insert_se: an SE rule's `module:` is a block template.
+
+The shipped modules (the paper's `se`, `effective_se`, `eca`, `cbam`, ...) live in
+specs/blocks/attention.yaml; a spec's own templates (defined or included) take precedence, so a
+user writes a module the way they write any block. `attention_modules(spec)` is what
+api.build_ir hands to insert_se (passes never import the front end).
+
+Inside a module, `in_channels` is the width of the recalibrated tensor and the per-block names
+(`block_in`, `block_index`, ...) are those of the enclosing stage-level block. The rule's keys
+other than where/exclude/position/module are the template's parameters; a bad one is reported
+at the rule.
+"""
+from __future__ import annotations
+
+from ..ir.graph import Composite, Graph
+from ..spec.document import Spec
+from ..spec.errors import SpecError, format_path
+from .binding import Abort, Ctx, Param
+from .expand import Expander
+from .templates import shipped_templates
+
+
+class AttentionModules:
+    """The templates an SE rule may name; builds one on an IR graph (insert_se.AttentionModules)."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.templates = {**shipped_templates(), **spec.templates}
+        self._block_order: dict = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.templates
+
+    def names(self) -> list[str]:
+        return sorted(self.templates)
+
+    def block_env(self, g: Graph, block: Composite | None) -> dict:
+        if block is None:
+            return {}
+        if len(self._block_order) != len(g.blocks):
+            self._block_order = {p: i for i, p in enumerate(g.blocks)}
+        return {"block_index": block.index, "stage_index": block.stage,
+                "stage_blocks": len(g.stages[block.stage].blocks),
+                "net_block_index": self._block_order[block.path], "net_blocks": len(g.blocks),
+                "block_in": g.shape(block.input)[0]}
+
+    def build(self, g: Graph, name: str, u: str, scope: str, params: dict, rule_path: tuple,
+              block: Composite | None) -> tuple[str, list[str], dict]:
+        fe = Expander(self.spec, graph=g)
+        fe.anchor, fe.added = u, []
+        fe.block_env = self.block_env(g, block)
+        env = {"in_channels": Param(g.shape(u)[0], None, ())}
+        env.update({k: Param(v, None, ()) for k, v in fe.block_env.items()})
+        ctx = Ctx(self.spec.smap, env, f"{format_path(rule_path)} at {scope}")
+        tmpl = self.templates[name]
+        try:
+            out = fe.instantiate(ctx, tmpl, params, rule_path, scope, u, ctx.where).output
+        except Abort:
+            out = None
+        if fe.problems or out is None:
+            raise SpecError(fe.problems)
+        return out, fe.added, {k: p.value for k, p in fe.bound.items()}
+
+
+def attention_modules(spec: Spec) -> AttentionModules:
+    return AttentionModules(spec)
