@@ -231,3 +231,13 @@ def test_drop_path_schedule_is_timms(name):
     g = secompile.build_ir(secompile.load_spec(spec(name), overrides={DROP_PATH_KEY[name]: 0.2}))
     ours = [d["attrs"]["p"] for _, d in g.nodes() if d["op"] == "drop_path"]
     assert theirs and ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_sweep_counts_v2_se_rules_as_count_does():
+    """A sweep inserts SE through the spec's attention modules, as build_ir does: the rule's
+    `channels` expression and `act` are the `se` template's parameters (before, the sweep's
+    built-in SE block ignored them: regnety_008 swept to 5,700,836 parameters)."""
+    rows = secompile.sweep(spec("regnety_008"), ["input.size=[224]"])
+    assert rows[0]["ok"] and rows[0]["params"] == REF["regnety_008"]["params"]
+    assert rows[0]["conv_linear_macs"] == REF["regnety_008"]["conv_linear_macs"]
+    assert rows[0]["se_blocks"] == 14
