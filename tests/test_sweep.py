@@ -66,8 +66,8 @@ def test_invalid_variants_are_rows_with_located_errors():
     rows = secompile.sweep(SE50, ["se.0.reduction=[16, 0, x, 100000]"])
     assert [r["ok"] for r in rows] == [True, False, False, False]
     assert rows[1]["errors"] == ["--vary:1:21: se[0].reduction: must be >= 1, got 0"]
-    assert rows[2]["errors"] == [("--vary:1:24: se[0].reduction: expected a positive integer or a $-expression, "
-                                 "got string 'x'")]
+    assert rows[2]["errors"] == ["--vary:1:24: se[0].reduction: expected a positive integer or a "
+                                 "$-expression, got string 'x'"]      # as `count --set` says
     assert rows[3]["errors"][0] == ("--vary:1:27: se[0].reduction: reduction 100000 leaves no channel for "
                                     "1024 channels (1024 // 100000 = 0)")
     assert rows[1]["params"] is None and rows[1]["se_params"] is None
