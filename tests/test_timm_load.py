@@ -104,6 +104,10 @@ def test_seresnet18_into_skresnet18_names_the_dilated_paths():
 
 
 def test_ecaresnet50d_into_eca_resnet50_names_the_resnet_d_differences():
+    with torch.device("meta"):
+        model = secompile.compile(SPECS / "eca_resnet50.yaml")
+    with pytest.raises(WeightsError, match="the ecaresnet50d network is specs/ecaresnet50d.yaml"):
+        secompile.load_weights(model, timm_state_dict("ecaresnet50d"))
     structure = _refusal("ecaresnet50d", "eca_resnet50")
     assert structure[0] == ("module #0 differs (different weight shapes): checkpoint conv1.0 "
                             "(conv 32x3x3x3, no bias) vs model stem.conv1.conv (conv 64x3x7x7, "

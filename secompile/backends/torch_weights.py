@@ -60,6 +60,8 @@ LAYOUTS = {
     "seresnet18": "specs/seresnet18.yaml",
     "seresnet34": "specs/seresnet34.yaml",
     "seresnext26d_32x4d": "specs/seresnext26d_32x4d.yaml",
+    "ecaresnet50d": "specs/ecaresnet50d.yaml",
+    "skresnet18": "specs/skresnet18.yaml",
 }
 _BLOCK = re.compile(r"^layer([1-9]\d*)\.(\d+)\.(.+)$")
 _BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
