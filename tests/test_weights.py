@@ -333,11 +333,13 @@ def test_basic_block_checkpoint_is_not_mistaken_for_a_bottleneck_one():
     with pytest.raises(ValueError, match="laid out like 'seresnet18', not 'seresnet26'"):
         map_state_dict(model, sd, source="seresnet26")
     # seresnet18's weights into seresnet34: the 8 blocks it lacks are missing (14 tensors each),
-    # and no stride differences are invented
+    # the depths are named, and no stride differences are invented
     with torch.device("meta"):
         deeper = secompile.compile(SPECS / "seresnet34.yaml")
     _, report = map_state_dict(deeper, sd)
-    assert report.structure == [] and len(report.missing) == 8 * 14 and report.unexpected == []
+    assert report.structure == ["blocks per stage: the model has 3-4-6-3, the seresnet18 "
+                                "checkpoint 2-2-2-2 (layer1.*, layer2.*, ...)"]
+    assert len(report.missing) == 8 * 14 and report.unexpected == []
 
 
 def test_resnet_d_shortcut_is_checked(tmp_path):

@@ -60,6 +60,8 @@ LAYOUTS = {
     "seresnet18": "specs/seresnet18.yaml",
     "seresnet34": "specs/seresnet34.yaml",
     "seresnext26d_32x4d": "specs/seresnext26d_32x4d.yaml",
+    "ecaresnet50d": "specs/ecaresnet50d.yaml",
+    "skresnet18": "specs/skresnet18.yaml",
 }
 _BLOCK = re.compile(r"^layer([1-9]\d*)\.(\d+)\.(.+)$")
 _BN_ENTRIES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -337,7 +339,8 @@ def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[
                 report.unexpected.extend(f"{src}.{e}" for e in entries)
                 continue
             pairs.extend((f"{src}.{e}", f"{dst}.{e}") for e in entries)
-        report.structure = _check_structure(model, _facts(layout, sd), layout)
+        report.structure = (_depth_differences(sd, model, layout)
+                            + _check_structure(model, _facts(layout, sd), layout))
     mapped, filled = {}, set()
     for s, d in pairs:
         if d not in target:
@@ -354,6 +357,31 @@ def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[
             (report.defaulted if d.endswith(".num_batches_tracked") else report.missing).append(d)
     report.unexpected.sort(key=_natural)
     return mapped, report
+
+
+_UNIT = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)$")
+
+
+def _depth_differences(sd: dict, model: nn.Module, layout: str) -> list[str]:
+    """Stages whose block count differs between the checkpoint (`layer{s}.{b}`) and the model
+    (e.g. seresnet18's 2-2-2-2 into seresnet34's 3-4-6-3), named before the keys they leave over."""
+    ours, theirs = {}, {}
+    for unit in model.modules():
+        m = _UNIT.match(getattr(unit, "path", "")) if isinstance(unit, Unit) else None
+        if m:
+            ours.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    for k in sd:
+        m = _BLOCK.match(k)
+        if m:
+            theirs.setdefault(int(m.group(1)) - 1, set()).add(int(m.group(2)))
+    count = {side: [len(blocks.get(s, ())) for s in range(max(ours) + 1 if ours else 0)]
+             for side, blocks in (("ours", ours), ("theirs", theirs))}
+    if max(theirs, default=-1) >= len(count["ours"]):
+        count["theirs"] = [len(theirs.get(s, ())) for s in range(max(theirs) + 1)]
+    if count["ours"] == count["theirs"]:
+        return []
+    return [f"blocks per stage: the model has {'-'.join(map(str, count['ours']))}, the {layout} "
+            f"checkpoint {'-'.join(map(str, count['theirs']))} (layer1.*, layer2.*, ...)"]
 
 
 def _check_structure(model: nn.Module, facts: Facts | None, layout: str) -> list[str]:
@@ -376,6 +404,9 @@ def _check_structure(model: nn.Module, facts: Facts | None, layout: str) -> list
             continue
         convs = [m for n, m in branch.named_modules() if isinstance(m, nn.Conv2d) and not _in_se(n + ".x")]
         strided = [i for i, c in enumerate(convs) if max(c.stride) > 1]
+        out.extend(f"{unit.path}: branch conv {i + 1} ({c.kernel_size[0]}x{c.kernel_size[1]}) is "
+                   f"dilated {max(c.dilation)}; {layout} has no dilated convs"
+                   for i, c in enumerate(convs) if max(c.dilation) > 1)
         if facts.stride_conv is not None and strided and strided != [facts.stride_conv]:
             at = ", ".join(f"conv {i + 1} ({convs[i].kernel_size[0]}x{convs[i].kernel_size[1]})" for i in strided)
             want = convs[facts.stride_conv] if facts.stride_conv < len(convs) else None
