@@ -279,14 +279,17 @@ def bad_branch(draw, spec, net):
         re.escape(f"branch name {form!r}: names are non-empty and have no '.'"), form or "''"
 
 
+ORDER = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head",
+         "se"]
+
+
 def _v2_stage(spec, layer_when="$e != 1", var="$in_channels", p=0.1):
     """Append a stage of a v2 template (vars, when, drop_path) that keeps its input's shape."""
     spec.setdefault("blocks", {})["v2bad"] = {
         "params": {"e": 2}, "vars": {"m": var},
         "layers": [{"name": "c", "conv": {"out": "$m"}, "when": layer_when},
                    {"name": "dp", "drop_path": {"p": p}}]}
-    order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head", "se"]
-    spec = {k: spec[k] for k in order if k in spec}
+    spec = {k: spec[k] for k in ORDER if k in spec}
     spec["stages"].append({"block": "v2bad"})
     return spec, len(spec["stages"]) - 1
 
@@ -298,33 +301,41 @@ def _in(i):
 def v2_when(draw, spec, net):
     bad = draw(st.sampled_from(["$e", "$e * 2", "$e - 0.5"]))
     spec, i = _v2_stage(spec, layer_when=bad)
-    return spec, "blocks.v2bad.layers[0].when", r"when: expected true or false, got .*" + _in(i), "when"
+    return spec, "blocks.v2bad.layers[0].when", \
+        r"when: expected true or false, got .*" + _in(i), "when"
 
 
 def v2_var(draw, spec, net):
     spec, i = _v2_stage(spec, var="$in_channels * $nosuch")
     return spec, "blocks.v2bad.vars.m", \
-        re.escape("unknown parameter 'nosuch' in expression '$in_channels * $nosuch'") + _in(i), "nosuch"
+        re.escape("unknown parameter 'nosuch' in expression '$in_channels * $nosuch'") + _in(i), \
+        "nosuch"
 
 
 def v2_make_divisible(draw, spec, net):
     var, msg = draw(st.sampled_from([
-        ("make_divisible($in_channels, divsor=8)", "make_divisible() takes no keyword argument 'divsor'"),
-        ("make_divisible($in_channels, 0)", "make_divisible(): integer division or modulo by zero")]))
+        ("make_divisible($in_channels, divsor=8)",
+         "make_divisible() takes no keyword argument 'divsor'"),
+        ("make_divisible($in_channels, 0)",
+         "make_divisible(): integer division or modulo by zero")]))
     spec, i = _v2_stage(spec, var=var)
     return spec, "blocks.v2bad.vars.m", re.escape(msg), "make_divisible"
 
 
 def v2_module(draw, spec, net):
-    wrong, right = draw(st.sampled_from([("ecaa", "eca"), ("cbma", "cbam"), ("effective_sse", "effective_se")]))
+    wrong, right = draw(st.sampled_from([("ecaa", "eca"), ("cbma", "cbam"),
+                                         ("effective_sse", "effective_se")]))
     i = _add_rule(spec, {"where": {"stages": "all"}, "position": "post", "module": wrong})
-    return spec, f"se[{i}].module", re.escape(f"unknown attention module '{wrong}' (did you mean '{right}'?)"), wrong
+    message = f"unknown attention module '{wrong}' (did you mean '{right}'?)"
+    return spec, f"se[{i}].module", re.escape(message), wrong
 
 
 def v2_module_param(draw, spec, net):
-    module, key = draw(st.sampled_from([("eca", "kernal"), ("cbam", "reductoin"), ("effective_se", "squeze")]))
+    module, key = draw(st.sampled_from([("eca", "kernal"), ("cbam", "reductoin"),
+                                        ("effective_se", "squeze")]))
     i = _add_rule(spec, {"where": {"stages": "all"}, "position": "post", "module": module, key: 3})
-    return spec, f"se[{i}].{key}", re.escape(f"unknown parameter '{key}' of block template '{module}'"), key
+    message = f"unknown parameter '{key}' of block template '{module}'"
+    return spec, f"se[{i}].{key}", re.escape(message), key
 
 
 def v2_drop_path(draw, spec, net):

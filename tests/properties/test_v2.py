@@ -14,7 +14,7 @@ from test_attention import check
 import secompile
 from secompile.frontend import attention_modules
 from secompile.passes import insert_se
-from secompile.testing import specs
+from secompile.testing import mutations, specs
 from secompile.testing.strategies import networks_with_model
 from secompile.testing.v2 import gate_template, predicted_module_params
 
@@ -103,3 +103,15 @@ def test_v2_module_parameters_follow_the_oracle(data):
         c, block_in = base.shape(b.output)[0], base.shape(b.input)[0]
         want += predicted_module_params(rule, c, block_in)
     assert counts(with_rule).total.params - counts(base).total.params == want
+
+
+@scaled(0.5)
+@given(specs(max_stages=2, **SMALL).flatmap(lambda s: st.tuples(st.just(s), mutations(s))))
+def test_v2_mutations_compile_or_raise_spec_error(pair):
+    spec, variant = pair
+    try:
+        g = secompile.build_ir(variant)
+    except secompile.SpecError:
+        return
+    model = secompile.compile(variant)
+    assert sum(p.numel() for p in model.parameters()) == counts(g).total.params
