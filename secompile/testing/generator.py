@@ -20,6 +20,7 @@ from math import gcd
 from hypothesis import strategies as st
 
 from . import templates as T
+from . import v2 as V2
 from .oracle import BlockInfo, conv_size, glob, pool_size, same_pad, select_blocks
 
 ACTS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
@@ -54,6 +55,7 @@ class Constraints:
     include_dir: str | None = None
     names: str = "safe"
     attention: bool = False      # also draw channel_conv, dual_pool, ..., drop_path layers
+    v2: bool = False             # also draw language-v2 stages and attention-module SE rules
 
     def __post_init__(self):
         bad = set(self.block_kinds) - set(BLOCK_KINDS)
@@ -527,12 +529,14 @@ class Gen:
 
     def stage(self, i, shape):
         c = self.c
-        kind = self.pick(c.block_kinds)
+        kind = self.pick(c.block_kinds + (V2.WEIGHTED if c.v2 else ()))
         stride = self.pick([1, 2])
         stage_name = self.pick([None, "stage1", "conv2_x", "low", "high", "s_a"])
         d = {} if stage_name is None else {"name": stage_name}
         shown = stage_name or f"stage{i}"
         path = f"stages.{i}"
+        if kind in V2.V2_KINDS:
+            return V2.stage(self, kind, i, shape, stride, d, shown)
         if kind == "layers":
             items, out = self.layer_list(shape, path, "free", 0, None, n=(1, 3))
             info = BlockInfo(path, i, 0, None, shown, "layers", shape[0], out[0], rel=self._rel(path))
@@ -679,7 +683,10 @@ class Gen:
             chans = [getattr(b, attr) for b in infos]
         else:
             chans = [ch for _, ch in targets]
-        self.se_options(rule, chans)
+        if self.c.v2 and self.draw(st.integers(0, 3)) > 0:
+            V2.module_options(self, rule, chans, stage_blocks=form == "blocks")
+        else:
+            self.se_options(rule, chans)
         return rule
 
     def exclude(self, rule, blocks, sizes, targets):

@@ -41,6 +41,11 @@ class InvalidSpec:
 KINDS = ("wrong_type", "missing_key", "unknown_key", "group_mismatch", "shape_underflow",
          "dangling_selector", "bad_yaml", "unknown_template", "se_reduction", "se_position",
          "se_name_clash", "bad_branch")
+# language v2 (issue 12): a template with vars, `when` and drop_path appended as a last stage,
+# or an SE rule naming an attention module, broken in one way each
+V2_KINDS = ("v2_when", "v2_var", "v2_make_divisible", "v2_module", "v2_module_param",
+            "v2_drop_path")
+KINDS = KINDS + V2_KINDS
 
 
 def fmt(path) -> str:
@@ -274,11 +279,79 @@ def bad_branch(draw, spec, net):
         re.escape(f"branch name {form!r}: names are non-empty and have no '.'"), form or "''"
 
 
+ORDER = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head",
+         "se"]
+
+
+def _v2_stage(spec, layer_when="$e != 1", var="$in_channels", p=0.1):
+    """Append a stage of a v2 template (vars, when, drop_path) that keeps its input's shape."""
+    spec.setdefault("blocks", {})["v2bad"] = {
+        "params": {"e": 2}, "vars": {"m": var},
+        "layers": [{"name": "c", "conv": {"out": "$m"}, "when": layer_when},
+                   {"name": "dp", "drop_path": {"p": p}}]}
+    spec = {k: spec[k] for k in ORDER if k in spec}
+    spec["stages"].append({"block": "v2bad"})
+    return spec, len(spec["stages"]) - 1
+
+
+def _in(i):
+    return re.escape(f" (in stages[{i}].blocks[0])")
+
+
+def v2_when(draw, spec, net):
+    bad = draw(st.sampled_from(["$e", "$e * 2", "$e - 0.5"]))
+    spec, i = _v2_stage(spec, layer_when=bad)
+    return spec, "blocks.v2bad.layers[0].when", \
+        r"when: expected true or false, got .*" + _in(i), "when"
+
+
+def v2_var(draw, spec, net):
+    spec, i = _v2_stage(spec, var="$in_channels * $nosuch")
+    return spec, "blocks.v2bad.vars.m", \
+        re.escape("unknown parameter 'nosuch' in expression '$in_channels * $nosuch'") + _in(i), \
+        "nosuch"
+
+
+def v2_make_divisible(draw, spec, net):
+    var, msg = draw(st.sampled_from([
+        ("make_divisible($in_channels, divsor=8)",
+         "make_divisible() takes no keyword argument 'divsor'"),
+        ("make_divisible($in_channels, 0)",
+         "make_divisible(): integer division or modulo by zero")]))
+    spec, i = _v2_stage(spec, var=var)
+    return spec, "blocks.v2bad.vars.m", re.escape(msg), "make_divisible"
+
+
+def v2_module(draw, spec, net):
+    wrong, right = draw(st.sampled_from([("ecaa", "eca"), ("cbma", "cbam"),
+                                         ("effective_sse", "effective_se")]))
+    i = _add_rule(spec, {"where": {"stages": "all"}, "position": "post", "module": wrong})
+    message = f"unknown attention module '{wrong}' (did you mean '{right}'?)"
+    return spec, f"se[{i}].module", re.escape(message), wrong
+
+
+def v2_module_param(draw, spec, net):
+    module, key = draw(st.sampled_from([("eca", "kernal"), ("cbam", "reductoin"),
+                                        ("effective_se", "squeze")]))
+    i = _add_rule(spec, {"where": {"stages": "all"}, "position": "post", "module": module, key: 3})
+    message = f"unknown parameter '{key}' of block template '{module}'"
+    return spec, f"se[{i}].{key}", re.escape(message), key
+
+
+def v2_drop_path(draw, spec, net):
+    p = draw(st.sampled_from([1.5, 1, -0.25, 2]))
+    spec, i = _v2_stage(spec, p=p)
+    return spec, "blocks.v2bad.layers[1].drop_path.p", \
+        re.escape(f"drop_path p must be in [0, 1), got {p}") + _in(i), str(p)
+
+
 BREAKERS = {"wrong_type": wrong_type, "missing_key": missing_key, "unknown_key": unknown_key,
             "group_mismatch": group_mismatch, "shape_underflow": shape_underflow,
             "dangling_selector": dangling_selector, "bad_yaml": bad_yaml, "unknown_template": unknown_template,
             "se_reduction": se_reduction, "se_position": se_position, "se_name_clash": se_name_clash,
-            "bad_branch": bad_branch}
+            "bad_branch": bad_branch, "v2_when": v2_when, "v2_var": v2_var,
+            "v2_make_divisible": v2_make_divisible, "v2_module": v2_module,
+            "v2_module_param": v2_module_param, "v2_drop_path": v2_drop_path}
 
 
 @st.composite

@@ -13,7 +13,10 @@ Every mutation keeps a well-formed spec valid:
   only: other `module:`s keep their parameters), or are dropped (`position: none` rules are
   kept, so nothing they removed comes back);
 - activation: literal activations (conv `act`, bare activation layers) swapped for others;
-- dropout: other dropout rates.
+- dropout: other dropout rates;
+- drop_path: other literal drop_path rates (language v2; rates written as expressions stay);
+- module: SE rules insert another attention module (`eca`, `effective_se`, `cbam`: modules
+  that fit any channel count) in place of theirs, with that module's defaults.
 
 "Well-formed" means what these preserve: a spec whose validity does not hinge on one exact
 input size, channel count or repeat (e.g. a residual whose shortcut agrees with its branch at
@@ -30,7 +33,10 @@ from hypothesis import strategies as st
 
 CHANNEL_KEYS = ("out", "width", "growth", "channels")
 ACTS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
-KINDS = ("channels", "input_size", "repeat", "se", "activation", "dropout")
+KINDS = ("channels", "input_size", "repeat", "se", "activation", "dropout", "drop_path",
+         "module")
+RULE_KEYS = ("where", "exclude", "position")
+ANY_WIDTH_MODULES = ("eca", "effective_se", "cbam")
 LAYER_LISTS = ("branch", "post", "layers", "stem", "head")
 
 
@@ -154,6 +160,23 @@ def _dropout(draw, spec):
     return spec
 
 
+def _drop_path(draw, spec):
+    for lst, i, item in list(_layers(spec)):
+        dp = item.get("drop_path") if isinstance(item, dict) else None
+        if isinstance(dp, dict) and not isinstance(dp.get("p", 0.0), str) and draw(st.booleans()):
+            dp["p"] = draw(st.sampled_from([0.0, 0.05, 0.2, 0.5]))
+    return spec
+
+
+def _module(draw, spec):
+    rules = spec.get("se") or []
+    for i, rule in enumerate(rules):
+        if isinstance(rule, dict) and rule.get("position") != "none" and draw(st.booleans()):
+            kept = {k: v for k, v in rule.items() if k in RULE_KEYS}
+            rules[i] = {**kept, "module": draw(st.sampled_from(ANY_WIDTH_MODULES))}
+    return spec
+
+
 @st.composite
 def _mutate(draw, spec, kinds, max_doublings):
     out = _load(spec)
@@ -173,6 +196,10 @@ def _mutate(draw, spec, kinds, max_doublings):
             out = _se(draw, out)
         elif kind == "activation":
             out = _activation(draw, out)
+        elif kind == "drop_path":
+            out = _drop_path(draw, out)
+        elif kind == "module":
+            out = _module(draw, out)
         else:
             out = _dropout(draw, out)
     return out

@@ -17,6 +17,7 @@ tests/properties/test_oracle.py checks that the two agree on random inputs.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -189,3 +190,54 @@ def select_blocks(blocks: list[BlockInfo], sel: dict, stage_sizes: list[int]) ->
 
     return [b for b in blocks if b.stage in stages and picked(b)
             and ("name" not in sel or name_glob(sel["name"], b.stage_name))]
+
+
+# -- language v2: builtins and attention modules (docs/spec-language.md, "Language v2") --------
+
+def make_divisible(v, divisor: int = 8, min_value=None, round_limit: float = 0.9) -> int:
+    """timm's rule as the docs state it: the multiple of `divisor` nearest to v (halves up), at
+    least `min_value` (default divisor), one divisor more where that lost more than
+    1 - round_limit of v. Here by scanning the multiples rather than by integer division."""
+    floor_at = divisor if not min_value else min_value
+    m = 0
+    while (m + 1) * divisor <= v + divisor / 2:
+        m += 1
+    new = max(floor_at, m * divisor)
+    return new + divisor if new < round_limit * v else new
+
+
+def eca_kernel(c: int, gamma: int = 2, beta: int = 1) -> int:
+    """ECA's adaptive kernel: t = int(|log2 C + beta| / gamma), made odd upwards, at least 3."""
+    t = int(abs(math.log2(c) + beta) / gamma)
+    return max(3, t | 1)
+
+
+def module_params(module: str, c: int, opts: dict, block_in: int | None = None) -> int:
+    """Parameters an attention module adds on a tensor of `c` channels (the docs' table).
+    `opts` are the rule's keys; `channels` may be the one expression the generator writes."""
+    if module == "se":
+        w = _width(opts, c, block_in)
+        if not w:
+            r = opts.get("reduction", 16)
+            d = opts.get("divisor", 1)
+            limit = opts.get("round_limit", 0.0)
+            w = c // r if d == 1 else make_divisible(c / r, d, round_limit=limit)
+        return 2 * c * w + ((w + c) if opts.get("bias", True) else 0)
+    if module == "effective_se":
+        return c * c + c
+    if module == "eca":
+        return opts.get("kernel") or eca_kernel(c)
+    if module == "cbam":
+        r = opts.get("reduction", 16)
+        w = _width(opts, c, block_in) or make_divisible(c / r, 1, round_limit=0)
+        k = opts.get("kernel", 7)
+        return 2 * c * w + 2 * k * k + 2
+    raise KeyError(module)
+
+
+def _width(opts, c, block_in):
+    ch = opts.get("channels", 0)
+    if isinstance(ch, str):            # "max(1, $block_in // 4)" or "max(1, $in_channels // 4)"
+        base = block_in if "block_in" in ch else c
+        return max(1, base // 4)
+    return ch

@@ -20,7 +20,7 @@ def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int
           max_nesting: int = 2, input_size: tuple = (8, 40), input_channels: tuple = (1, 4),
           max_width: int = 32, block_kinds=BLOCK_KINDS, se: bool | None = None,
           head: bool | None = None, include_dir: str | None = None, names: str = "safe",
-          attention: bool = False) -> st.SearchStrategy:
+          attention: bool = False, v2: bool = False) -> st.SearchStrategy:
     """Valid specs: plain dicts ready for `yaml.safe_dump` and `secompile.compile()`.
 
     - max_params: upper bound on the network's parameters (checked with secompile's analytic
@@ -41,12 +41,17 @@ def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int
       ('training', 'forward', 'to', ...).
     - attention: also draw the attention layers (channel_conv, dual_pool, spatial_sum,
       channel_pool, channel_slice, drop_path) inside layer lists.
+    - v2: also draw language-v2 stages (`mbconv`: vars, derived params, make_divisible, `when`,
+      `skip: auto`, drop_path over per-block names, attention modules and gate templates as
+      layers; `sk`: the Selective Kernel select merge) and SE rules naming attention modules
+      (se options, effective_se, eca, cbam, gate templates of the spec). Off by default so the
+      ci profile's derandomised examples of the other properties stay what they were.
     """
     cons = Constraints(max_params=max_params, max_stages=max_stages, max_repeat=max_repeat,
                        max_nesting=max_nesting, input_size=tuple(input_size),
                        input_channels=tuple(input_channels), max_width=max_width,
                        block_kinds=tuple(block_kinds), se=se, head=head, include_dir=include_dir,
-                       names=names, attention=attention)
+                       names=names, attention=attention, v2=v2)
     strategy = networks(cons).map(lambda net: net.spec)
     if max_params is not None:
         strategy = strategy.filter(lambda spec: params_of(spec) <= max_params)

@@ -33,7 +33,8 @@ from collections import Counter
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, note, seed, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, note, seed, settings
+from hypothesis import strategies as st
 
 import secompile
 from secompile.analysis.counts import report
@@ -41,6 +42,7 @@ from secompile.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
+SEEDS = pathlib.Path(__file__).resolve().parent / "seeds"   # extra specs, copied beside the zoo
 
 PER_CASE_CPU_S = 10          # CPU seconds per case (ITIMER_PROF): past this it is a hang
 HARD_WALL_S = 300            # faulthandler backstop for a hang inside C code (no Python signal)
@@ -53,7 +55,8 @@ CLI_EVERY = 10               # every 10th case also goes through `secompile vali
 # -- the corpus being mutated ------------------------------------------------------------------------
 def _originals() -> dict[str, bytes]:
     files = sorted(SPECS.glob("*.yaml")) + sorted((SPECS / "blocks").glob("*.yaml"))
-    return {p.relative_to(SPECS).as_posix(): p.read_bytes() for p in files}
+    out = {p.relative_to(SPECS).as_posix(): p.read_bytes() for p in files}
+    return {**out, **{p.name: p.read_bytes() for p in sorted(SEEDS.glob("*.yaml"))}}
 
 
 ORIGINALS = _originals()
@@ -171,6 +174,12 @@ OPS = ["bitflip", "replace_char", "insert", "delete", "truncate", "delete_line",
 
 op_st = st.tuples(st.sampled_from(OPS), st.integers(0, 2**24), st.integers(0, 2**24))
 case_st = st.tuples(st.integers(0, len(TARGETS) - 1), st.integers(0, 2**16), st.lists(op_st, min_size=1, max_size=4))
+# language v2: the specs using its constructs, and the attention-module templates they include
+V2_TARGETS = ["v2_everything.yaml", "mbconv_demo.yaml", "eca_resnet50.yaml", "cbam_resnet50.yaml",
+              "blocks/attention.yaml"]
+V2_CI_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_V2_CI_EXAMPLES", "120"))
+v2_case_st = st.tuples(st.sampled_from([TARGETS.index(t) for t in V2_TARGETS]),
+                       st.integers(0, 2**16), st.lists(op_st, min_size=1, max_size=4))
 
 
 # -- checking one case -------------------------------------------------------------------------------
@@ -306,16 +315,18 @@ class Campaign:
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
     shutil.copytree(SPECS, tmp_path / "specs")
+    for p in SEEDS.glob("*.yaml"):
+        shutil.copy(p, tmp_path / "specs" / p.name)
     monkeypatch.chdir(tmp_path / "specs")
     return tmp_path / "specs"
 
 
-def _campaign(tree, examples, derandomize, seed_value=None):
+def _campaign(tree, examples, derandomize, seed_value=None, cases=case_st):
     camp = Campaign(tree)
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
-    @given(case=case_st)
+    @given(case=cases)
     def run(case):
         camp.run(case)
 
@@ -348,6 +359,17 @@ def test_mutated_specs_ci(tree, capsys):
         print("\n[fuzz ci] " + stats.summary())
     assert stats.cases >= CI_EXAMPLES
     assert stats.outcomes["spec_error"] > CI_EXAMPLES // 4 and stats.outcomes["valid"] > 0
+
+
+def test_mutated_v2_specs_ci(tree, capsys):
+    """The same over the language-v2 specs (vars, when, skip: auto, drop_path, gate templates,
+    attention modules, the select merge) and specs/blocks/attention.yaml."""
+    assert set(V2_TARGETS) <= set(TARGETS)
+    stats = _campaign(tree, V2_CI_EXAMPLES, derandomize=True, cases=v2_case_st)
+    with capsys.disabled():
+        print("\n[fuzz v2 ci] " + stats.summary())
+    assert stats.cases >= V2_CI_EXAMPLES
+    assert stats.outcomes["spec_error"] > V2_CI_EXAMPLES // 4 and stats.outcomes["valid"] > 0
 
 
 @pytest.mark.thorough

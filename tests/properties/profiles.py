@@ -5,6 +5,9 @@
     thorough  2,000 examples per property, random, failures kept in .hypothesis/ (git-ignored)
               to be replayed first next time.
 
+SECOMPILE_HYPOTHESIS_MAX_EXAMPLES=N overrides the profile's example count (`scaled` properties
+take their fraction of N).
+
 The tests apply PROFILE explicitly (`@PROFILE`), so a profile loaded elsewhere in the session
 does not change them.
 """
@@ -25,6 +28,8 @@ settings.register_profile("thorough", max_examples=2000, deadline=None, derandom
 
 NAME = os.environ.get(ENV, "ci")
 PROFILE = settings.get_profile(NAME)
+if os.environ.get("SECOMPILE_HYPOTHESIS_MAX_EXAMPLES"):     # a shorter (or longer) run of a profile
+    PROFILE = settings(PROFILE, max_examples=int(os.environ["SECOMPILE_HYPOTHESIS_MAX_EXAMPLES"]))
 
 
 def scaled(fraction: float) -> settings:

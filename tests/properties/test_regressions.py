@@ -8,9 +8,9 @@ import pickle
 
 import pytest
 import torch
+from helpers import compiled, ir_shapes, trace_shapes
 
 import secompile
-from helpers import compiled, ir_shapes, trace_shapes
 
 R = {"params": {"out": "int"},
      "residual": {"branch": [{"name": "c", "conv": {"out": "$out", "kernel": 3}}], "shortcut": "identity"}}
@@ -159,3 +159,15 @@ def test_relu_after_an_aliasing_op(first, at_unit_input):
             if isinstance(m, torch.nn.ReLU):
                 m.inplace = False
         assert torch.equal(y, model(x0))
+
+
+# props-7 (found by test_v2.py; request /tmp/secompile-requests/props-7.md, pending): an SE rule
+# with `divisor` gets make_divisible(C / reduction, divisor) >= divisor channels, but insert_se
+# still refuses C // reduction < 1 (the v1 check), so a timm-style rule on a thin tensor fails.
+@pytest.mark.xfail(strict=True, reason="request props-7")
+def test_se_divisor_rule_on_fewer_channels_than_the_reduction():
+    spec = {"name": "t", "input": {"channels": 2, "size": 4},
+            "stages": [{"layers": [{"name": "c", "conv": {"out": 2}}]}],
+            "se": [{"where": {"stages": "all"}, "position": "post", "reduction": 4, "divisor": 8}]}
+    g = check(spec)
+    assert g.shape("stages.0.se_post.fc1") == (8, 1, 1)

@@ -4,16 +4,17 @@ import pathlib
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from helpers import counts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from profiles import PROFILE, scaled
 
 import secompile
-from helpers import counts
-from profiles import PROFILE, scaled
 from secompile.testing import mutations, specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
-SHIPPED = sorted(SPECS.glob("*.yaml"))
+SHIPPED = sorted(SPECS.glob("*.yaml")) + [ROOT / "tests" / "fuzz" / "seeds" / "v2_everything.yaml"]
 
 
 def stage_templates(spec):
