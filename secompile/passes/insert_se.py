@@ -397,8 +397,9 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
         raise _Problem(f"SE needs a feature map (C, H, W); {u} has shape {shape}")
     c = shape[0]
     name = (rule or {}).get("module", "se")
-    if name == "se" and "channels" not in (rule or {}) and isinstance(o.reduction, int) \
-            and c // o.reduction < 1:
+    # the paper's floor width (divisor 1); make_divisible widths are at least the divisor (props-7)
+    if name == "se" and "channels" not in (rule or {}) and (rule or {}).get("divisor", 1) == 1 \
+            and isinstance(o.reduction, int) and c // o.reduction < 1:
         raise _Problem(f"reduction {o.reduction} leaves no channel for {c} channels ({c} // {o.reduction} = 0)",
                        about="reduction")
     if modules is None:

@@ -161,10 +161,8 @@ def test_relu_after_an_aliasing_op(first, at_unit_input):
         assert torch.equal(y, model(x0))
 
 
-# props-7 (found by test_v2.py; request /tmp/secompile-requests/props-7.md, pending): an SE rule
-# with `divisor` gets make_divisible(C / reduction, divisor) >= divisor channels, but insert_se
-# still refuses C // reduction < 1 (the v1 check), so a timm-style rule on a thin tensor fails.
-@pytest.mark.xfail(strict=True, reason="request props-7")
+# props-7 (found by test_v2.py): an SE rule with `divisor` gets make_divisible(C / reduction,
+# divisor) >= divisor channels, but insert_se refused C // reduction < 1 (the v1 check).
 def test_se_divisor_rule_on_fewer_channels_than_the_reduction():
     spec = {"name": "t", "input": {"channels": 2, "size": 4},
             "stages": [{"layers": [{"name": "c", "conv": {"out": 2}}]}],
