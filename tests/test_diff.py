@@ -3,10 +3,9 @@ import json
 import subprocess
 import sys
 
-from support import ROOT, SPECS
-
 import secompile
 from secompile.analysis.diff import changed_paths, diff_graphs
+from support import ROOT, SPECS
 
 R50, SE50, SE50TV = SPECS / "resnet50.yaml", SPECS / "se_resnet50.yaml", SPECS / "se_resnet50_tv.yaml"
 

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 
 import pytest
+
 from support import ROOT
 
 DOCS = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))

@@ -3,10 +3,10 @@ import subprocess
 import sys
 
 import pytest
-from support import SPECS
 
 import secompile
 from secompile.cli import main
+from support import SPECS
 
 BASE = (SPECS / "se_resnext50.yaml").read_text()
 

@@ -3,7 +3,6 @@ as torch.addcmul; counts, shapes and the rest of the graph are unchanged."""
 import numpy as np
 import onnxruntime as ort
 import torch
-from support import SPECS
 
 import secompile
 from secompile.analysis import Counts
@@ -12,6 +11,7 @@ from secompile.backends import onnx as onnx_backend
 from secompile.backends.onnx_weights import load_state
 from secompile.backends.torch import _dead_after, _unit_nodes
 from secompile.passes import fuse_scale_add
+from support import SPECS
 
 
 def test_every_residual_se_scale_is_fused_and_counts_stay():

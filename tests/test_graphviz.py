@@ -16,16 +16,15 @@ import pydot
 import pytest
 
 import secompile
-from support import ROOT, SPECS, all_specs
-from secompile import cli
+from secompile import api, cli
 from secompile.analysis.counts import Counts
-from secompile import api
 from secompile.backends import graphviz as gv
-from secompile.build import diagram_output
-from secompile.cli import cmd_draw
 from secompile.backends import graphviz_style as st
 from secompile.backends.graphviz_layout import choose_columns
 from secompile.backends.graphviz_levels import chains
+from secompile.build import diagram_output
+from secompile.cli import cmd_draw
+from support import ROOT, SPECS, all_specs
 
 HAVE_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="the Graphviz 'dot' program is not installed")

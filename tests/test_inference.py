@@ -9,7 +9,6 @@ from contextlib import redirect_stdout
 
 import pytest
 import torch
-from support import SPECS, all_specs
 from torch import nn
 
 import secompile
@@ -22,6 +21,7 @@ from secompile.backends.torch_inference import (
 )
 from secompile.passes.fold_bn import conv_chains
 from secompile.passes.fold_bn import foldable_bn as foldable
+from support import SPECS, all_specs
 
 DEFAULT_GMACS = 1.0
 FLAGSHIP = "se_resnext50"          # grouped convs + SE + projection shortcuts: in the default run too

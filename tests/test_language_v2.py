@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from support import SPECS
 
 import secompile
 from secompile.analysis.counts import Counts
@@ -16,6 +15,7 @@ from secompile.frontend import attention_modules, expand
 from secompile.passes import fuse_scale_add, insert_se
 from secompile.spec import expr
 from secompile.spec.errors import SpecError
+from support import SPECS
 
 
 def timm_make_divisible(v, divisor=8, min_value=None, round_limit=0.9):  # timm/layers/helpers.py

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from support import ROOT, SPECS, all_specs
 
 import secompile
 from secompile.cli import main
 from secompile.spec.errors import SpecError
+from support import ROOT, SPECS, all_specs
 
 FC = 635 * 2049  # the 1000 -> 365 classes of the fc layer: (1000 - 365) x (2048 weights + 1 bias)
 

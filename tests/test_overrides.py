@@ -3,11 +3,10 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT, SPECS
 
 import secompile
-from secompile.spec.errors import SpecError
 from secompile.spec.document import load_spec
+from secompile.spec.errors import SpecError
 from secompile.spec.overrides import (
     apply_overrides,
     make_override,
@@ -15,6 +14,7 @@ from secompile.spec.overrides import (
     parse_override,
     parse_vary,
 )
+from support import ROOT, SPECS
 
 SE50 = SPECS / "se_resnet50.yaml"
 

@@ -3,7 +3,6 @@ each op, the spec schema's enums are generated from it, and what it declares abo
 what the torch modules hold and what the counts and the ONNX weight check use."""
 import pytest
 import torch
-from support import SPECS
 
 from secompile.api import build_ir
 from secompile.backends import graphviz_style
@@ -12,6 +11,7 @@ from secompile.backends import torch as torch_backend
 from secompile.backends.onnx_weights import expected_state
 from secompile.ir import ops, schema_gen
 from secompile.spec import schema
+from support import SPECS
 
 
 @pytest.mark.parametrize("backend, table, skipped", [

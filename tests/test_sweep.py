@@ -4,10 +4,10 @@ import subprocess
 import sys
 
 import pytest
-from support import ROOT, SPECS
 
 import secompile
 from secompile.spec.errors import SpecError
+from support import ROOT, SPECS
 
 SE50 = SPECS / "se_resnet50.yaml"
 RESNET50_PARAMS = 25_557_032

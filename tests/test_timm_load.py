@@ -11,10 +11,10 @@ import json
 
 import pytest
 import torch
-from support import ROOT, SPECS
 
 import secompile
 from secompile.backends.torch_weights import WeightsError, map_state_dict
+from support import ROOT, SPECS
 
 TIMM = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
 PRESENT = [n for n in TIMM if (SPECS / f"{n}.yaml").exists()]

@@ -9,6 +9,7 @@ import json
 import sys
 
 import pytest
+
 from support import ROOT, SHARED
 
 REF = ROOT / "tests" / "reference" / "timm_counts.json"

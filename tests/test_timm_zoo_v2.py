@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from support import ROOT, SHARED, SPECS
 
 import secompile
 from secompile.analysis.counts import Counts
+from support import ROOT, SHARED, SPECS
 
 REF = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
 

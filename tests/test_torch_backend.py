@@ -6,6 +6,7 @@ import secompile
 from secompile.backends.torch import Unit, trace_shapes
 from support import SPECS, all_specs
 
+
 @pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
 def test_params_equal_analysis(path):
     rep = secompile.count(path)

@@ -14,7 +14,12 @@ import torch
 from torch import nn
 
 import secompile
-from secompile.backends.torch_weights import WeightsError, detect_layout, load_weights, map_state_dict
+from secompile.backends.torch_weights import (
+    WeightsError,
+    detect_layout,
+    load_weights,
+    map_state_dict,
+)
 from support import SHARED, SPECS
 
 TSV = SHARED / "reference" / "state_dicts"

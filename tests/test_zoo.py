@@ -16,10 +16,10 @@ import yaml
 
 import secompile
 from secompile.analysis.counts import Counts
-from secompile.reports import zoo_markdown as render_markdown
-from secompile.zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, zoo_table
 from secompile.backends.torch import trace_shapes
 from secompile.cli import main
+from secompile.reports import zoo_markdown as render_markdown
+from secompile.zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, zoo_table
 from support import ROOT, SHARED, SPECS
 
 CAFFE = SHARED / "reference" / "caffe"

@@ -438,6 +438,7 @@ def test_internal_error_in_draw_writes_nothing(work, monkeypatch, capsys):
 def test_disk_full_during_atomic_write(tmp_path, monkeypatch):
     """A write that fails half-way (ENOSPC) leaves the old file and no temporary behind."""
     import errno
+
     from secompile import outputs
     target = tmp_path / "report.json"
     target.write_text("old")

@@ -1,11 +1,11 @@
 """Properties 1 and 2: every valid spec compiles, and the module agrees with the IR's analysis."""
 import torch
+from helpers import BATCH, compiled, counts, ir_shapes, own_params, trace_shapes
 from hypothesis import given
+from profiles import PROFILE
 from torch.utils.flop_counter import FlopCounterMode
 
 import secompile
-from helpers import BATCH, compiled, counts, ir_shapes, own_params, trace_shapes
-from profiles import PROFILE
 from secompile.testing import specs
 from secompile.testing.strategies import networks_with_model
 

@@ -3,10 +3,11 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from profiles import scaled
 
 import secompile
-from profiles import scaled
 from secompile.testing import invalid_specs
 from secompile.testing.invalid import KINDS
 

@@ -8,10 +8,10 @@ fp32 vs fp64 7.5e-5). A real lowering error (padding, layout, an op) is off by O
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-
 from helpers import compiled
+from hypothesis import given
 from profiles import scaled
+
 from secompile.api import to_onnx
 from secompile.testing import specs
 

@@ -3,10 +3,11 @@ import os
 import tempfile
 
 import yaml
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
+from profiles import PROFILE
 
 import secompile
-from profiles import PROFILE
 from secompile.testing import specs
 
 

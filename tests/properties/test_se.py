@@ -1,11 +1,12 @@
 """Property 4: SE insertion is idempotent, removable, and adds eq. 5's parameters."""
 from math import gcd
 
-from hypothesis import given, strategies as st
+from helpers import counts, strip_se
+from hypothesis import given
+from hypothesis import strategies as st
+from profiles import PROFILE
 
 import secompile
-from helpers import counts, strip_se
-from profiles import PROFILE
 from secompile.passes import insert_se
 from secompile.testing import specs
 
