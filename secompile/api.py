@@ -139,10 +139,13 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
     problems = []
     mark = spec.smap.mark(("name",))
     if max_params is not None and total.params > max_params:
-        problems.append(Problem(mark, "<network>", f"{total.params:,} parameters exceed the limit of "
-                                                   f"{int(max_params):,} (raise it with --max-params)"))
+        problems.append(Problem(mark, "<network>",
+                                f"{total.params:,} parameters exceed the limit of "
+                                                   f"{int(max_params):,} (raise it "
+                                                   f"with --max-params)"))
     if max_macs is not None and total.macs > max_macs:
-        problems.append(Problem(mark, "<network>", f"{total.macs:,} multiply-adds exceed the limit of "
+        problems.append(Problem(mark, "<network>",
+                                f"{total.macs:,} multiply-adds exceed the limit of "
                                                    f"{int(max_macs):,} (raise it with --max-macs)"))
     if problems:
         raise LimitError(problems)
@@ -210,7 +213,8 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
     return model
 
 
-def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int | None = None,
+def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False,
+            opset: int | None = None,
             max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None,
             num_classes: int | None = None, input_size=None, features_only: bool = False,
             out_indices=None):
@@ -250,7 +254,8 @@ def record_overrides(model, spec: Spec) -> None:
 
 
 def _drawable(spec, overrides=None):
-    """-> (Graph, Spec or None). A Graph is drawn as is; anything else goes through the front door."""
+    """-> (Graph, Spec or None). A Graph is drawn as is; anything else goes through the front
+    door."""
     if isinstance(spec, Graph):
         return spec, None
     s, g, _ = prepare(spec, max_params=None, max_macs=None, overrides=overrides)
@@ -289,7 +294,12 @@ def draw(spec, level: str = "block", format: str = "svg", path: str | None = Non
 
 def _draw_source(source: str, name: str, level: str, format: str, path, scope) -> str:
     """backends.graphviz.draw_graph for DOT source made here (with the overrides noted)."""
-    from .backends.graphviz import DotNotFound, default_path, dot_missing_message, render
+    from .backends.graphviz import (
+        DotNotFound,
+        default_path,
+        dot_missing_message,
+        render,
+    )
     from .outputs import atomic_write
     path = os.fspath(path) if path is not None else default_path(name, level, format, scope)
     if format == "dot":
