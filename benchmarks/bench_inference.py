@@ -177,9 +177,8 @@ def table(rows, cuda):
               + " | ".join(med(k) for k, _ in present) + " | "
               + " | ".join(spread(t["optimised"], t[k]) if k in t else "-"
                            for k, _ in present) + " |")
-    print("\nTargets (2 threads, CPU): vs hand-written eager <= 0.91 at batch 8, <= "
-          "0.95 at batch 1; "
-          "vs hand-written channels_last <= 1.02.")
+    print("\nTargets (2 threads, CPU): vs hand-written eager <= 0.91 at batch 8, "
+          "<= 0.95 at batch 1; vs hand-written channels_last <= 1.02.")
 
 
 def se_overhead(args, threads, device, cuda, autocast, clock):

@@ -128,9 +128,8 @@ def main(argv=None) -> int:
         sessions[name] = session(path, args.threads)
         with torch.no_grad():
             want = model(x0.repeat(3, 1, 1, 1)).numpy()
-        got = sessions[name].run(None,
-                                 {sessions[name].get_inputs()[0].name: x0.repeat(3, 1,
-                                                                                 1, 1).numpy()})[0]
+        got = sessions[name].run(None, {sessions[name].get_inputs()[0].name:
+                                        x0.repeat(3, 1, 1, 1).numpy()})[0]
         size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)
                    if f.startswith(name + "."))
         rows.append((name, label, secs, len(m.graph.node), m.opset_import[0].version, size,
@@ -153,8 +152,8 @@ def main(argv=None) -> int:
         line = (f"{b:5d}  {rounds:6d}  {statistics.median(t['ours']) * 1e3:7.1f}" if "ours" in t
                 else f"{b:5d}")
         for n in others:
-            ratio = statistics.median(a / c for a, c in zip(t["ours"],
-                                                            t[n])) if "ours" in t else float("nan")
+            ratio = (statistics.median(a / c for a, c in zip(t["ours"], t[n])) if "ours" in t
+                     else float("nan"))
             line += f"  {statistics.median(t[n]) * 1e3:32.1f}  {ratio:7.3f}"
         print(line, flush=True)
     for f in os.listdir(tmp):

@@ -82,12 +82,12 @@ def shapes(n: int, num_classes: int, size=(32, 32), seed: int = 0,
         v = ((yy - cy[sl].view(-1, 1, 1)) / radius[sl].view(-1, 1, 1)).expand(-1, h, w)
         m = _masks(u, v, shape_id[sl]).unsqueeze(1).float()                       # (n, 1, H, W)
         k = m.shape[0]
-        background = torch.rand(k, 3, 1, 1,
-                                generator=g) * 60 + torch.randn(k, 3, h, w, generator=g) * 20
+        background = (torch.rand(k, 3, 1, 1, generator=g) * 60
+                      + torch.randn(k, 3, h, w, generator=g) * 20)
         img = background * (1 - m) + colour[sl].view(-1, 3, 1, 1) * m
         img = img.clamp(0, 255).round().to(torch.uint8)
-        images[sl] = img[:, :channels] if channels <= 3 else img.repeat(1, math.ceil(channels / 3),
-                                                                        1, 1)[:, :channels]
+        images[sl] = (img[:, :channels] if channels <= 3
+                      else img.repeat(1, math.ceil(channels / 3), 1, 1)[:, :channels])
     return TensorDataset(images, labels)
 
 

@@ -223,8 +223,7 @@ def cmd_export(args) -> int:
         n = sum(math.prod(t.dims) for t in model.graph.initializer)
         outs = len(model.graph.output)
         print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, "
-              f"{n:,} weights, "
-              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}"
+              f"{n:,} weights, opset {opset}{', BatchNorm folded' if args.fold_bn else ''}"
               f"{f', {outs} feature outputs' if args.features_only else ''}")
     return 0
 

@@ -44,10 +44,9 @@ WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_p
                "epochs", "index")
 
 
-COST_FIELDS = ("macs", "conv_linear_macs", "params", "nodes", "se_blocks",
-               "base_macs", "base_params",
-               # None in an invalid variant's row
-               "se_macs", "se_params", "se_macs_rel", "se_params_rel")
+# None in an invalid variant's row
+COST_FIELDS = ("macs", "conv_linear_macs", "params", "nodes", "se_blocks", "base_macs",
+               "base_params", "se_macs", "se_params", "se_macs_rel", "se_params_rel")
 
 
 # -- the variants --------------------------------------------------------------------------

@@ -26,11 +26,9 @@ def register(subparsers) -> None:
                         "--vary 'se.0.reduction=[4, 8, 16, 32]' (repeatable: the product is swept)")
     p.add_argument("--where", metavar="EXPR",
                    help="keep rows where EXPR holds (spec expression language), e.g. "
-                        "'params < 30e6'; "
-                        "names: params, macs, conv_linear_macs, nodes, se_blocks, "
-                        "se_params, se_macs, "
-                        "se_params_rel, se_macs_rel, base_params, base_macs, acc, "
-                        "val_loss, epochs, index")
+                        "'params < 30e6'; names: params, macs, conv_linear_macs, nodes, "
+                        "se_blocks, se_params, se_macs, se_params_rel, se_macs_rel, base_params, "
+                        "base_macs, acc, val_loss, epochs, index")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
     p.add_argument("--plot", metavar="FILE",
@@ -44,9 +42,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("diff",
                               help="what changed from spec A to spec B, per stage and block",
                               description="Per stage and per block: nodes added, removed and "
-                                          "changed, shapes, "
-                                          "MACs and parameter deltas, SE blocks added or "
-                                          "removed; totals.")
+                                          "changed, shapes, MACs and parameter deltas, SE blocks "
+                                          "added or removed; totals.")
     p.add_argument("a", metavar="A", type=pathlib.Path)
     p.add_argument("b", metavar="B", type=pathlib.Path)
     p.add_argument("--json", action="store_true", help="print the diff object as JSON")

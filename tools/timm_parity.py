@@ -129,8 +129,7 @@ def map_by_position(src: dict, dst_model: nn.Module, context: int = 3) -> dict:
                  else f"ours has {len(d_items) - i} more, first {d_items[i][0]} "
                  f"{_shape(d_items[i][1])}")
         problems.append(f"{len(s_items)} timm entries vs {len(d_items)} ours (all shapes equal "
-                        f"up to #{i - 1}); "
-                        f"{extra}")
+                        f"up to #{i - 1}); {extra}")
     elif len(s_items) != len(d_items):
         problems.append(f"(and {len(s_items)} timm entries vs {len(d_items)} ours)")
     if problems:

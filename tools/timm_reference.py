@@ -163,8 +163,7 @@ def _describe(m: nn.Module) -> tuple[str, str]:
     if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         pad = m.padding if isinstance(m.padding, str) else t(m.padding)
         return type(m).__name__, (f"in={m.in_channels} out={m.out_channels} k={t(m.kernel_size)} "
-                                  f"s={t(m.stride)} "
-                                  f"p={pad} d={t(m.dilation)} g={m.groups} "
+                                  f"s={t(m.stride)} p={pad} d={t(m.dilation)} g={m.groups} "
                                   f"bias={m.bias is not None}")
     if isinstance(m, nn.Linear):
         return "Linear", f"in={m.in_features} out={m.out_features} bias={m.bias is not None}"

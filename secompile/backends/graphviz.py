@@ -52,13 +52,12 @@ def dot_source(g: Graph, spec_obj, level: str, scope: str | None = None) -> str:
 
 
 def dot_missing_message(dot_path: str, fmt: str, target: str, written: str | None = None) -> str:
-    return (f"secompile: the Graphviz 'dot' program is not installed, so {target} was "
-            f"not rendered;\n"
+    return (f"secompile: the Graphviz 'dot' program is not installed, so {target} was not "
+            f"rendered;\n"
             f"  wrote the diagram source to {written or dot_path}. Render it with:\n"
             f"    dot -T{fmt} {dot_path} -o {target}\n"
-            f"  Install Graphviz with 'apt-get install graphviz' (Debian/Ubuntu), 'brew "
-            f"install graphviz' "
-            f"(macOS) or from https://graphviz.org/download/")
+            f"  Install Graphviz with 'apt-get install graphviz' (Debian/Ubuntu), "
+            f"'brew install graphviz' (macOS) or from https://graphviz.org/download/")
 
 
 def render(source: str, fmt: str) -> bytes:

@@ -174,9 +174,8 @@ class _Lowering:
                              xs, p, out, shape)
         op_type = "ReduceMean" if a["mode"] == "avg" else "ReduceMax"
         if self.opset >= 18:   # axes moved from an attribute to an input in opset 18
-            return self.node(op_type, xs
-                             + [self.const(f"{p}/axes", np.array([2, 3], np.int64))], p, out, shape,
-                             keepdims=0)
+            return self.node(op_type, xs + [self.const(f"{p}/axes", np.array([2, 3], np.int64))],
+                             p, out, shape, keepdims=0)
         return self.node(op_type, xs, p, out, shape, axes=[2, 3], keepdims=0)
 
     def op_flatten(self, p, a, xs, out, shape):
@@ -212,8 +211,8 @@ class _Lowering:
     def op_channel_shuffle(self, p, a, xs, out, shape):
         gr = a["groups"]
         c, h, w = shape
-        # 0 copies the (symbolic) batch dimension: (N, g, C/g, HW) -> (N, C/g, g, HW) -> (N, C, H,
-        # W)
+        # 0 copies the (symbolic) batch dimension:
+        # (N, g, C/g, HW) -> (N, C/g, g, HW) -> (N, C, H, W)
         split = self.const(f"{p}/split_shape", np.array([0, gr, c // gr, h * w], np.int64))
         y = self.node("Reshape", xs + [split], f"{p}/split", shape=(gr, c // gr, h * w))
         y = self.node("Transpose", [y], f"{p}/transpose", shape=(c // gr, gr, h * w),

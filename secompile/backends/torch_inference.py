@@ -159,9 +159,8 @@ class InferenceNet(nn.Module):
 
     def train(self, mode: bool = True):
         if mode:
-            raise RuntimeError("an inference module cannot train: its BatchNorms are "
-                               "folded into the "
-                               "convolutions; train the compiled module and optimise it again")
+            raise RuntimeError("an inference module cannot train: its BatchNorms are folded into "
+                               "the convolutions; train the compiled module and optimise it again")
         return super().train(False)
 
     def extra_repr(self) -> str:

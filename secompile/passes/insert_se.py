@@ -239,9 +239,7 @@ def resolve(g: Graph, rules: list, smap: SourceMap,
                 if not -n <= s < n:
                     r.problems.append(smap.problem(rpath + ("where", "stages", j),
                                                    f"stage index {s} is out of range "
-                                                                                 f"(the "
-                                                                                 f"network has {n} "
-                                                                                 f"stages)"))
+                                                   f"(the network has {n} stages)"))
         opts = _options(rule)
         for pt in r.exclude(rule, r.points(rule, rpath)):
             if rule.get("position") == "none":
