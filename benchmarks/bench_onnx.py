@@ -113,10 +113,9 @@ def main(argv=None) -> int:
     model = secompile.compile(spec, seed=0).eval()
     x0 = torch.randn(1, *g.input_shape)
     print(f"{spec.name}: {sum(p.numel() for p in model.parameters()):,} parameters, input "
-          f"{g.input_shape}; "
-          f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
-          f"{ort.__version__} (CPU, "
-          f"{args.threads or 'default'} thread{'s' if args.threads != 1 else ''})")
+          f"{g.input_shape}; torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
+          f"{ort.__version__} (CPU, {args.threads or 'default'} "
+          f"thread{'s' if args.threads != 1 else ''})")
 
     tmp = tempfile.mkdtemp(prefix="bench_onnx.")
     sessions, rows = {}, []

@@ -187,9 +187,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="cpu: this process's CPU time (CPU device only) — steadier "
-                        "than wall time on a "
-                        "machine shared with other work, exact with --threads 1")
+                   help="cpu: this process's CPU time (CPU device only) — steadier than wall time "
+                        "on a machine shared with other work, exact with --threads 1")
     p.add_argument("--skip", default="",
                    help="comma list of sections to skip: parity,train,se,compile")
     args = p.parse_args(argv)
@@ -223,8 +222,7 @@ def main(argv=None) -> int:
           + (f", amp {str(amp_dtype).split('.')[-1]}" if args.amp else "")
           + (", channels_last" if args.channels_last else ""))
     print(f"interleaved timing ({args.clock} clock), {args.rounds} rounds, medians; ratio = "
-          f"hand-written time / compiled time "
-          "(>= 1: compiled no slower)\n")
+          "hand-written time / compiled time (>= 1: compiled no slower)\n")
     S = args.size
     # CPU runs are slow: fewer calls per round where one call takes long
     it_small, it_big = (20, 10) if cuda else (3, 1)
@@ -261,9 +259,8 @@ def main(argv=None) -> int:
     for name, t_hand, t_ours, bs in results:
         ratio = paired_ratio(t_hand, t_ours)
         med_hand, med_ours = statistics.median(t_hand), statistics.median(t_ours)
-        print(f"{name:38s} hand-written {1e3 * med_hand:8.1f} ms  compiled "
-              f"{1e3 * med_ours:8.1f} ms "
-              f"({bs / med_ours:7.1f} img/s)  ratio {ratio:.3f}  target >= 0.98: "
+        print(f"{name:38s} hand-written {1e3 * med_hand:8.1f} ms  compiled {1e3 * med_ours:8.1f} "
+              f"ms ({bs / med_ours:7.1f} img/s)  ratio {ratio:.3f}  target >= 0.98: "
               f"{'met' if ratio >= 0.98 else 'MISSED'}")
 
     if "se" not in skip:
@@ -285,10 +282,9 @@ def main(argv=None) -> int:
         over = paired_ratio(t["se_resnet50"], t["resnet50"]) - 1
         hand_over = paired_ratio(t["hand_se_resnet50"], t["hand_resnet50"]) - 1
         med = {k: 1e3 * statistics.median(v) for k, v in t.items()}
-        print(f"\nSE overhead, inference batch 1: compiled ResNet-50 {med['resnet50']:.1f} "
-              f"ms, SE-ResNet-50 "
-              f"{med['se_resnet50']:.1f} ms: {100 * over:+.2f}% (paper: 164 vs 167 ms, +1.8%; "
-              f"target <= +2%: {'met' if over <= 0.02 else 'MISSED'})")
+        print(f"\nSE overhead, inference batch 1: compiled ResNet-50 {med['resnet50']:.1f} ms, "
+              f"SE-ResNet-50 {med['se_resnet50']:.1f} ms: {100 * over:+.2f}% (paper: 164 vs 167 "
+              f"ms, +1.8%; target <= +2%: {'met' if over <= 0.02 else 'MISSED'})")
         print(f"  hand-written timm style:  ResNet-50 {med['hand_resnet50']:.1f} ms, SE-ResNet-50 "
               f"{med['hand_se_resnet50']:.1f} ms: {100 * hand_over:+.2f}%")
         del plain, se, hand_plain, hand_se, models
@@ -309,8 +305,8 @@ def main(argv=None) -> int:
                 t_ir.append(t1 - t0)
                 t_all.append(t2 - t1)
             print(f"compile {spec:18s}: {len(g.order):4d} IR nodes; spec -> IR "
-                  f"{1e3 * statistics.median(t_ir):7.1f} ms, "
-                  f"spec -> nn.Module {1e3 * statistics.median(t_all):7.1f} ms (He init included)")
+                  f"{1e3 * statistics.median(t_ir):7.1f} ms, spec -> nn.Module "
+                  f"{1e3 * statistics.median(t_all):7.1f} ms (He init included)")
     return 0
 
 

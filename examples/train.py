@@ -171,8 +171,7 @@ def build_data(args, input_shape, num_classes):
     train = datasets.ImageFolder(train_dir, (h, w), train=True, channels=c)
     if len(train.classes) != num_classes:
         raise SystemExit(f"{train_dir}: {len(train.classes)} classes, but the spec's head "
-                         f"gives {num_classes} "
-                         "outputs; change the head's `linear: {out: N}`")
+                         f"gives {num_classes} outputs; change the head's `linear: {{out: N}}`")
     val_dir = os.path.join(root, "val")
     val = datasets.ImageFolder(val_dir, (h, w), train=False, channels=c, classes=train.classes) \
         if os.path.isdir(val_dir) else None
@@ -342,8 +341,7 @@ def main(argv=None) -> int:
                          f"{args.batch_size} x {world}")
     log(f"{g.name}: {sum(p.numel() for p in net.parameters()):,} parameters, input {input_shape}, "
         f"{num_classes} classes; {len(train_set)} training images, {world} process(es) x "
-        f"{args.batch_size} "
-        f"= batch {global_batch}, lr {base_lr:.4g}, device {device}"
+        f"{args.batch_size} = batch {global_batch}, lr {base_lr:.4g}, device {device}"
         + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
         + (f", amp {str(amp_dtype).split('.')[-1]}" if args.amp else "")
         + (", channels_last" if args.channels_last else "")

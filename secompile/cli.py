@@ -199,9 +199,8 @@ def cmd_build(args) -> int:
         if not args.quiet:
             r, n = m.report, rep["total"]["params"]
             print(f"inference module: {r['params']:,} parameters ({r['params'] - n:+,}: "
-                  f"{r['bn_folded']} "
-                  f"BatchNorms folded into their convolutions), {r['relu_fused']} ReLUs fused, "
-                  f"{r['memory_format']}")
+                  f"{r['bn_folded']} BatchNorms folded into their convolutions), {r['relu_fused']} "
+                  f"ReLUs fused, {r['memory_format']}")
     return 0
 
 

@@ -44,8 +44,8 @@ def print_summary(rep: dict, file=None) -> None:
               f"{tot['macs'] / 1e9:.3f}", f"{tot['params'] / 1e6:.3f}", style="bold")
     Console(file=file, width=100).print(t)
     print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters "
-          f"{tot['params']:,}; "
-          f"SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} params", file=file)
+          f"{tot['params']:,}; SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} "
+          "params", file=file)
     if rep.get("features"):
         print("features (channels, reduction): " + ", ".join(
             f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
@@ -71,8 +71,7 @@ def report_markdown(rep: dict) -> str:
     lines += [f"| **total** | | {rep['se']['blocks']} | | **{t['macs']:,}** | "
               f"**{t['params']:,}** |", "",
               f"Conv + fc multiply-adds: {t['conv_linear_macs']:,}. SE blocks add "
-              f"{rep['se']['params']:,} "
-              f"parameters and {rep['se']['macs']:,} multiply-adds.", ""]
+              f"{rep['se']['params']:,} parameters and {rep['se']['macs']:,} multiply-adds.", ""]
     return "\n".join(lines)
 
 
@@ -117,11 +116,10 @@ def _table2(rows_by_stem: dict) -> list[str]:
 
 def _caffe(rows_by_stem: dict) -> list[str]:
     out = ["## The authors' Caffe models", "",
-           "Counts of the reference prototxt files "
-           "(`../shared/reference/caffe/README.md`) against the "
-           "spec reproducing each one.", "",
-           "| prototxt | spec | conv+fc (README) | conv+fc (spec) | params (README) | "
-           "params (spec) |",
+           "Counts of the reference prototxt files (`../shared/reference/caffe/README.md`) against "
+           "the spec reproducing each one.", "",
+           "| prototxt | spec | conv+fc (README) | conv+fc (spec) | params (README) "
+           "| params (spec) |",
            "|---|---|---:|---:|---:|---:|"]
     for stem, (proto, macs, params) in CAFFE_REFERENCE.items():
         r = rows_by_stem.get(stem)

@@ -402,8 +402,7 @@ def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None,
     t = d["totals"]
     removed = [u["path"] for u in d["units"] if u["status"] == "removed"] + d["se"]["removed"]
     lines = [f"green: added, amber: changed · params {t['params']['delta']:+,} · MACs "
-             f"{t['macs']['delta']:+,}"
-             f" · SE blocks {t['se_blocks']['a']} → {t['se_blocks']['b']}"]
+             f"{t['macs']['delta']:+,} · SE blocks {t['se_blocks']['a']} → {t['se_blocks']['b']}"]
     if removed:
         lines.append("removed: " + ", ".join(removed[:12]) + (" …" if len(removed) > 12 else ""))
     dot.attr(label=html_lines(f"{d['a']} → {d['b']}", *lines, left=True))

@@ -17,9 +17,9 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sweep", help="evaluate the product of --vary lists analytically (MACs, params, SE cost)",
-        description="Evaluate every combination of the --vary lists in one process: "
-                    "MACs, conv+fc MACs, "
-                    "parameters, SE blocks and the SE cost against the same variant without SE.")
+        description="Evaluate every combination of the --vary lists in one process: MACs, conv+fc "
+                    "MACs, parameters, SE blocks and the SE cost against the same variant without "
+                    "SE.")
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--vary", action="append", required=True, metavar="KEY=LIST",
                    help="a dotted spec path and a YAML list of alternatives, e.g. "

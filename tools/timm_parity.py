@@ -76,8 +76,8 @@ class ParityReport:
                          + self.map_error.replace("\n", "\n    "))
         if self.max_abs_diff is not None:
             lines.append(f"  outputs: max|diff| {self.max_abs_diff:.3e}, max|y_timm| "
-                         f"{self.max_abs_timm:.3e}, "
-                         f"max |diff|/max(1,|y|) {self.max_rel_excess:.3e} (tol {self.tol:g})")
+                         f"{self.max_abs_timm:.3e}, max |diff|/max(1,|y|) "
+                         f"{self.max_rel_excess:.3e} (tol {self.tol:g})")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -118,9 +118,8 @@ def map_by_position(src: dict, dst_model: nn.Module, context: int = 3) -> dict:
                 a = f"{s_items[j][0]} {_shape(s_items[j][1])}" if j < len(s_items) else "-"
                 b = f"{d_items[j][0]} {_shape(d_items[j][1])}" if j < len(d_items) else "-"
                 rows.append(f"{'>' if j == i else ' '} #{j:<4d} timm {a:<55s} ours {b}")
-            problems.append(f"first shape mismatch at entry #{i}: timm {sk} "
-                            f"{_shape(sv)} vs ours {dk} "
-                            f"{_shape(dv)}\n" + "\n".join(rows))
+            problems.append(f"first shape mismatch at entry #{i}: timm {sk} {_shape(sv)} vs ours "
+                            f"{dk} {_shape(dv)}\n" + "\n".join(rows))
             break
     if len(s_items) != len(d_items) and not problems:
         i = min(len(s_items), len(d_items))

@@ -78,9 +78,8 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
             continue
         arr = _array(state[key])
         if arr is None:
-            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a "
-                       f"{_fmt(shape)} float tensor "
-                       "in the model")
+            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} "
+                       "float tensor in the model")
         elif tuple(arr.shape) != shape:
             bad.append(f"{key}: shape {_fmt(arr.shape)} in the checkpoint, "
                        f"{_fmt(shape)} in the model")

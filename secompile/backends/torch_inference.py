@@ -166,8 +166,8 @@ class InferenceNet(nn.Module):
     def extra_repr(self) -> str:
         r = self.report
         return (f"name={self.name!r}, memory_format={r.get('memory_format')}, "
-                f"bn_folded={r['bn_folded']}, "
-                f"onednn_convs={r['onednn_convs']}, relu_fused={r['relu_fused']}")
+                f"bn_folded={r['bn_folded']}, onednn_convs={r['onednn_convs']}, "
+                f"relu_fused={r['relu_fused']}")
 
 
 # -- folding -------------------------------------------------------------------------------
@@ -328,11 +328,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
         raise ValueError("this module carries no IR graph (it was not made by secompile's lower(), "
                          "or pickled by an older secompile): compile the spec again")
     if any(m.training for m in model.modules()):
-        raise ValueError("the model is in training mode: its BatchNorms use batch "
-                         "statistics there, "
-                         "which folding cannot keep; call model.eval() first "
-                         "(inference then uses the "
-                         "running statistics), or compile(spec, inference=True)")
+        raise ValueError("the model is in training mode: its BatchNorms use batch statistics "
+                         "there, which folding cannot keep; call model.eval() first (inference "
+                         "then uses the running statistics), or compile(spec, inference=True)")
     if memory_format not in ("auto", "measure", *FORMATS):
         raise ValueError(f"memory_format is auto, measure, contiguous or channels_last, not "
                          f"{memory_format!r}")

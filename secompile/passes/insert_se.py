@@ -159,8 +159,7 @@ class _Resolver:
                 self._nothing(rpath + ("where", "path"), where)
             if pos not in ("after", "none"):
                 self.problems.append(self.smap.problem(rpath + ("position",),
-                                     f"a path selector inserts after the matched "
-                                     f"node: use position "
+                                     "a path selector inserts after the matched node: use position "
                                      f"'after', not '{pos}'"))
                 return []
             return [Point("after", p) for p in paths]

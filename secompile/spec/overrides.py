@@ -87,8 +87,8 @@ def parse_key(key: str, *, file: str = "--set", index: int = 1,
     path, cols, i = [], [], 0
     if not key:
         raise _problem(file, index, col0, "<override>",
-                       "missing KEY before '=' (KEY is a dotted path "
-                                                         "into the spec, e.g. stages.2.repeat)")
+                       "missing KEY before '=' (KEY is a dotted path into the spec, e.g. "
+                       "stages.2.repeat)")
     while i < len(key):
         if key[i] == "[":
             m = re.match(r"\[(-?\d+)\]", key[i:])
