@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     amp_dtype = torch.float16 if cuda else torch.bfloat16
 
     def autocast():
-        return torch.autocast(device.type,
-                              dtype=amp_dtype) if args.amp else contextlib.nullcontext()
+        return (torch.autocast(device.type, dtype=amp_dtype) if args.amp
+                else contextlib.nullcontext())
 
     torch.set_flush_denormal(True)
     torch.manual_seed(0)

@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     vary_args = [a for v in VARY for a in ("--vary", v)]
     spec = os.path.join(ROOT, SPEC)
     rows = secompile.sweep(spec, VARY)
-    assert len(rows) == 64 and all(r["ok"]
-                                   for r in rows), "the benchmark sweep should be 64 valid variants"
+    assert len(rows) == 64 and all(r["ok"] for r in rows), \
+        "the benchmark sweep should be 64 valid variants"
 
     t_count = inproc(lambda: secompile.count(spec), args.repeat)
     t_sweep = inproc(lambda: secompile.sweep(spec, VARY), args.repeat)

@@ -213,8 +213,8 @@ def main(argv=None) -> int:
     amp_dtype = torch.float16 if cuda else torch.bfloat16
 
     def autocast():
-        return torch.autocast(device.type,
-                              dtype=amp_dtype) if args.amp else contextlib.nullcontext()
+        return (torch.autocast(device.type, dtype=amp_dtype) if args.amp
+                else contextlib.nullcontext())
 
     where = torch.cuda.get_device_name(device) if cuda else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
@@ -236,8 +236,8 @@ def main(argv=None) -> int:
         with torch.no_grad():
             assert torch.allclose(ours(x), ref(x), rtol=1e-4, atol=1e-4), "compiled != hand-written"
         print(f"weights: {report.__str__().splitlines()[0]}; outputs equal")
-        ref, ours = prepare(ref, device,
-                            args.channels_last), prepare(ours, device, args.channels_last)
+        ref, ours = (prepare(ref, device, args.channels_last),
+                     prepare(ours, device, args.channels_last))
         if "parity" not in skip:
             for bs, iters in ((1, it_small), (8, it_big)):
                 x = make_input((bs, 3, S, S), device, args.channels_last)

@@ -175,8 +175,8 @@ class ImageFolder(Dataset):
                 ratio = math.exp(math.log(3 / 4) + torch.rand(()).item() * math.log(16 / 9))
                 cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
                 if 0 < cw <= W and 0 < ch <= H:
-                    x0, y0 = torch.randint(0, W - cw + 1,
-                                           ()).item(), torch.randint(0, H - ch + 1, ()).item()
+                    x0, y0 = (torch.randint(0, W - cw + 1, ()).item(),
+                              torch.randint(0, H - ch + 1, ()).item())
                     box = (x0, y0, x0 + cw, y0 + ch)
                     break
             img = img.resize((w, h), Image.BILINEAR, box=box)

@@ -310,8 +310,8 @@ def main(argv=None) -> int:
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp and amp_dtype == torch.float16)
 
     def autocast():
-        return torch.autocast(device.type,
-                              dtype=amp_dtype) if args.amp else contextlib.nullcontext()
+        return (torch.autocast(device.type, dtype=amp_dtype) if args.amp
+                else contextlib.nullcontext())
 
     start_epoch, start_step, global_step, history, best = 0, 0, 0, [], 0.0
     if ck is not None:
@@ -326,9 +326,8 @@ def main(argv=None) -> int:
                 f"{ck['args']['batch_size']}): the data order differs from an uninterrupted run")
         log(f"resumed from {last_path}: epoch {start_epoch + 1}, step {start_step}")
 
-    model = DistributedDataParallel(net,
-                                    device_ids=[device.index] if device.type == "cuda" else None) \
-        if world > 1 else net
+    model = DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else net
     if args.compile:
         model = torch.compile(model)
 

@@ -22,8 +22,8 @@ def _dims(shape) -> str:
 
 def _parts(rep: dict) -> list[dict]:
     """The rows of a count report: stem, stages, head."""
-    return ([rep["stem"]] if rep.get("stem")
-            else []) + rep["stages"] + ([rep["head"]] if rep.get("head") else [])
+    return (([rep["stem"]] if rep.get("stem") else []) + rep["stages"]
+            + ([rep["head"]] if rep.get("head") else []))
 
 
 # -- one network ---------------------------------------------------------------------------
@@ -164,8 +164,8 @@ def zoo_markdown(rows: list[dict]) -> str:
     irv2 = by_stem.get("inception_resnet_v2")
     se_r50 = by_stem.get("se_resnet50")
     parts = (se_bn, irv2, se_r50)
-    if all(r is not None and r["error"] is None
-           for r in parts) and se_r50["se_macs_pct"] is not None:
+    if (all(r is not None and r["error"] is None for r in parts)
+            and se_r50["se_macs_pct"] is not None):
         cl = irv2["conv_linear_macs"] / 1e9
         lines.append(notes.format(se_bn_params=se_bn["params"], irv2_cl=cl,
                                   irv2_pct=100.0 * (cl - 11.75) / 11.75,

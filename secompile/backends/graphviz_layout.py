@@ -242,8 +242,8 @@ class Drawing:
             b = g.blocks[path]
             title = f"block {b.stage}.{b.index}" + (f" · {b.template}" if b.template else "")
         else:
-            title, bold = (path, True) if path in ("stem",
-                                                   "head") else (path.rsplit(".", 1)[-1], False)
+            title, bold = ((path, True) if path in ("stem", "head")
+                           else (path.rsplit(".", 1)[-1], False))
         return st.html_lines(title, st.cost_text(self.c.scope(path)), bold=bold, left=True)
 
     def stub(self, path: str, direction: str, tensor: str) -> dict:

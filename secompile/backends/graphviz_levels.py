@@ -64,8 +64,8 @@ def op_level(g: Graph, counts: Counts, scope: str | None = None) -> graphviz.Dig
             s, role = se_of[p]
             title, family = st.se_describe(role, data["op"], data["attrs"], facts[s]), "se"
         else:
-            title, family = st.describe(data["op"], data["attrs"],
-                                        ins), st.FAMILY.get(data["op"], "plain")
+            title, family = (st.describe(data["op"], data["attrs"], ins),
+                             st.FAMILY.get(data["op"], "plain"))
         shape = st.shape_text(data["shape"])
         # name the layer: which conv is conv2, the shortcut
         if family in ("conv", "pool", "linear"):
@@ -99,8 +99,8 @@ def layer_keys(g: Graph) -> dict[str, str]:
     for p in g.order:
         parent, _, last = p.rpartition(".")
         # every SE scope name contains "se" (se, se_pre, <target>_se, ...): a cheap filter first
-        se = next((s for pre, s in se_prefixes.items() if p.startswith(pre)),
-                  None) if "se" in p else None
+        se = (next((s for pre, s in se_prefixes.items() if p.startswith(pre)), None)
+              if "se" in p else None)
         if se is not None:
             key[p] = se
         elif last == "conv" and parent and g.op(p) == "conv2d":
@@ -207,8 +207,8 @@ def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer:
         return {"label": st.html_lines(title, *lines), **st.node_style("se"), "penwidth": "2"}
     rows = [_layer_row(g, L, by_layer[L]) for L in layers]
     ir = [p for L in layers for p in by_layer[L]]
-    family = st.FAMILY.get(g.op(max(ir,
-                                    key=lambda p: (counts.nodes[p].macs, -ir.index(p)))), "plain")
+    family = st.FAMILY.get(g.op(max(ir, key=lambda p: (counts.nodes[p].macs, -ir.index(p)))),
+                           "plain")
     if g.op(ir[0]) in ("add", "concat"):
         family = "merge"
     scope = _chain_scope(layers[0])

@@ -436,8 +436,8 @@ def init_weights(model: nn.Module, seed: int | None = None,
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            # ECA's channel conv: PyTorch's default, as timm keeps it
             elif isinstance(m, nn.Conv1d):
+                # ECA's channel conv: PyTorch's default, as timm keeps it
                 m.reset_parameters()             # (inside the seeded fork: reproducible)
             elif isinstance(m, nn.Linear):
                 nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))  # PyTorch's default fan-in rule

@@ -248,9 +248,8 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
             report["onednn_convs"] += 1
     for chain in conv_chains(g):
         conv, act = mods[chain.conv], mods[chain.act]
-        if (chain.bn is None
-            or chain.bn in folded) and isinstance(conv, OneDNNConv) and not conv.relu \
-                and type(act) is nn.ReLU:
+        if (chain.bn is None or chain.bn in folded) and isinstance(conv, OneDNNConv) \
+                and not conv.relu and type(act) is nn.ReLU:
             conv.relu = True
             mods[chain.act] = Folded(chain.conv, "ReLU")
             report["relu_fused"] += 1

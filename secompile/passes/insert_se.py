@@ -444,8 +444,9 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
                     if other.branch_out == u:
                         other.branch_out = a
     g.se[s] = {"position": pt.position, "target": pt.target, "input": u, **record}
-    prefix = ""   # scopes whose output the SE block now is: its own block (post), or the blocks
+    # scopes whose output the SE block now is: its own block (post), or the blocks
     # around a layer recalibrated in place (`after` their last layer)
+    prefix = ""
     for seg in s.split(".")[:-1]:
         prefix = f"{prefix}.{seg}" if prefix else seg
         for other in (g.blocks.get(prefix), g.composites.get(prefix)):

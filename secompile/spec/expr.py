@@ -176,8 +176,8 @@ class _Eval:
                                 + (f" (it takes {', '.join(allowed)})" if allowed else ""))
         args = [self.visit(a) for a in n.args]
         kwargs = {kw.arg: self.visit(kw.value) for kw in n.keywords}
-        if n.func.id == "round" and len(args) == 2 and isinstance(args[1],
-                                                                  int) and abs(args[1]) > 64:
+        if (n.func.id == "round" and len(args) == 2 and isinstance(args[1], int)
+                and abs(args[1]) > 64):
             # round(x, -10**9) computes 10**(10**9): hours of CPU
             raise ExprError(f"round(): ndigits {args[1]} out of range in expression {self.text!r}")
         try:

@@ -146,8 +146,8 @@ def _measure(root, file: str) -> None:
         stack.pop()
         state[key] = "done"
         size[key] = 1 + sum(size[id(k)] for k in kids)
-        height[key] = 1 + max((height[id(k)] for k in kids),
-                              default=0) if not isinstance(node, yaml.ScalarNode) else 0
+        height[key] = (1 + max((height[id(k)] for k in kids), default=0)
+                       if not isinstance(node, yaml.ScalarNode) else 0)
     if size[id(root)] > MAX_NODES:
         node = root   # report the smallest node that is too big: where the expansion explodes
         while True:
