@@ -162,8 +162,8 @@ def main(argv=None) -> int:
 
 def table(rows, cuda):
     names = [("compiled", "eval-mode compiled"), ("hand", "hand-written eager"),
-             ("hand_cl", "hand-written channels_last"), ("hand_jit",
-                                                         "hand-written jit.optimize_for_inference"),
+             ("hand_cl", "hand-written channels_last"),
+             ("hand_jit", "hand-written jit.optimize_for_inference"),
              ("optimised_tc", "optimised + torch.compile")]
     present = [(k, label) for k, label in names if any(k in r[3] for r in rows)]
     print("\n### SE-ResNeXt-50 inference, ms per batch (median) and ratio optimised / other\n")

@@ -141,12 +141,11 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
     if max_params is not None and total.params > max_params:
         problems.append(Problem(mark, "<network>",
                                 f"{total.params:,} parameters exceed the limit of "
-                                                   f"{int(max_params):,} (raise it "
-                                                   f"with --max-params)"))
+                                f"{int(max_params):,} (raise it with --max-params)"))
     if max_macs is not None and total.macs > max_macs:
         problems.append(Problem(mark, "<network>",
                                 f"{total.macs:,} multiply-adds exceed the limit of "
-                                                   f"{int(max_macs):,} (raise it with --max-macs)"))
+                                f"{int(max_macs):,} (raise it with --max-macs)"))
     if problems:
         raise LimitError(problems)
     return c

@@ -76,8 +76,8 @@ SPEC_HELP = "a spec file, or a zoo name (`secompile zoo` lists them)"
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secompile",
-                                 description="Squeeze-and-Excitation networks as data: "
-                                 "validate, count, draw and compile YAML network specs.")
+                                 description="Squeeze-and-Excitation networks as data: validate, "
+                                             "count, draw and compile YAML network specs.")
     ap.add_argument("--version", action="version", version=f"secompile {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ap.add_argument("-q", "--quiet", action="store_true", help="print only errors")

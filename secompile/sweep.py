@@ -304,9 +304,9 @@ def plot(rows: list[dict], path: str, title: str | None = None) -> str:
     try:
         import matplotlib
     except ImportError:
-        raise SpecError([Problem(Mark("--plot", 1, 1), "<plot>", "plotting needs matplotlib "
-                                 "(pip install matplotlib, or pip install "
-                                 "'secompile[plot]')")]) from None
+        raise SpecError([Problem(Mark("--plot", 1, 1), "<plot>",
+                                 "plotting needs matplotlib (pip install matplotlib, or pip "
+                                 "install 'secompile[plot]')")]) from None
     matplotlib.use("Agg")
     import io
 

@@ -48,8 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("b", metavar="B", type=pathlib.Path)
     p.add_argument("--json", action="store_true", help="print the diff object as JSON")
     p.add_argument("--draw", metavar="FILE",
-                   help="write B's block-level diagram with the changes highlighted "
-                                                  "(svg, png, pdf or dot by extension)")
+                   help="write B's block-level diagram with the changes highlighted (svg, png, pdf "
+                        "or dot by extension)")
     p.add_argument("--nodes", action="store_true", help="list every added/removed/changed node")
     p.set_defaults(handler=cmd_diff)
 

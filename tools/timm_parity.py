@@ -126,7 +126,7 @@ def map_by_position(src: dict, dst_model: nn.Module, context: int = 3) -> dict:
         extra = (f"timm has {len(s_items) - i} more, first {s_items[i][0]} {_shape(s_items[i][1])}"
                  if len(s_items) > i
                  else f"ours has {len(d_items) - i} more, first {d_items[i][0]} "
-                 f"{_shape(d_items[i][1])}")
+                      f"{_shape(d_items[i][1])}")
         problems.append(f"{len(s_items)} timm entries vs {len(d_items)} ours (all shapes equal "
                         f"up to #{i - 1}); {extra}")
     elif len(s_items) != len(d_items):

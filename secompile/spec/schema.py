@@ -332,7 +332,7 @@ def _message(err, smap: SourceMap, path: tuple) -> Problem:
     if v == "enum":
         return smap.problem(path,
                             f"{inst!r} is not one of {', '.join(map(str, err.validator_value))}"
-                                  f"{did_you_mean(inst, err.validator_value)}")
+                            f"{did_you_mean(inst, err.validator_value)}")
     if v == "const":
         return smap.problem(path, f"expected {err.validator_value!r}, got {_describe(inst)}")
     if v == "minimum":
