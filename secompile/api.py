@@ -293,12 +293,7 @@ def draw(spec, level: str = "block", format: str = "svg", path: str | None = Non
 
 def _draw_source(source: str, name: str, level: str, format: str, path, scope) -> str:
     """backends.graphviz.draw_graph for DOT source made here (with the overrides noted)."""
-    from .backends.graphviz import (
-        DotNotFound,
-        default_path,
-        dot_missing_message,
-        render,
-    )
+    from .backends.graphviz import DotNotFound, default_path, dot_missing_message, render
     from .outputs import atomic_write
     path = os.fspath(path) if path is not None else default_path(name, level, format, scope)
     if format == "dot":

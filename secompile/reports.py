@@ -146,17 +146,16 @@ def zoo_markdown(rows: list[dict]) -> str:
     preamble, notes = _zoo_template()
     by_stem = {spec_stem(r["file"]): r for r in rows}
     lines = [preamble, "## All specs", "",
-             "| spec | network | input | MACs (G) | conv+fc MACs | params | SE blocks | SE "
-             "MACs | SE params |",
+             "| spec | network | input | MACs (G) | conv+fc MACs | params | SE blocks "
+             "| SE MACs | SE params |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["error"] is not None:
             lines.append(f"| `{r['file']}` | error: {r['error'].splitlines()[0]} | | | | | | | |")
             continue
         lines.append(f"| `{r['file']}` | {r['name']} | {_size(r)} | {_g(r['macs'])} | "
-                     f"{r['conv_linear_macs']:,} | "
-                     f"{r['params']:,} | {r['se_blocks']} | {_pct(r['se_macs_pct'])} | "
-                     f"{_pct(r['se_params_pct'])} |")
+                     f"{r['conv_linear_macs']:,} | {r['params']:,} | {r['se_blocks']} | "
+                     f"{_pct(r['se_macs_pct'])} | {_pct(r['se_params_pct'])} |")
     lines.append("")
     lines += _table2(by_stem)
     lines += _caffe(by_stem)

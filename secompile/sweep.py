@@ -110,9 +110,8 @@ def _evaluate(spec: Spec, shared: _Shared, overrides) -> dict:
     c = Counts(g) if g is not g0 else c0
     tot, base = c.total, c0.total
     return {"macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs,
-            "params": tot.params,
-            "nodes": len(g), "se_blocks": len(g.se), "base_macs": base.macs,
-            "base_params": base.params,
+            "params": tot.params, "nodes": len(g), "se_blocks": len(g.se),
+            "base_macs": base.macs, "base_params": base.params,
             "se_macs": tot.macs - base.macs, "se_params": tot.params - base.params,
             "se_macs_rel": (tot.macs - base.macs) / base.macs if base.macs else None,
             "se_params_rel": (tot.params - base.params) / base.params if base.params else None}

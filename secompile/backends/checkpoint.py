@@ -29,9 +29,8 @@ def _load_file(path: str):
     import torch
     try:
         if path.endswith(".safetensors"):
-            from safetensors.torch import (
-                load_file,  # optional: only for .safetensors files
-            )
+            # optional: only for .safetensors files
+            from safetensors.torch import load_file
             return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
