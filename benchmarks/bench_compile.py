@@ -40,7 +40,8 @@ def deep_spec(blocks: int) -> dict:
                        {"name": "conv2", "conv": {"out": "$out", "kernel": 3, "act": "none"}}],
             "shortcut": "auto", "post": ["relu"]}}},
         "stem": [{"name": "conv1", "conv": {"out": 16, "kernel": 3}}],
-        "stages": [{"block": "basic", "repeat": per, "out": 16 * 2 ** i, "stride": 1 if i == 0 else 2}
+        "stages": [{"block": "basic", "repeat": per, "out": 16 * 2 ** i,
+                    "stride": 1 if i == 0 else 2}
                    for i in range(4)],
         "head": [{"global_avgpool": {}}, {"linear": {"out": 10}}],
         "se": [{"where": {"stages": "all"}, "reduction": 4}],
@@ -73,7 +74,8 @@ def main():
     print("\nSE-ResNeXt-50 (32x4d), 224x224")
     print(f"  analytic count (load + validate + IR + SE + count): {t_count * 1e3:9.2f} ms")
     print(f"  torch.utils.flop_counter, one forward pass:          {t_flops * 1e3:9.2f} ms")
-    print(f"  ratio flop_counter / analytic:                       {t_flops / t_count:9.1f}x  (target >= 100x)")
+    print(f"  ratio flop_counter / analytic:                       {t_flops / t_count:9.1f}x  "
+          f"(target >= 100x)")
     print(f"  agreement: analytic conv+fc MACs {analytic:,} vs flop_counter/2 {flops // 2:,}")
     print(f"  spec -> nn.Module compile time:                      {t_compile * 1e3:9.2f} ms")
 

@@ -1,8 +1,8 @@
 """Inference compilation: `secompile.optimize_for_inference` against the hand-written model.
 
-    python benchmarks/bench_inference.py                          # CPU, threads 1 and 2, batch 1 and 8
-    python benchmarks/bench_inference.py --rounds 5 --threads 2   # quicker
-    python benchmarks/bench_inference.py --device cuda --amp      # GPU (exit 2 without CUDA)
+    python benchmarks/bench_inference.py                         # CPU, threads 1, 2; batch 1, 8
+    python benchmarks/bench_inference.py --rounds 5 --threads 2  # quicker
+    python benchmarks/bench_inference.py --device cuda --amp     # GPU (exit 2 without CUDA)
 
 1. SE-ResNeXt-50 (specs/se_resnext50_tv.yaml, the timm layout) at batch 1 and 8, for each
    thread count: the optimised module (BN folded, ReLU fused into the convs, memory format
@@ -77,17 +77,22 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="autocast (fp16 on CUDA, bf16 on CPU)")
-    p.add_argument("--threads", default="1,2", help="comma list of torch.set_num_threads values (CPU)")
+    p.add_argument("--threads", default="1,2",
+                   help="comma list of torch.set_num_threads values (CPU)")
     p.add_argument("--batches", default="1,8")
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--iters", type=int, default=None, help="calls per round (default: 3 at batch 1, 1 above; CUDA 20)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="calls per round (default: 3 at batch 1, 1 above; CUDA 20)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-    p.add_argument("--torch-compile", action="store_true", help="also time the optimised module under torch.compile")
-    p.add_argument("--skip", default="", help="comma list of: main (the SE-ResNeXt-50 table), jit, se")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="also time the optimised module under torch.compile")
+    p.add_argument("--skip", default="",
+                   help="comma list of: main (the SE-ResNeXt-50 table), jit, se")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"--device {args.device}: CUDA is not available on this machine (torch {torch.__version__})",
+        print(f"--device {args.device}: CUDA is not available on this machine (torch "
+              f"{torch.__version__})",
               file=sys.stderr)
         return 2
     device = torch.device(args.device)
@@ -99,17 +104,21 @@ def main(argv=None) -> int:
     amp_dtype = torch.float16 if cuda else torch.bfloat16
 
     def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype) if args.amp else contextlib.nullcontext()
+        return (torch.autocast(device.type, dtype=amp_dtype) if args.amp
+                else contextlib.nullcontext())
 
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     threads = [int(t) for t in args.threads.split(",")] if not cuda else [torch.get_num_threads()]
     batches = [int(b) for b in args.batches.split(",")]
     S = args.size
-    where = torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine())
-    print(f"torch {torch.__version__}, {device} ({where}), {args.rounds} interleaved rounds, {args.clock} clock"
+    where = torch.cuda.get_device_name(device) if cuda else (platform.processor()
+                                                             or platform.machine())
+    print(f"torch {torch.__version__}, {device} ({where}), {args.rounds} interleaved rounds, "
+          f"{args.clock} clock"
           + (f", amp {str(amp_dtype).split('.')[-1]}" if args.amp else ""))
-    print("ratio = optimised time / other time: median (min-max) of the per-round ratios; < 1: optimised faster\n")
+    print("ratio = optimised time / other time: median (min-max) of the per-round ratios; < 1: "
+          "optimised faster\n")
 
     hand = randomise_bn(SEResNeXt50()).eval().to(device)
     ours = secompile.compile(os.path.join(SPECS, "se_resnext50_tv.yaml")).eval()
@@ -125,7 +134,8 @@ def main(argv=None) -> int:
             x = make_input((bs, 3, S, S), device, False)
             x_cl = x.contiguous(memory_format=torch.channels_last)
             opt = optimize_for_inference(ours, x)
-            models = {"optimised": (opt, x), "compiled": (ours, x), "hand": (hand, x), "hand_cl": (hand_cl, x_cl)}
+            models = {"optimised": (opt, x), "compiled": (ours, x), "hand": (hand, x),
+                      "hand_cl": (hand_cl, x_cl)}
             if "jit" not in skip and not args.amp:
                 models["hand_jit"] = (jit_oi(hand, x), x)
             if args.torch_compile:
@@ -138,7 +148,8 @@ def main(argv=None) -> int:
             t = interleaved({k: infer_fn(m, xi, autocast) for k, (m, xi) in models.items()},
                             args.rounds, iters, 2, device, clock)
             rows.append((nt, bs, opt.report["memory_format"], t))
-            print(f"  threads {nt} batch {bs}: " + ", ".join(f"{k} {1e3 * statistics.median(v):.1f} ms"
+            print(f"  threads {nt} batch {bs}: "
+                  + ", ".join(f"{k} {1e3 * statistics.median(v):.1f} ms"
                                                           for k, v in t.items()), flush=True)
             del models, opt
 
@@ -151,20 +162,23 @@ def main(argv=None) -> int:
 
 def table(rows, cuda):
     names = [("compiled", "eval-mode compiled"), ("hand", "hand-written eager"),
-             ("hand_cl", "hand-written channels_last"), ("hand_jit", "hand-written jit.optimize_for_inference"),
+             ("hand_cl", "hand-written channels_last"),
+             ("hand_jit", "hand-written jit.optimize_for_inference"),
              ("optimised_tc", "optimised + torch.compile")]
     present = [(k, label) for k, label in names if any(k in r[3] for r in rows)]
     print("\n### SE-ResNeXt-50 inference, ms per batch (median) and ratio optimised / other\n")
-    print("| threads | batch | format | optimised ms | " + " | ".join(f"{label} ms" for _, label in present)
+    print("| threads | batch | format | optimised ms | "
+          + " | ".join(f"{label} ms" for _, label in present)
           + " | " + " | ".join(f"vs {label}" for _, label in present) + " |")
     print("|" + "---:|" * (4 + 2 * len(present)))
     for nt, bs, fmt, t in rows:
         med = lambda k: f"{1e3 * statistics.median(t[k]):.1f}" if k in t else "-"  # noqa: E731
         print(f"| {nt if not cuda else '-'} | {bs} | {fmt} | {med('optimised')} | "
               + " | ".join(med(k) for k, _ in present) + " | "
-              + " | ".join(spread(t["optimised"], t[k]) if k in t else "-" for k, _ in present) + " |")
-    print("\nTargets (2 threads, CPU): vs hand-written eager <= 0.91 at batch 8, <= 0.95 at batch 1; "
-          "vs hand-written channels_last <= 1.02.")
+              + " | ".join(spread(t["optimised"], t[k]) if k in t else "-"
+                           for k, _ in present) + " |")
+    print("\nTargets (2 threads, CPU): vs hand-written eager <= 0.91 at batch 8, "
+          "<= 0.95 at batch 1; vs hand-written channels_last <= 1.02.")
 
 
 def se_overhead(args, threads, device, cuda, autocast, clock):
@@ -180,17 +194,21 @@ def se_overhead(args, threads, device, cuda, autocast, clock):
     hand_se.load_state_dict(hand_plain.state_dict(), strict=False)
     x = make_input((1, 3, S, S), device, False)
     plain, se, hand_plain, hand_se = (m.to(device) for m in (plain, se, hand_plain, hand_se))
-    models = {"opt_resnet50": optimize_for_inference(plain, x), "opt_se_resnet50": optimize_for_inference(se, x),
-              "resnet50": plain, "se_resnet50": se, "hand_resnet50": hand_plain, "hand_se_resnet50": hand_se}
+    models = {"opt_resnet50": optimize_for_inference(plain, x),
+              "opt_se_resnet50": optimize_for_inference(se, x),
+              "resnet50": plain, "se_resnet50": se, "hand_resnet50": hand_plain,
+              "hand_se_resnet50": hand_se}
     iters = args.iters or (20 if cuda else 3)
-    t = interleaved({k: infer_fn(m, x, autocast) for k, m in models.items()}, args.rounds * 2, iters, 2,
+    t = interleaved({k: infer_fn(m, x, autocast) for k, m in models.items()},
+                    args.rounds * 2, iters, 2,
                     device, clock)
     med = {k: 1e3 * statistics.median(v) for k, v in t.items()}
 
     def over(a, b):
         r = sorted(100 * (u / v - 1) for u, v in zip(t[a], t[b]))
         return f"{statistics.median(r):+.1f}% ({r[0]:+.1f}% to {r[-1]:+.1f}%)"
-    print(f"\n### SE overhead at batch 1{'' if cuda else f', {nt} threads'}: SE-ResNet-50 over ResNet-50\n")
+    print(f"\n### SE overhead at batch 1{'' if cuda else f', {nt} threads'}: SE-ResNet-50 "
+          f"over ResNet-50\n")
     print("| model pair | ResNet-50 ms | SE-ResNet-50 ms | SE overhead, median (min to max) |")
     print("|---|---:|---:|---|")
     for label, a, b in (("optimised", "opt_se_resnet50", "opt_resnet50"),

@@ -48,7 +48,8 @@ def export_dynamo(spec, model, x, path):
 
 
 def export_legacy(spec, model, x, path):
-    torch.onnx.export(model, (x,), path, input_names=["input"], output_names=["output"], opset_version=17,
+    torch.onnx.export(model, (x,), path, input_names=["input"],
+                      output_names=["output"], opset_version=17,
                       dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, dynamo=False)
 
 
@@ -99,9 +100,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--rounds", type=int, default=None,
                     help="interleaved rounds per batch size (default: 60 at batch 1, 15 at 8)")
-    ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (0: its default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="onnxruntime intra-op threads (0: its default)")
     ap.add_argument("--export-repeats", type=int, default=2)
-    ap.add_argument("--exporters", nargs="+", default=["ours", "dynamo", "legacy"], choices=list(EXPORTERS))
+    ap.add_argument("--exporters", nargs="+", default=["ours", "dynamo", "legacy"],
+                    choices=list(EXPORTERS))
     args = ap.parse_args(argv)
     torch.set_num_threads(max(args.threads, 1))
 
@@ -109,9 +112,10 @@ def main(argv=None) -> int:
     g = secompile.build_ir(spec)
     model = secompile.compile(spec, seed=0).eval()
     x0 = torch.randn(1, *g.input_shape)
-    print(f"{spec.name}: {sum(p.numel() for p in model.parameters()):,} parameters, input {g.input_shape}; "
-          f"torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__} (CPU, "
-          f"{args.threads or 'default'} thread{'s' if args.threads != 1 else ''})")
+    print(f"{spec.name}: {sum(p.numel() for p in model.parameters()):,} parameters, input "
+          f"{g.input_shape}; torch {torch.__version__}, onnx {onnx.__version__}, onnxruntime "
+          f"{ort.__version__} (CPU, {args.threads or 'default'} "
+          f"thread{'s' if args.threads != 1 else ''})")
 
     tmp = tempfile.mkdtemp(prefix="bench_onnx.")
     sessions, rows = {}, []
@@ -123,25 +127,32 @@ def main(argv=None) -> int:
         sessions[name] = session(path, args.threads)
         with torch.no_grad():
             want = model(x0.repeat(3, 1, 1, 1)).numpy()
-        got = sessions[name].run(None, {sessions[name].get_inputs()[0].name: x0.repeat(3, 1, 1, 1).numpy()})[0]
-        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp) if f.startswith(name + "."))
+        got = sessions[name].run(None, {sessions[name].get_inputs()[0].name:
+                                        x0.repeat(3, 1, 1, 1).numpy()})[0]
+        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)
+                   if f.startswith(name + "."))
         rows.append((name, label, secs, len(m.graph.node), m.opset_import[0].version, size,
                      float(np.abs(got - want).max())))
-    print("\nexport                                    time     nodes  opset      MB  max |ORT - torch| (batch 3)")
+    print("\nexport                                    time     nodes  opset      MB  max |ORT - "
+          "torch| (batch 3)")
     for name, label, secs, nodes, opset, size, diff in rows:
         print(f"  {label:<38} {secs:7.2f} s {nodes:7d} {opset:6d} {size / 1e6:7.1f}  {diff:.2e}")
 
     others = [n for n in args.exporters if n != "ours"]
-    print("\nlatency: median ms per run; ours/it = median over rounds of the ratio within the round")
-    print(f"batch  rounds  {'ours':>7}" + "".join(f"  {EXPORTERS[n][0]:>32}  ours/it" for n in others))
+    print("\nlatency: median ms per run; ours/it = median over rounds of the ratio "
+          "within the round")
+    print(f"batch  rounds  {'ours':>7}"
+          + "".join(f"  {EXPORTERS[n][0]:>32}  ours/it" for n in others))
     for b in args.batches:
         rng = np.random.default_rng(b)
         x = rng.standard_normal((b, *g.input_shape), dtype=np.float32)
         rounds = args.rounds or max(15, 60 // b)
         t = latency(sessions, x, rounds)
-        line = f"{b:5d}  {rounds:6d}  {statistics.median(t['ours']) * 1e3:7.1f}" if "ours" in t else f"{b:5d}"
+        line = (f"{b:5d}  {rounds:6d}  {statistics.median(t['ours']) * 1e3:7.1f}" if "ours" in t
+                else f"{b:5d}")
         for n in others:
-            ratio = statistics.median(a / c for a, c in zip(t["ours"], t[n])) if "ours" in t else float("nan")
+            ratio = (statistics.median(a / c for a, c in zip(t["ours"], t[n])) if "ours" in t
+                     else float("nan"))
             line += f"  {statistics.median(t[n]) * 1e3:32.1f}  {ratio:7.3f}"
         print(line, flush=True)
     for f in os.listdir(tmp):

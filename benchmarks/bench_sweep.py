@@ -55,19 +55,23 @@ def main(argv=None) -> int:
     vary_args = [a for v in VARY for a in ("--vary", v)]
     spec = os.path.join(ROOT, SPEC)
     rows = secompile.sweep(spec, VARY)
-    assert len(rows) == 64 and all(r["ok"] for r in rows), "the benchmark sweep should be 64 valid variants"
+    assert len(rows) == 64 and all(r["ok"] for r in rows), \
+        "the benchmark sweep should be 64 valid variants"
 
     t_count = inproc(lambda: secompile.count(spec), args.repeat)
     t_sweep = inproc(lambda: secompile.sweep(spec, VARY), args.repeat)
     w_count = wall([sys.executable, "-m", "secompile", "count", SPEC, "--json"], args.repeat)
-    w_sweep = wall([sys.executable, "-m", "secompile", "sweep", SPEC, *vary_args, "--json"], args.repeat)
+    w_sweep = wall([sys.executable, "-m", "secompile", "sweep", SPEC, *vary_args,
+                    "--json"], args.repeat)
 
-    print(f"{SPEC}, 64 variants ({' x '.join(v.split('=')[0] for v in VARY)}), median of {args.repeat}")
+    print(f"{SPEC}, 64 variants ({' x '.join(v.split('=')[0] for v in VARY)}), median "
+          f"of {args.repeat}")
     print(f"  in process: count {1e3 * t_count:7.1f} ms   sweep {1e3 * t_sweep:7.1f} ms "
           f"({1e3 * t_sweep / 64:.1f} ms per variant, {t_sweep / 64 / t_count:.2f}x a count)")
     print(f"  commands:   count {1e3 * w_count:7.1f} ms   sweep {1e3 * w_sweep:7.1f} ms")
     ratio = w_sweep / w_count
-    print(f"  sweep / count wall time: {ratio:.2f}x (target <= 10x): {'ok' if ratio <= 10 else 'OVER'}")
+    print(f"  sweep / count wall time: {ratio:.2f}x (target <= 10x): "
+          f"{'ok' if ratio <= 10 else 'OVER'}")
     return 0 if ratio <= 10 else 1
 
 

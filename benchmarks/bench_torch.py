@@ -104,7 +104,8 @@ class SEResNeXt50(nn.Module):
                 if b == 0 and (stride != 1 or inplanes != planes * 4):
                     down = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
                                          nn.BatchNorm2d(planes * 4))
-                blocks.append(Bottleneck(inplanes, planes, stride if b == 0 else 1, cardinality, base_width, down, se))
+                blocks.append(Bottleneck(inplanes, planes, stride if b == 0 else 1, cardinality,
+                                         base_width, down, se))
                 inplanes = planes * 4
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.fc = nn.Linear(2048, num_classes)
@@ -121,7 +122,8 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def interleaved(fns: dict, rounds: int, iters: int, warmup: int, device, clock=time.perf_counter) -> dict:
+def interleaved(fns: dict, rounds: int, iters: int, warmup: int, device,
+                clock=time.perf_counter) -> dict:
     """name -> seconds per call in each round; every round runs each fn `iters` times, the order
     alternating, so the two sides of a ratio are always measured next to each other."""
     for fn in fns.values():
@@ -185,9 +187,10 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="cpu: this process's CPU time (CPU device only) — steadier than wall time on a "
-                        "machine shared with other work, exact with --threads 1")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: parity,train,se,compile")
+                   help="cpu: this process's CPU time (CPU device only) — steadier than wall time "
+                        "on a machine shared with other work, exact with --threads 1")
+    p.add_argument("--skip", default="",
+                   help="comma list of sections to skip: parity,train,se,compile")
     args = p.parse_args(argv)
     try:
         device = torch.device(args.device)
@@ -210,14 +213,16 @@ def main(argv=None) -> int:
     amp_dtype = torch.float16 if cuda else torch.bfloat16
 
     def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype) if args.amp else contextlib.nullcontext()
+        return (torch.autocast(device.type, dtype=amp_dtype) if args.amp
+                else contextlib.nullcontext())
 
-    where = torch.cuda.get_device_name(device) if cuda else f"{platform.processor() or platform.machine()}, " \
-        f"{torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name(device) if cuda else \
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, device {device} ({where})"
-          + (f", amp {str(amp_dtype).split('.')[-1]}" if args.amp else "") + (", channels_last" if args.channels_last else ""))
-    print(f"interleaved timing ({args.clock} clock), {args.rounds} rounds, medians; ratio = hand-written time / compiled time "
-          "(>= 1: compiled no slower)\n")
+          + (f", amp {str(amp_dtype).split('.')[-1]}" if args.amp else "")
+          + (", channels_last" if args.channels_last else ""))
+    print(f"interleaved timing ({args.clock} clock), {args.rounds} rounds, medians; ratio = "
+          "hand-written time / compiled time (>= 1: compiled no slower)\n")
     S = args.size
     # CPU runs are slow: fewer calls per round where one call takes long
     it_small, it_big = (20, 10) if cuda else (3, 1)
@@ -231,11 +236,13 @@ def main(argv=None) -> int:
         with torch.no_grad():
             assert torch.allclose(ours(x), ref(x), rtol=1e-4, atol=1e-4), "compiled != hand-written"
         print(f"weights: {report.__str__().splitlines()[0]}; outputs equal")
-        ref, ours = prepare(ref, device, args.channels_last), prepare(ours, device, args.channels_last)
+        ref, ours = (prepare(ref, device, args.channels_last),
+                     prepare(ours, device, args.channels_last))
         if "parity" not in skip:
             for bs, iters in ((1, it_small), (8, it_big)):
                 x = make_input((bs, 3, S, S), device, args.channels_last)
-                t = interleaved({"hand": infer_fn(ref, x, autocast), "ours": infer_fn(ours, x, autocast)},
+                t = interleaved({"hand": infer_fn(ref, x, autocast),
+                                 "ours": infer_fn(ours, x, autocast)},
                                 args.rounds, iters, 2, device, clock)
                 results.append((f"SE-ResNeXt-50 inference, batch {bs}", t["hand"], t["ours"], bs))
         if "train" not in skip:
@@ -243,7 +250,8 @@ def main(argv=None) -> int:
             x = make_input((8, 3, S, S), device, args.channels_last)
             y = torch.randint(0, 1000, (8,), device=device)
             fp16 = args.amp and amp_dtype == torch.float16
-            t = interleaved({"hand": train_fn(ref, x, y, autocast, fp16), "ours": train_fn(ours, x, y, autocast, fp16)},
+            t = interleaved({"hand": train_fn(ref, x, y, autocast, fp16),
+                             "ours": train_fn(ours, x, y, autocast, fp16)},
                             args.rounds, it_big, 1, device, clock)
             results.append(("SE-ResNeXt-50 training step, batch 8", t["hand"], t["ours"], 8))
         del ref, ours
@@ -251,8 +259,8 @@ def main(argv=None) -> int:
     for name, t_hand, t_ours, bs in results:
         ratio = paired_ratio(t_hand, t_ours)
         med_hand, med_ours = statistics.median(t_hand), statistics.median(t_ours)
-        print(f"{name:38s} hand-written {1e3 * med_hand:8.1f} ms  compiled {1e3 * med_ours:8.1f} ms "
-              f"({bs / med_ours:7.1f} img/s)  ratio {ratio:.3f}  target >= 0.98: "
+        print(f"{name:38s} hand-written {1e3 * med_hand:8.1f} ms  compiled {1e3 * med_ours:8.1f} "
+              f"ms ({bs / med_ours:7.1f} img/s)  ratio {ratio:.3f}  target >= 0.98: "
               f"{'met' if ratio >= 0.98 else 'MISSED'}")
 
     if "se" not in skip:
@@ -266,16 +274,17 @@ def main(argv=None) -> int:
         hand_se = SEResNeXt50(cardinality=1, base_width=64).eval()
         hand_se.load_state_dict(hand_plain.state_dict(), strict=False)
         models = {k: prepare(m, device, args.channels_last) for k, m in
-                  (("resnet50", plain), ("se_resnet50", se), ("hand_resnet50", hand_plain), ("hand_se_resnet50", hand_se))}
+                  (("resnet50", plain), ("se_resnet50", se), ("hand_resnet50", hand_plain),
+                   ("hand_se_resnet50", hand_se))}
         x = make_input((1, 3, S, S), device, args.channels_last)
         t = interleaved({k: infer_fn(m, x, autocast) for k, m in models.items()},
                         args.rounds * 2, it_small, 2, device, clock)
         over = paired_ratio(t["se_resnet50"], t["resnet50"]) - 1
         hand_over = paired_ratio(t["hand_se_resnet50"], t["hand_resnet50"]) - 1
         med = {k: 1e3 * statistics.median(v) for k, v in t.items()}
-        print(f"\nSE overhead, inference batch 1: compiled ResNet-50 {med['resnet50']:.1f} ms, SE-ResNet-50 "
-              f"{med['se_resnet50']:.1f} ms: {100 * over:+.2f}% (paper: 164 vs 167 ms, +1.8%; "
-              f"target <= +2%: {'met' if over <= 0.02 else 'MISSED'})")
+        print(f"\nSE overhead, inference batch 1: compiled ResNet-50 {med['resnet50']:.1f} ms, "
+              f"SE-ResNet-50 {med['se_resnet50']:.1f} ms: {100 * over:+.2f}% (paper: 164 vs 167 "
+              f"ms, +1.8%; target <= +2%: {'met' if over <= 0.02 else 'MISSED'})")
         print(f"  hand-written timm style:  ResNet-50 {med['hand_resnet50']:.1f} ms, SE-ResNet-50 "
               f"{med['hand_se_resnet50']:.1f} ms: {100 * hand_over:+.2f}%")
         del plain, se, hand_plain, hand_se, models
@@ -295,8 +304,9 @@ def main(argv=None) -> int:
                 t2 = time.perf_counter()
                 t_ir.append(t1 - t0)
                 t_all.append(t2 - t1)
-            print(f"compile {spec:18s}: {len(g.order):4d} IR nodes; spec -> IR {1e3 * statistics.median(t_ir):7.1f} ms, "
-                  f"spec -> nn.Module {1e3 * statistics.median(t_all):7.1f} ms (He init included)")
+            print(f"compile {spec:18s}: {len(g.order):4d} IR nodes; spec -> IR "
+                  f"{1e3 * statistics.median(t_ir):7.1f} ms, spec -> nn.Module "
+                  f"{1e3 * statistics.median(t_all):7.1f} ms (He init included)")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 - `shapes(n, num_classes, size, seed)`: coloured shapes drawn in code — a disk, square,
   triangles, ring, crosses, diamond, bars — in random colours at random places and sizes on a
-  noisy background; the class is the shape. Generated in one vectorised pass, deterministic for a seed; learnable
-  to > 90% accuracy by a small SE network in well under a minute of CPU time, so CI can check
+  noisy background; the class is the shape. Generated in one vectorised pass, deterministic
+  for a seed; learnable to > 90% accuracy by a small SE network in well under a minute of CPU
+  time, so CI can check
   that training really trains.
 - `ImageFolder(root, size, train)`: root/<class>/<image> files decoded with Pillow (imported only
   here), with the paper's augmentation for training (random-size crop, horizontal flip) and a
@@ -20,20 +21,24 @@ import os
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-MEAN = (0.485, 0.456, 0.406)   # mean subtraction (the paper); ImageNet statistics, also fine for shapes
+# mean subtraction (the paper); ImageNet statistics, also fine for shapes
+MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 
 COLOURS = torch.tensor([(230, 40, 40), (40, 200, 60), (50, 90, 240), (240, 220, 40),
-                        (220, 60, 220), (40, 220, 230), (245, 245, 245), (250, 140, 20)], dtype=torch.float32)
-SHAPES = ("disk", "square", "triangle", "ring", "cross", "diamond", "hbar", "vbar", "x", "triangle_down")
+                        (220, 60, 220), (40, 220, 230), (245, 245, 245), (250, 140, 20)],
+                       dtype=torch.float32)
+SHAPES = ("disk", "square", "triangle", "ring", "cross", "diamond", "hbar", "vbar",
+          "x", "triangle_down")
 
 
 def _masks(u: torch.Tensor, v: torch.Tensor, shape_id: torch.Tensor) -> torch.Tensor:
     """u, v: (N, H, W) coordinates relative to each shape's centre in units of its radius."""
     r = torch.sqrt(u * u + v * v)
     au, av = u.abs(), v.abs()
-    d1, d2 = (u + v).abs() * 0.7071, (u - v).abs() * 0.7071                  # distances to the diagonals
+    # distances to the diagonals
+    d1, d2 = (u + v).abs() * 0.7071, (u - v).abs() * 0.7071
     all_masks = torch.stack([
         r <= 1.0,                                                   # disk
         (au <= 0.8) & (av <= 0.8),                                  # square
@@ -49,7 +54,8 @@ def _masks(u: torch.Tensor, v: torch.Tensor, shape_id: torch.Tensor) -> torch.Te
     return all_masks.gather(1, shape_id.view(-1, 1, 1, 1).expand(-1, 1, *u.shape[1:])).squeeze(1)
 
 
-def shapes(n: int, num_classes: int, size=(32, 32), seed: int = 0, channels: int = 3) -> TensorDataset:
+def shapes(n: int, num_classes: int, size=(32, 32), seed: int = 0,
+           channels: int = 3) -> TensorDataset:
     """n images (uint8, channels x H x W); class c is shape c % 10.
 
     Up to 10 classes the colour is drawn at random for every image: a distractor, so the
@@ -76,10 +82,12 @@ def shapes(n: int, num_classes: int, size=(32, 32), seed: int = 0, channels: int
         v = ((yy - cy[sl].view(-1, 1, 1)) / radius[sl].view(-1, 1, 1)).expand(-1, h, w)
         m = _masks(u, v, shape_id[sl]).unsqueeze(1).float()                       # (n, 1, H, W)
         k = m.shape[0]
-        background = torch.rand(k, 3, 1, 1, generator=g) * 60 + torch.randn(k, 3, h, w, generator=g) * 20
+        background = (torch.rand(k, 3, 1, 1, generator=g) * 60
+                      + torch.randn(k, 3, h, w, generator=g) * 20)
         img = background * (1 - m) + colour[sl].view(-1, 3, 1, 1) * m
         img = img.clamp(0, 255).round().to(torch.uint8)
-        images[sl] = img[:, :channels] if channels <= 3 else img.repeat(1, math.ceil(channels / 3), 1, 1)[:, :channels]
+        images[sl] = (img[:, :channels] if channels <= 3
+                      else img.repeat(1, math.ceil(channels / 3), 1, 1)[:, :channels])
     return TensorDataset(images, labels)
 
 
@@ -101,7 +109,8 @@ def list_images(root: str) -> tuple[list[tuple[str, int]], list[str]]:
     items = []
     for i, c in enumerate(classes):
         for dirpath, _, files in sorted(os.walk(os.path.join(root, c))):
-            items += [(os.path.join(dirpath, f), i) for f in sorted(files) if f.lower().endswith(IMAGE_EXTENSIONS)]
+            items += [(os.path.join(dirpath, f), i) for f in sorted(files)
+                      if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not items:
         raise FileNotFoundError(f"{root}: no images with extensions {', '.join(IMAGE_EXTENSIONS)}")
     return items, classes
@@ -121,7 +130,8 @@ def _to_tensor(img) -> torch.Tensor:
 
 
 def load_image(path: str, size, channels: int = 3) -> torch.Tensor:
-    """Evaluation preprocessing (the paper): resize the short side to size * 256/224, centre crop."""
+    """Evaluation preprocessing (the paper): resize the short side to size * 256/224, centre
+    crop."""
     Image = _pil()
     h, w = (size, size) if isinstance(size, int) else size
     with Image.open(path) as img:
@@ -137,10 +147,12 @@ class ImageFolder(Dataset):
     """root/<class>/<image>; training samples get a random-size crop (8-100% of the area,
     aspect 3/4-4/3) resized to `size` and a random horizontal flip."""
 
-    def __init__(self, root: str, size, train: bool, channels: int = 3, classes: list[str] | None = None):
+    def __init__(self, root: str, size, train: bool, channels: int = 3,
+                 classes: list[str] | None = None):
         self.items, found = list_images(root)
         if classes is not None and found != classes:
-            raise ValueError(f"{root}: classes {found[:5]}... differ from the training set's {classes[:5]}...")
+            raise ValueError(f"{root}: classes {found[:5]}... differ from the training set's "
+                             f"{classes[:5]}...")
         self.classes = found
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.train, self.channels = train, channels
@@ -163,7 +175,8 @@ class ImageFolder(Dataset):
                 ratio = math.exp(math.log(3 / 4) + torch.rand(()).item() * math.log(16 / 9))
                 cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
                 if 0 < cw <= W and 0 < ch <= H:
-                    x0, y0 = torch.randint(0, W - cw + 1, ()).item(), torch.randint(0, H - ch + 1, ()).item()
+                    x0, y0 = (torch.randint(0, W - cw + 1, ()).item(),
+                              torch.randint(0, H - ch + 1, ()).item())
                     box = (x0, y0, x0 + cw, y0 + ch)
                     break
             img = img.resize((w, h), Image.BILINEAR, box=box)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Batch inference with a compiled network: a PyTorch checkpoint, an ONNX file, or both.
+r"""Batch inference with a compiled network: a PyTorch checkpoint, an ONNX file, or both.
 
     python examples/infer.py --checkpoint runs/se_resnet20_cifar/best.pt --synthetic 256
-    python examples/infer.py --checkpoint best.pt --export-onnx model.onnx        # trained weights -> ONNX
-    python examples/infer.py --onnx model.onnx photos/ cat.jpg                     # onnxruntime only
-    python examples/infer.py --checkpoint best.pt --onnx model.onnx photos/        # both: same top-k?
-    python examples/infer.py --spec specs/se_resnext50_tv.yaml --checkpoint seresnext50_32x4d.pth img.jpg
+    python examples/infer.py --checkpoint best.pt --export-onnx model.onnx  # weights -> ONNX
+    python examples/infer.py --onnx model.onnx photos/ cat.jpg               # onnxruntime only
+    python examples/infer.py --checkpoint best.pt --onnx model.onnx photos/  # same top-k?
+    python examples/infer.py --spec specs/se_resnext50_tv.yaml \
+        --checkpoint seresnext50_32x4d.pth img.jpg
 
 A checkpoint of examples/train.py embeds its spec; any other state_dict (a timm or legacy
 SENet checkpoint, a secompile state_dict) needs `--spec` and is mapped by
@@ -26,22 +27,27 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-import secompile  # noqa: E402
 import data as datasets  # noqa: E402
+
+import secompile  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="*", help="image files or folders")
-    p.add_argument("--checkpoint", help="examples/train.py checkpoint, or any state_dict with --spec")
+    p.add_argument("--checkpoint",
+                   help="examples/train.py checkpoint, or any state_dict with --spec")
     p.add_argument("--spec", help="the network, when the checkpoint does not embed it")
     p.add_argument("--onnx", help="an ONNX file (run with onnxruntime)")
-    p.add_argument("--export-onnx", metavar="FILE", help="write the checkpoint's network as ONNX (secompile.to_onnx)")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="classify N synthetic shapes")
+    p.add_argument("--export-onnx", metavar="FILE",
+                   help="write the checkpoint's network as ONNX (secompile.to_onnx)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="classify N synthetic shapes")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="PyTorch in bf16 (CPU) / fp16 (CUDA) autocast")
+    p.add_argument("--amp", action="store_true",
+                   help="PyTorch in bf16 (CPU) / fp16 (CUDA) autocast")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--quiet", action="store_true", help="summary only, no line per image")
     return p.parse_args(argv)
@@ -77,7 +83,8 @@ def gather_inputs(args, input_shape, seed):
     c, h, w = input_shape
     if args.synthetic:
         num_classes = args.num_classes
-        x, y = datasets.shapes(args.synthetic, num_classes, (h, w), seed=seed + 10_000, channels=c).tensors
+        x, y = datasets.shapes(args.synthetic, num_classes, (h, w), seed=seed + 10_000,
+                               channels=c).tensors
         return [f"synthetic[{i}]" for i in range(len(x))], x, y
     paths = []
     for item in args.inputs:
@@ -124,7 +131,8 @@ def main(argv=None) -> int:
         if model is not None:
             x = datasets.normalise(batch.to(device), args.channels_last)
             with torch.no_grad(), torch.autocast(device.type, enabled=args.amp,
-                                                 dtype=torch.float16 if device.type == "cuda" else torch.bfloat16):
+                                                 dtype=torch.float16 if device.type == "cuda"
+                                                 else torch.bfloat16):
                 logits.setdefault("pytorch", []).append(model(x).float().cpu())
         if sess is not None:
             x = datasets.normalise(batch).numpy()
@@ -143,7 +151,8 @@ def main(argv=None) -> int:
         if labels is not None:
             top1 = (t.indices[:, 0] == labels).float().mean().item()
             topk = (t.indices == labels[:, None]).any(1).float().mean().item()
-            print(f"{name}: top-1 {100 * top1:.2f}%, top-{k} {100 * topk:.2f}% on {len(labels)} images")
+            print(f"{name}: top-1 {100 * top1:.2f}%, top-{k} {100 * topk:.2f}% on "
+                  f"{len(labels)} images")
     if len(tops) == 2:
         same = (tops["pytorch"].indices == tops["onnx"].indices).all(1)
         diff = (logits["pytorch"] - logits["onnx"]).abs().max().item()

@@ -27,7 +27,7 @@ se: [{where: {stages: all}, reduction: 4}]
 
 
 @settings(max_examples=25, deadline=None)
-@given(mutations(MY_SPEC))                                     # wider, bigger, deeper, other SE options...
+@given(mutations(MY_SPEC))          # wider, bigger, deeper, other SE options...
 def test_my_spec_variants(spec):
     g = secompile.build_ir(spec, base_dir=str(SPECS))
     model = secompile.compile(spec, base_dir=str(SPECS), seed=0).eval()

@@ -139,11 +139,13 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
     problems = []
     mark = spec.smap.mark(("name",))
     if max_params is not None and total.params > max_params:
-        problems.append(Problem(mark, "<network>", f"{total.params:,} parameters exceed the limit of "
-                                                   f"{int(max_params):,} (raise it with --max-params)"))
+        problems.append(Problem(mark, "<network>",
+                                f"{total.params:,} parameters exceed the limit of "
+                                f"{int(max_params):,} (raise it with --max-params)"))
     if max_macs is not None and total.macs > max_macs:
-        problems.append(Problem(mark, "<network>", f"{total.macs:,} multiply-adds exceed the limit of "
-                                                   f"{int(max_macs):,} (raise it with --max-macs)"))
+        problems.append(Problem(mark, "<network>",
+                                f"{total.macs:,} multiply-adds exceed the limit of "
+                                f"{int(max_macs):,} (raise it with --max-macs)"))
     if problems:
         raise LimitError(problems)
     return c
@@ -210,7 +212,8 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
     return model
 
 
-def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False, opset: int | None = None,
+def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False,
+            opset: int | None = None,
             max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None,
             num_classes: int | None = None, input_size=None, features_only: bool = False,
             out_indices=None):
@@ -250,7 +253,8 @@ def record_overrides(model, spec: Spec) -> None:
 
 
 def _drawable(spec, overrides=None):
-    """-> (Graph, Spec or None). A Graph is drawn as is; anything else goes through the front door."""
+    """-> (Graph, Spec or None). A Graph is drawn as is; anything else goes through the front
+    door."""
     if isinstance(spec, Graph):
         return spec, None
     s, g, _ = prepare(spec, max_params=None, max_macs=None, overrides=overrides)

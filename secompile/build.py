@@ -28,7 +28,8 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
     model = lower(g, seed=0)
     n = sum(p.numel() for p in model.parameters())
     if n != rep["total"]["params"]:
-        raise AssertionError(f"compiled module has {n} parameters, the analysis says {rep['total']['params']}")
+        raise AssertionError(f"compiled module has {n} parameters, the analysis says "
+                             f"{rep['total']['params']}")
 
     out_dir = out_dir or os.path.join("out", spec.name)
     files = ["report.json", "report.md"]
@@ -44,7 +45,8 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
 
 
 def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
-    """The block-level diagram `<name>.svg` (or `<name>.dot` without `dot`), into the staging dir."""
+    """The block-level diagram `<name>.svg` (or `<name>.dot` without `dot`), into the staging
+    dir."""
     from .api import note_overrides
     from .backends.graphviz import DotNotFound, dot_missing_message, dot_source, render
     source = note_overrides(dot_source(g, spec, "block", None), spec)
@@ -56,13 +58,15 @@ def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
         dot_path = os.path.join(stage_dir, f"{spec.name}.dot")
         atomic_write(dot_path, source)
         print(dot_missing_message(f"{spec.name}.dot", "svg", f"{spec.name}.svg",
-                                  written=f"{spec.name}.dot in the output directory (run dot there)"),
+                                  written=f"{spec.name}.dot in the output directory "
+                                          f"(run dot there)"),
               file=sys.stderr)
         return [os.path.basename(dot_path)]
 
 
 def onnx_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
-    """`secompile build --onnx`: `<name>.onnx` with the build's module weights, into the staging dir."""
+    """`secompile build --onnx`: `<name>.onnx` with the build's module weights, into the staging
+    dir."""
     from .api import record_overrides
     from .backends.onnx import lower, save
     from .backends.onnx_weights import load_state

@@ -75,8 +75,9 @@ SPEC_HELP = "a spec file, or a zoo name (`secompile zoo` lists them)"
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="secompile", description="Squeeze-and-Excitation networks as data: "
-                                 "validate, count, draw and compile YAML network specs.")
+    ap = argparse.ArgumentParser(prog="secompile",
+                                 description="Squeeze-and-Excitation networks as data: validate, "
+                                             "count, draw and compile YAML network specs.")
     ap.add_argument("--version", action="version", version=f"secompile {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     ap.add_argument("-q", "--quiet", action="store_true", help="print only errors")
@@ -91,22 +92,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-se", action="store_true", help="count the network without its SE blocks")
     _add_features(p, "count")
 
-    p = sub.add_parser("build", help="validate, count and compile a spec; write reports (and other outputs)")
+    p = sub.add_parser("build",
+                       help="validate, count and compile a spec; write reports (and other outputs)")
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/<name>.onnx")
-    p.add_argument("--no-draw", action="store_true", help="do not write the block-level diagram DIR/<name>.svg")
+    p.add_argument("--no-draw", action="store_true",
+                   help="do not write the block-level diagram DIR/<name>.svg")
     p.add_argument("--inference", action="store_true",
-                   help="also compile the inference module (BN folded) and report its parameter count")
+                   help="also compile the inference module (BN folded) and report its "
+                        "parameter count")
     _add_limits(p)
 
     p = sub.add_parser("export", help="lower a spec to a deployable format (ONNX)")
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("-o", "--output", metavar="FILE", required=True)
-    p.add_argument("--weights", metavar="CKPT", help="state_dict / checkpoint file (else initialised from --seed)")
-    p.add_argument("--seed", type=int, default=0, help="initialisation seed when no weights are given")
-    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolutions")
+    p.add_argument("--weights", metavar="CKPT",
+                   help="state_dict / checkpoint file (else initialised from --seed)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="initialisation seed when no weights are given")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="fold BatchNorm into the preceding convolutions")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
     _add_features(p, "export")
     _add_limits(p)
@@ -115,9 +122,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--level", choices=["stage", "block", "op"], default="block")
     p.add_argument("--format", choices=["svg", "png", "pdf", "dot"], default="svg")
-    p.add_argument("-o", "--output", metavar="FILE", help="output file (default: <name>-<level>.<format>)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="output file (default: <name>-<level>.<format>)")
     p.add_argument("--scope", metavar="PATH",
-                   help="draw only this block, stage, stem or head (e.g. stages.1.blocks.0; block and op levels)")
+                   help="draw only this block, stage, stem or head (e.g. stages.1.blocks.0; "
+                        "block and op levels)")
 
     p = sub.add_parser("zoo", help="table of every spec in a directory (default: the shipped zoo)")
     p.add_argument("directory", nargs="?", default=None)
@@ -177,19 +186,21 @@ def cmd_build(args) -> int:
         writers.append(diagram_output)
     if args.onnx:
         writers.append(onnx_output)
-    rep = build(_spec(args, args.spec), args.output, max_params=args.max_params, max_macs=args.max_macs,
+    rep = build(_spec(args, args.spec), args.output, max_params=args.max_params,
+                max_macs=args.max_macs,
                 extra_outputs=writers)
     if not args.quiet:
         print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
     if args.inference:   # -- inference compilation (issue 16) --
         from .api import compile
-        m = compile(_spec(args, args.spec), seed=0, inference=True, max_params=args.max_params, max_macs=args.max_macs)
+        m = compile(_spec(args, args.spec), seed=0, inference=True, max_params=args.max_params,
+                    max_macs=args.max_macs)
         if not args.quiet:
             r, n = m.report, rep["total"]["params"]
-            print(f"inference module: {r['params']:,} parameters ({r['params'] - n:+,}: {r['bn_folded']} "
-                  f"BatchNorms folded into their convolutions), {r['relu_fused']} ReLUs fused, "
-                  f"{r['memory_format']}")
+            print(f"inference module: {r['params']:,} parameters ({r['params'] - n:+,}: "
+                  f"{r['bn_folded']} BatchNorms folded into their convolutions), {r['relu_fused']} "
+                  f"ReLUs fused, {r['memory_format']}")
     return 0
 
 
@@ -210,18 +221,20 @@ def cmd_export(args) -> int:
     if not getattr(args, "quiet", False):
         n = sum(math.prod(t.dims) for t in model.graph.initializer)
         outs = len(model.graph.output)
-        print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, {n:,} weights, "
-              f"opset {opset}{', BatchNorm folded' if args.fold_bn else ''}"
+        print(f"wrote {args.output}: {model.graph.name}, {len(model.graph.node)} nodes, "
+              f"{n:,} weights, opset {opset}{', BatchNorm folded' if args.fold_bn else ''}"
               f"{f', {outs} feature outputs' if args.features_only else ''}")
     return 0
 
 
 def cmd_draw(args) -> int:
-    """`secompile draw SPEC [--level] [--format] [-o FILE]`: 0 drawn, 2 `dot` missing (DOT written)."""
+    """`secompile draw SPEC [--level] [--format] [-o FILE]`: 0 drawn, 2 `dot` missing (DOT
+    written)."""
     from .api import draw
     from .backends.graphviz import DotNotFound
     try:
-        out = draw(_spec(args, args.spec), args.level, args.format, args.output, scope=getattr(args, "scope", None))
+        out = draw(_spec(args, args.spec), args.level, args.format, args.output,
+                   scope=getattr(args, "scope", None))
     except DotNotFound as e:
         print(e, file=sys.stderr)
         return 2

@@ -22,7 +22,8 @@ def _dims(shape) -> str:
 
 def _parts(rep: dict) -> list[dict]:
     """The rows of a count report: stem, stages, head."""
-    return ([rep["stem"]] if rep.get("stem") else []) + rep["stages"] + ([rep["head"]] if rep.get("head") else [])
+    return (([rep["stem"]] if rep.get("stem") else []) + rep["stages"]
+            + ([rep["head"]] if rep.get("head") else []))
 
 
 # -- one network ---------------------------------------------------------------------------
@@ -42,8 +43,9 @@ def print_summary(rep: dict, file=None) -> None:
     t.add_row("total", "", str(rep["se"]["blocks"]), _dims(rep["output"]),
               f"{tot['macs'] / 1e9:.3f}", f"{tot['params'] / 1e6:.3f}", style="bold")
     Console(file=file, width=100).print(t)
-    print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters {tot['params']:,}; "
-          f"SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} params", file=file)
+    print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters "
+          f"{tot['params']:,}; SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} "
+          "params", file=file)
     if rep.get("features"):
         print("features (channels, reduction): " + ", ".join(
             f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
@@ -55,7 +57,8 @@ def print_summary(rep: dict, file=None) -> None:
 
 def report_markdown(rep: dict) -> str:
     """A build's report.md."""
-    lines = [f"# {rep['name']}", "", f"input {_dims(rep['input'])}, output {_dims(rep['output'])}", "",
+    lines = [f"# {rep['name']}", "",
+             f"input {_dims(rep['input'])}, output {_dims(rep['output'])}", "",
              "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
     if rep.get("overrides"):
         from .spec.overrides import format_value
@@ -65,9 +68,10 @@ def report_markdown(rep: dict) -> str:
         lines.append(f"| {r['name']} | {r.get('blocks', '')} | {r.get('se_blocks', '')} | "
                      f"{_dims(r['output_shape'])} | {r['macs']:,} | {r['params']:,} |")
     t = rep["total"]
-    lines += [f"| **total** | | {rep['se']['blocks']} | | **{t['macs']:,}** | **{t['params']:,}** |", "",
-              f"Conv + fc multiply-adds: {t['conv_linear_macs']:,}. SE blocks add {rep['se']['params']:,} "
-              f"parameters and {rep['se']['macs']:,} multiply-adds.", ""]
+    lines += [f"| **total** | | {rep['se']['blocks']} | | **{t['macs']:,}** | "
+              f"**{t['params']:,}** |", "",
+              f"Conv + fc multiply-adds: {t['conv_linear_macs']:,}. SE blocks add "
+              f"{rep['se']['params']:,} parameters and {rep['se']['macs']:,} multiply-adds.", ""]
     return "\n".join(lines)
 
 
@@ -112,9 +116,10 @@ def _table2(rows_by_stem: dict) -> list[str]:
 
 def _caffe(rows_by_stem: dict) -> list[str]:
     out = ["## The authors' Caffe models", "",
-           "Counts of the reference prototxt files (`../shared/reference/caffe/README.md`) against the "
-           "spec reproducing each one.", "",
-           "| prototxt | spec | conv+fc (README) | conv+fc (spec) | params (README) | params (spec) |",
+           "Counts of the reference prototxt files (`../shared/reference/caffe/README.md`) against "
+           "the spec reproducing each one.", "",
+           "| prototxt | spec | conv+fc (README) | conv+fc (spec) | params (README) "
+           "| params (spec) |",
            "|---|---|---:|---:|---:|---:|"]
     for stem, (proto, macs, params) in CAFFE_REFERENCE.items():
         r = rows_by_stem.get(stem)
@@ -133,21 +138,24 @@ def _caffe(rows_by_stem: dict) -> list[str]:
 
 
 def zoo_markdown(rows: list[dict]) -> str:
-    """The zoo as Markdown (docs/zoo.md): table, comparison with the paper and the Caffe models, notes.
+    """The zoo as Markdown (docs/zoo.md): table, comparison with the paper and the Caffe models,
+    notes.
 
     The notes are left out where the rows lack a network they quote (a directory other than specs/).
     """
     preamble, notes = _zoo_template()
     by_stem = {spec_stem(r["file"]): r for r in rows}
     lines = [preamble, "## All specs", "",
-             "| spec | network | input | MACs (G) | conv+fc MACs | params | SE blocks | SE MACs | SE params |",
+             "| spec | network | input | MACs (G) | conv+fc MACs | params | SE blocks "
+             "| SE MACs | SE params |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["error"] is not None:
             lines.append(f"| `{r['file']}` | error: {r['error'].splitlines()[0]} | | | | | | | |")
             continue
-        lines.append(f"| `{r['file']}` | {r['name']} | {_size(r)} | {_g(r['macs'])} | {r['conv_linear_macs']:,} | "
-                     f"{r['params']:,} | {r['se_blocks']} | {_pct(r['se_macs_pct'])} | {_pct(r['se_params_pct'])} |")
+        lines.append(f"| `{r['file']}` | {r['name']} | {_size(r)} | {_g(r['macs'])} | "
+                     f"{r['conv_linear_macs']:,} | {r['params']:,} | {r['se_blocks']} | "
+                     f"{_pct(r['se_macs_pct'])} | {_pct(r['se_params_pct'])} |")
     lines.append("")
     lines += _table2(by_stem)
     lines += _caffe(by_stem)
@@ -155,10 +163,12 @@ def zoo_markdown(rows: list[dict]) -> str:
     irv2 = by_stem.get("inception_resnet_v2")
     se_r50 = by_stem.get("se_resnet50")
     parts = (se_bn, irv2, se_r50)
-    if all(r is not None and r["error"] is None for r in parts) and se_r50["se_macs_pct"] is not None:
+    if (all(r is not None and r["error"] is None for r in parts)
+            and se_r50["se_macs_pct"] is not None):
         cl = irv2["conv_linear_macs"] / 1e9
         lines.append(notes.format(se_bn_params=se_bn["params"], irv2_cl=cl,
-                                  irv2_pct=100.0 * (cl - 11.75) / 11.75, se_r50_macs=se_r50["macs"] / 1e9,
+                                  irv2_pct=100.0 * (cl - 11.75) / 11.75,
+                                  se_r50_macs=se_r50["macs"] / 1e9,
                                   r50_macs=by_stem["resnet50"]["macs"] / 1e9,
                                   se_r50_pct=se_r50["se_macs_pct"]).rstrip("\n"))
     return "\n".join(lines).rstrip("\n") + "\n"
@@ -170,13 +180,15 @@ def print_zoo(rows: list[dict], directory, file=None) -> None:
     from rich.table import Table
 
     t = Table(title=f"model zoo: {directory}", title_justify="left")
-    for col in ("spec", "input", "MACs (G)", "conv+fc (G)", "params (M)", "SE", "SE MACs", "SE params"):
+    for col in ("spec", "input", "MACs (G)", "conv+fc (G)", "params (M)", "SE",
+                "SE MACs", "SE params"):
         t.add_column(col, justify="left" if col in ("spec", "input") else "right")
     for r in rows:
         if r["error"] is not None:
             t.add_row(r["file"], "error", "", "", "", "", "", "", style="red")
             continue
-        t.add_row(spec_stem(r["file"]), _size(r), _g(r["macs"]), _g(r["conv_linear_macs"]), _m(r["params"]),
+        t.add_row(spec_stem(r["file"]), _size(r), _g(r["macs"]),
+                  _g(r["conv_linear_macs"]), _m(r["params"]),
                   str(r["se_blocks"]), _pct(r["se_macs_pct"]), _pct(r["se_params_pct"]))
     Console(file=file or sys.stdout, width=120).print(t)
 

@@ -1,7 +1,8 @@
 """Design-space sweeps and spec diffs, analytically, in one process.
 
     rows = secompile.sweep("specs/se_resnet50.yaml", vary={"se.0.reduction": [4, 8, 16, 32]})
-    rows = secompile.sweep(spec, vary={"se.0.where.stages": ["all", [0, 1, 2]]}, where="params < 30e6")
+    rows = secompile.sweep(spec, vary={"se.0.where.stages": ["all", [0, 1, 2]]},
+                           where="params < 30e6")
     d = secompile.diff("specs/resnet50.yaml", "specs/se_resnet50.yaml")
 
 A sweep is the product of the `vary` lists (first key slowest). The spec is read and parsed
@@ -26,8 +27,8 @@ from .frontend import attention_modules, expand
 from .ir.ops import CONV_LINEAR_OPS
 from .passes import insert_se
 from .spec import expr
-from .spec.errors import Mark, Problem, SpecError
 from .spec.document import Spec, load_spec
+from .spec.errors import Mark, Problem, SpecError
 from .spec.overrides import (
     Override,
     apply_overrides,
@@ -39,11 +40,13 @@ from .spec.overrides import (
 
 # names a --where expression can use (None where a row has no value, e.g. acc without --metrics)
 WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_params", "se_macs",
-               "se_params_rel", "se_macs_rel", "base_params", "base_macs", "acc", "val_loss", "epochs", "index")
+               "se_params_rel", "se_macs_rel", "base_params", "base_macs", "acc", "val_loss",
+               "epochs", "index")
 
 
-COST_FIELDS = ("macs", "conv_linear_macs", "params", "nodes", "se_blocks", "base_macs", "base_params",
-               "se_macs", "se_params", "se_macs_rel", "se_params_rel")   # None in an invalid variant's row
+# None in an invalid variant's row
+COST_FIELDS = ("macs", "conv_linear_macs", "params", "nodes", "se_blocks", "base_macs",
+               "base_params", "se_macs", "se_params", "se_macs_rel", "se_params_rel")
 
 
 # -- the variants --------------------------------------------------------------------------
@@ -53,7 +56,8 @@ def _axes(vary) -> list[list[Override]]:
         axes = []
         for i, (key, values) in enumerate(vary.items(), 1):
             if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-                raise TypeError(f"vary[{key!r}] must be a list of alternatives, not {type(values).__name__}")
+                raise TypeError(f"vary[{key!r}] must be a list of alternatives, not "
+                                f"{type(values).__name__}")
             values = list(values)
             if not values:
                 raise SpecError([Problem(Mark("<vary>", i, 1), str(key), "no alternatives given")])
@@ -88,7 +92,8 @@ class _Shared:
 
     def base(self, spec: Spec, overrides):
         key = json.dumps([{k: v for k, v in spec.data.items() if k != "se"},
-                          [o.text for o in overrides if o.path[0] != "se"]], sort_keys=True, default=str)
+                          [o.text for o in overrides if o.path[0] != "se"]],
+                         sort_keys=True, default=str)
         hit = self.expanded.get(key)
         if hit is None:
             g = expand(spec)
@@ -104,8 +109,9 @@ def _evaluate(spec: Spec, shared: _Shared, overrides) -> dict:
     g = insert_se(g0, rules, spec.smap, modules=attention_modules(spec)) if rules else g0
     c = Counts(g) if g is not g0 else c0
     tot, base = c.total, c0.total
-    return {"macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs, "params": tot.params,
-            "nodes": len(g), "se_blocks": len(g.se), "base_macs": base.macs, "base_params": base.params,
+    return {"macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs,
+            "params": tot.params, "nodes": len(g), "se_blocks": len(g.se),
+            "base_macs": base.macs, "base_params": base.params,
             "se_macs": tot.macs - base.macs, "se_params": tot.params - base.params,
             "se_macs_rel": (tot.macs - base.macs) / base.macs if base.macs else None,
             "se_params_rel": (tot.params - base.params) / base.params if base.params else None}
@@ -125,7 +131,8 @@ def _check_keys(spec: Spec | None, axes) -> None:
             problems.extend(e.problems)
             continue
         o = alts[0]
-        if exists(spec.data, o.path):       # a key the spec has: its values are the variants' business
+        # a key the spec has: its values are the variants' business
+        if exists(spec.data, o.path):
             continue
         at_key = o.mark(o.key_cols[-1]) if o.key_cols else None
         try:
@@ -174,8 +181,9 @@ def sweep(spec, vary, *, where: str | None = None, metrics: str | list | None = 
             base = None          # perhaps every variant fixes it: each loads from the source
         _check_keys(base, axes)
         shared = _Shared()
-        name = base.name if base is not None else (os.path.splitext(os.path.basename(os.fspath(spec)))[0]
-                                                   if isinstance(spec, (str, os.PathLike)) else "spec")
+        name = (base.name if base is not None
+                else os.path.splitext(os.path.basename(os.fspath(spec)))[0]
+                if isinstance(spec, (str, os.PathLike)) else "spec")
         rows = []
         for i, combo in enumerate(itertools.product(*axes)):
             row = {"index": i, "spec": name, "name": variant_name(name, i, combo),
@@ -216,14 +224,16 @@ def mark_pareto(rows: list[dict]) -> None:
 
 
 def read_metrics(pattern) -> list[dict]:
-    files = sorted({f for p in ([pattern] if isinstance(pattern, str) else pattern) for f in _glob.glob(p)})
+    files = sorted({f for p in ([pattern] if isinstance(pattern, str) else pattern)
+                    for f in _glob.glob(p)})
     out = []
     for f in files:
         try:
             with open(f) as fh:
                 m = json.load(fh)
         except (OSError, ValueError) as e:
-            raise SpecError([Problem(Mark(f, 1, 1), "<metrics>", f"cannot read metrics: {e}")]) from None
+            raise SpecError([Problem(Mark(f, 1, 1), "<metrics>",
+                                     f"cannot read metrics: {e}")]) from None
         if isinstance(m, dict):
             out.append({**m, "_file": f})
     return out
@@ -239,7 +249,8 @@ def join_metrics(rows: list[dict], pattern) -> None:
     ms = read_metrics(pattern)
     for r in rows:
         found = [m for m in ms if m.get("spec") == r["name"]] or \
-                [m for m in ms if m.get("spec") == r["spec"] and _key(m.get("overrides") or {}) == _key(r["overrides"])]
+                [m for m in ms if m.get("spec") == r["spec"]
+                 and _key(m.get("overrides") or {}) == _key(r["overrides"])]
         found = [m for m in found if m.get("val_acc") is not None]
         if found:
             r["acc"] = sum(m["val_acc"] for m in found) / len(found)
@@ -258,7 +269,8 @@ def write_variant(spec: Spec, name: str, folder: str) -> str:
     data = dict(spec.data)
     data["name"] = name
     if isinstance(data.get("include"), list):
-        data["include"] = [os.path.relpath(inc if os.path.isabs(inc) else os.path.join(spec.base_dir, inc),
+        data["include"] = [os.path.relpath(inc if os.path.isabs(inc)
+                                           else os.path.join(spec.base_dir, inc),
                                            os.path.abspath(folder)) for inc in data["include"]]
     over = "; ".join(o.text for o in spec.overrides)
     data = {"name": name, "description": f"{spec.name} with {over} (secompile sweep)",
@@ -275,7 +287,8 @@ def as_dataframe(rows: list[dict]):
     try:
         import pandas as pd
     except ImportError:
-        raise ImportError("as_dataframe needs pandas (pip install pandas); the rows are plain dicts") from None
+        raise ImportError("as_dataframe needs pandas (pip install pandas); the rows "
+                          "are plain dicts") from None
     return pd.DataFrame(rows)
 
 
@@ -290,8 +303,9 @@ def plot(rows: list[dict], path: str, title: str | None = None) -> str:
     try:
         import matplotlib
     except ImportError:
-        raise SpecError([Problem(Mark("--plot", 1, 1), "<plot>", "plotting needs matplotlib "
-                                 "(pip install matplotlib, or pip install 'secompile[plot]')")]) from None
+        raise SpecError([Problem(Mark("--plot", 1, 1), "<plot>",
+                                 "plotting needs matplotlib (pip install matplotlib, or pip "
+                                 "install 'secompile[plot]')")]) from None
     matplotlib.use("Agg")
     import io
 
@@ -313,7 +327,8 @@ def plot(rows: list[dict], path: str, title: str | None = None) -> str:
     acc = [r.get("acc") for r in ok]
     xs, ys = [xy(r)[0] for r in ok], [xy(r)[1] for r in ok]
     if any(a is not None for a in acc):
-        sc = ax.scatter(xs, ys, c=[100 * a if a is not None else float("nan") for a in acc], cmap="viridis",
+        sc = ax.scatter(xs, ys,
+                        c=[100 * a if a is not None else float("nan") for a in acc], cmap="viridis",
                         s=40, zorder=2, plotnonfinite=True, label="variants")
         fig.colorbar(sc, ax=ax, label="val top-1 (%)")
     else:
@@ -325,11 +340,13 @@ def plot(rows: list[dict], path: str, title: str | None = None) -> str:
                 ax.annotate(short(r), xy(r), textcoords="offset points", xytext=(7, -3), fontsize=7,
                             color="#555555")
     if front:
-        ax.plot([xy(r)[0] for r in front], [xy(r)[1] for r in front], "-o", color="#d9480f", mfc="none", ms=11,
+        ax.plot([xy(r)[0] for r in front], [xy(r)[1] for r in front], "-o", color="#d9480f",
+                mfc="none", ms=11,
                 lw=1.2, zorder=3, label="Pareto front")
         for i, r in enumerate(front):
             text = short(r) + (f" ({100 * r['acc']:.1f}%)" if r.get("acc") is not None else "")
-            ax.annotate(text, xy(r), textcoords="offset points", xytext=(8, 8 if i % 2 == 0 else -14),
+            ax.annotate(text, xy(r), textcoords="offset points",
+                        xytext=(8, 8 if i % 2 == 0 else -14),
                         fontsize=7.5, color="#d9480f", fontweight="bold")
     ax.margins(x=0.25, y=0.15)
     ax.set_xlabel(f"parameters ({pu})" if pu else "parameters")
@@ -365,7 +382,8 @@ ADDED = {"fillcolor": "#d3f9d8", "color": "#2b8a3e", "penwidth": "3"}
 CHANGED = {"fillcolor": "#fff3bf", "color": "#e67700", "penwidth": "3"}
 
 
-def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None, overrides_b=None) -> str:
+def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None,
+              overrides_b=None) -> str:
     """B's block-level diagram with what the diff from A adds (green) and changes (amber)
     highlighted; the title lists what was removed. Where `dot` is missing, DOT is written."""
     from .backends.graphviz import DotNotFound, dot_missing_message, render
@@ -382,8 +400,8 @@ def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None, over
     dot = block_level(gb, Counts(gb), highlight=highlight)
     t = d["totals"]
     removed = [u["path"] for u in d["units"] if u["status"] == "removed"] + d["se"]["removed"]
-    lines = [f"green: added, amber: changed · params {t['params']['delta']:+,} · MACs {t['macs']['delta']:+,}"
-             f" · SE blocks {t['se_blocks']['a']} → {t['se_blocks']['b']}"]
+    lines = [f"green: added, amber: changed · params {t['params']['delta']:+,} · MACs "
+             f"{t['macs']['delta']:+,} · SE blocks {t['se_blocks']['a']} → {t['se_blocks']['b']}"]
     if removed:
         lines.append("removed: " + ", ".join(removed[:12]) + (" …" if len(removed) > 12 else ""))
     dot.attr(label=html_lines(f"{d['a']} → {d['b']}", *lines, left=True))
@@ -402,5 +420,6 @@ def _in_se(g, p: str) -> bool:
     return any(p == s or p.startswith(s + ".") for s in g.se)
 
 
-__all__ = ["sweep", "diff", "draw_diff", "plot", "as_dataframe", "mark_pareto", "join_metrics", "read_metrics",
+__all__ = ["sweep", "diff", "draw_diff", "plot", "as_dataframe", "mark_pareto",
+           "join_metrics", "read_metrics",
            "write_variant", "variant_name", "compile_where", "WHERE_NAMES"]

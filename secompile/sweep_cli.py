@@ -1,4 +1,5 @@
-"""`secompile sweep` and `secompile diff`: argument parsing and output (secompile/sweep.py does the work).
+"""`secompile sweep` and `secompile diff`: argument parsing and output (secompile/sweep.py does
+the work).
 
 `register(subparsers)` adds both subcommands; each sets `handler` (its function) as a default,
 so the CLI's dispatcher calls `args.handler(args)`. Spec problems raise SpecError (exit 2 in the
@@ -16,32 +17,39 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "sweep", help="evaluate the product of --vary lists analytically (MACs, params, SE cost)",
-        description="Evaluate every combination of the --vary lists in one process: MACs, conv+fc MACs, "
-                    "parameters, SE blocks and the SE cost against the same variant without SE.")
+        description="Evaluate every combination of the --vary lists in one process: MACs, conv+fc "
+                    "MACs, parameters, SE blocks and the SE cost against the same variant without "
+                    "SE.")
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("--vary", action="append", required=True, metavar="KEY=LIST",
                    help="a dotted spec path and a YAML list of alternatives, e.g. "
                         "--vary 'se.0.reduction=[4, 8, 16, 32]' (repeatable: the product is swept)")
     p.add_argument("--where", metavar="EXPR",
-                   help="keep rows where EXPR holds (spec expression language), e.g. 'params < 30e6'; "
-                        "names: params, macs, conv_linear_macs, nodes, se_blocks, se_params, se_macs, "
-                        "se_params_rel, se_macs_rel, base_params, base_macs, acc, val_loss, epochs, index")
+                   help="keep rows where EXPR holds (spec expression language), e.g. "
+                        "'params < 30e6'; names: params, macs, conv_linear_macs, nodes, "
+                        "se_blocks, se_params, se_macs, se_params_rel, se_macs_rel, base_params, "
+                        "base_macs, acc, val_loss, epochs, index")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
-    p.add_argument("--plot", metavar="FILE", help="also plot params vs MACs with the Pareto front (svg/png; matplotlib)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="also plot params vs MACs with the Pareto front (svg/png; matplotlib)")
     p.add_argument("--emit", metavar="DIR", help="write one spec file per valid variant into DIR")
     p.add_argument("--metrics", action="append", metavar="GLOB",
-                   help="join measured accuracy from examples/train.py's metrics.json files, e.g. 'runs/*/metrics.json'")
+                   help="join measured accuracy from examples/train.py's metrics.json files, e.g. "
+                        "'runs/*/metrics.json'")
     p.set_defaults(handler=cmd_sweep)
 
-    p = subparsers.add_parser("diff", help="what changed from spec A to spec B, per stage and block",
-                              description="Per stage and per block: nodes added, removed and changed, shapes, "
-                                          "MACs and parameter deltas, SE blocks added or removed; totals.")
+    p = subparsers.add_parser("diff",
+                              help="what changed from spec A to spec B, per stage and block",
+                              description="Per stage and per block: nodes added, removed and "
+                                          "changed, shapes, MACs and parameter deltas, SE blocks "
+                                          "added or removed; totals.")
     p.add_argument("a", metavar="A", type=pathlib.Path)
     p.add_argument("b", metavar="B", type=pathlib.Path)
     p.add_argument("--json", action="store_true", help="print the diff object as JSON")
-    p.add_argument("--draw", metavar="FILE", help="write B's block-level diagram with the changes highlighted "
-                                                  "(svg, png, pdf or dot by extension)")
+    p.add_argument("--draw", metavar="FILE",
+                   help="write B's block-level diagram with the changes highlighted (svg, png, pdf "
+                        "or dot by extension)")
     p.add_argument("--nodes", action="store_true", help="list every added/removed/changed node")
     p.set_defaults(handler=cmd_diff)
 
@@ -74,7 +82,8 @@ def print_table(rows: list[dict], file=sys.stdout) -> None:
     from rich.table import Table
     keys = _keys(rows)
     has_acc = any(r.get("acc") is not None for r in rows)
-    t = Table(title=f"{rows[0]['spec'] if rows else 'sweep'}: {len(rows)} variant(s)", title_justify="left")
+    t = Table(title=f"{rows[0]['spec'] if rows else 'sweep'}: {len(rows)} variant(s)",
+              title_justify="left")
     t.add_column("#", justify="right")
     for k in keys:
         t.add_column(k)
@@ -84,7 +93,8 @@ def print_table(rows: list[dict], file=sys.stdout) -> None:
     for r in rows:
         vals = [str(r["index"])] + [_fmt(r["overrides"].get(k, "")) for k in keys]
         if r["ok"]:
-            vals += [_si(r["macs"]), _si(r["conv_linear_macs"]), _si(r["params"]), str(r["se_blocks"]),
+            vals += [_si(r["macs"]), _si(r["conv_linear_macs"]), _si(r["params"]),
+                     str(r["se_blocks"]),
                      f"{r['se_params']:+,} ({_rel(r['se_params_rel'])})",
                      f"+{_si(r['se_macs'])} ({_rel(r['se_macs_rel'])})"]
             if has_acc:
@@ -99,8 +109,10 @@ def print_table(rows: list[dict], file=sys.stdout) -> None:
             print(f"variant {r['index']} ({r['label']}): {m}", file=file)
 
 
-CSV_FIELDS = ("index", "name", "label", "ok", "macs", "conv_linear_macs", "params", "nodes", "se_blocks",
-              "base_macs", "base_params", "se_macs", "se_params", "se_macs_rel", "se_params_rel", "pareto",
+CSV_FIELDS = ("index", "name", "label", "ok", "macs", "conv_linear_macs", "params",
+              "nodes", "se_blocks",
+              "base_macs", "base_params", "se_macs", "se_params", "se_macs_rel",
+              "se_params_rel", "pareto",
               "acc", "val_loss", "epochs", "runs", "file", "errors")
 
 
@@ -112,7 +124,8 @@ def write_csv(rows: list[dict], path: str) -> str:
     w.writerow(keys + list(CSV_FIELDS))
     for r in rows:
         w.writerow([_fmt(r["overrides"].get(k, "")) for k in keys] +
-                   ["; ".join(r["errors"]) if f == "errors" else ("" if r.get(f) is None else r.get(f))
+                   ["; ".join(r["errors"]) if f == "errors"
+                    else ("" if r.get(f) is None else r.get(f))
                     for f in CSV_FIELDS])
     return atomic_write(path, buf.getvalue())
 
@@ -151,24 +164,29 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
     t = d["totals"]
     print(f"{d['a']} -> {d['b']}" + ("  (identical)" if d["same"] else ""), file=file)
     if d["input"][0] != d["input"][1]:
-        print(f"  input  {'x'.join(map(str, d['input'][0]))} -> {'x'.join(map(str, d['input'][1]))}", file=file)
+        print(f"  input  {'x'.join(map(str, d['input'][0]))} -> "
+              f"{'x'.join(map(str, d['input'][1]))}", file=file)
     if d["output"][0] != d["output"][1]:
-        print(f"  output {'x'.join(map(str, d['output'][0]))} -> {'x'.join(map(str, d['output'][1]))}", file=file)
+        print(f"  output {'x'.join(map(str, d['output'][0]))} -> "
+              f"{'x'.join(map(str, d['output'][1]))}", file=file)
     pct = f", {100 * t['params']['delta'] / t['params']['a']:+.2f}%" if t["params"]["a"] else ""
     print(f"  params     {_delta(t['params'])}{pct}", file=file)
     print(f"  MACs       {_delta(t['macs'])}", file=file)
     print(f"  conv+fc    {_delta(t['conv_linear_macs'])}", file=file)
     se = d["se"]
     print(f"  SE blocks  {t['se_blocks']['a']} -> {t['se_blocks']['b']}: {len(se['added'])} added "
-          f"(+{se['params_added']:,} params, +{se['macs_added']:,} MACs), {len(se['removed'])} removed"
+          f"(+{se['params_added']:,} params, +{se['macs_added']:,} MACs), "
+          f"{len(se['removed'])} removed"
           + (f" (-{se['params_removed']:,} params)" if se["removed"] else ""), file=file)
     print(f"  nodes      {t['nodes']['a']} -> {t['nodes']['b']}: {t['nodes_added']} added, "
           f"{t['nodes_removed']} removed, {t['nodes_changed']} changed", file=file)
     if d["same"]:
         return
     tab = Table(title="per stage and block (only what changed)", title_justify="left")
-    for col in ("part", "status", "blocks", "SE", "nodes +/-/~", "output", "Δ params", "Δ MACs", "what"):
-        tab.add_column(col, justify="right" if col.startswith(("Δ", "SE", "blocks", "nodes")) else "left")
+    for col in ("part", "status", "blocks", "SE", "nodes +/-/~", "output", "Δ params",
+                "Δ MACs", "what"):
+        tab.add_column(col, justify="right"
+                       if col.startswith(("Δ", "SE", "blocks", "nodes")) else "left")
     units = {u["path"]: u for u in d["units"]}
 
     def unit_row(u, indent="  "):
@@ -180,7 +198,8 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
             if set(c) <= {"path", "shape", "inputs"}:     # a consequence of a change upstream
                 reshaped.append(c)
                 continue
-            fields = ", ".join(_change_text(k, v) for k, v in c.items() if k not in ("path", "inputs"))
+            fields = ", ".join(_change_text(k, v) for k, v in c.items()
+                               if k not in ("path", "inputs"))
             what.append(f"{_relpath(c['path'], u['path'])}: {fields}")
         if reshaped:
             what.append(f"{len(reshaped)} more node(s) change shape")
@@ -192,7 +211,8 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
         if u["se_removed"]:
             what.append("SE removed: " + ", ".join(u["se_removed"]))
         shp = u["output_shape"]
-        tab.add_row(indent + u["path"], u["status"], "", _pm(len(u["se_added"]) - len(u["se_removed"])),
+        tab.add_row(indent + u["path"], u["status"], "",
+                    _pm(len(u["se_added"]) - len(u["se_removed"])),
                     f"{len(u['added'])}/{len(u['removed'])}/{len(u['changed'])}",
                     _shape(shp), f"{u['params']['delta']:+,}", f"{u['macs']['delta']:+,}",
                     "; ".join(what[:3]) + (" …" if len(what) > 3 else ""))
@@ -206,8 +226,10 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
     for s in d["stages"]:
         if s["status"] == "same":
             continue
-        tab.add_row(f"{s['name']} ({s['path']})", s["status"], f"{s['blocks']['a']}->{s['blocks']['b']}",
-                    _pm(s["se_blocks"]["delta"]), "", _shape(s["output_shape"]), f"{s['params']['delta']:+,}",
+        tab.add_row(f"{s['name']} ({s['path']})", s["status"],
+                    f"{s['blocks']['a']}->{s['blocks']['b']}",
+                    _pm(s["se_blocks"]["delta"]), "", _shape(s["output_shape"]),
+                    f"{s['params']['delta']:+,}",
                     f"{s['macs']['delta']:+,}", "", style="bold")
         for p in s["units"]:
             unit_row(units[p])
@@ -223,7 +245,8 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
             for p in u["removed"]:
                 print(f"- {p}", file=file)
             for c in u["changed"]:
-                print(f"~ {c['path']}: " + ", ".join(_change_text(k, v) for k, v in c.items() if k != "path"),
+                print(f"~ {c['path']}: "
+                      + ", ".join(_change_text(k, v) for k, v in c.items() if k != "path"),
                       file=file)
 
 
@@ -256,7 +279,8 @@ def _short(x) -> str:
 
 def cmd_diff(args) -> int:
     from .sweep import _graph, diff, draw_diff
-    ga, gb = _graph(args.a, None), _graph(args.b, None)     # built once, for the diff and the drawing
+    # built once, for the diff and the drawing
+    ga, gb = _graph(args.a, None), _graph(args.b, None)
     d = diff(ga, gb)
     if args.json:
         print(json.dumps(d, indent=2))

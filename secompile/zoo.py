@@ -35,7 +35,8 @@ PAPER_TABLE2 = {
     "resnet101": ("ResNet-101", 7.58), "se_resnet101": ("SE-ResNet-101", 7.60),
     "resnet152": ("ResNet-152", 11.30), "se_resnet152": ("SE-ResNet-152", 11.32),
     "resnext50": ("ResNeXt-50 (32x4d)", 4.24), "se_resnext50": ("SE-ResNeXt-50 (32x4d)", 4.25),
-    "resnext101_32x4d": ("ResNeXt-101 (32x4d)", 7.99), "se_resnext101_32x4d": ("SE-ResNeXt-101 (32x4d)", 8.00),
+    "resnext101_32x4d": ("ResNeXt-101 (32x4d)", 7.99),
+    "se_resnext101_32x4d": ("SE-ResNeXt-101 (32x4d)", 8.00),
     "vgg16_bn": ("VGG-16 (BN)", 15.47), "se_vgg16_bn": ("SE-VGG-16 (BN)", 15.48),
     "bn_inception": ("BN-Inception", 2.03), "se_bn_inception": ("SE-BN-Inception", 2.04),
     "inception_resnet_v2": ("Inception-ResNet-v2", 11.75),
@@ -142,7 +143,8 @@ def zoo_table(directory=ZOO_DIR) -> list[dict]:
     rows: dict[str, dict] = {}
     for path in files:
         stem = spec_stem(path)
-        row = {"name": stem, "file": os.path.basename(path), "input": None, "output": None, "macs": None,
+        row = {"name": stem, "file": os.path.basename(path), "input": None,
+               "output": None, "macs": None,
                "conv_linear_macs": None, "params": None, "se_blocks": None, "plain": None,
                "se_macs_pct": None, "se_params_pct": None, "error": None}
         try:

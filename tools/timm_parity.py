@@ -3,8 +3,9 @@
 
 Runs in the timm venv with secompile importable:
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. /work/timmvenv/bin/python tools/timm_parity.py seresnet50 specs/se_resnet50_tv.yaml
-    ... --map load_weights      # map with secompile.load_weights(source="timm") instead of by position
+    OMP_NUM_THREADS=1 PYTHONPATH=. /work/timmvenv/bin/python tools/timm_parity.py \
+        seresnet50 specs/se_resnet50_tv.yaml
+    ... --map load_weights  # map with secompile.load_weights(source="timm"), not by position
 
 or from Python (a test that skips where timm is missing):
 
@@ -71,10 +72,12 @@ class ParityReport:
             diff = "" if v["ours"] == v["timm"] else f"  (ours - timm = {v['ours'] - v['timm']:+,})"
             lines.append(f"  {k}: ours {v['ours']:,} {mark} timm {v['timm']:,}{diff}")
         if self.map_error:
-            lines.append("  state_dict mapping failed:\n    " + self.map_error.replace("\n", "\n    "))
+            lines.append("  state_dict mapping failed:\n    "
+                         + self.map_error.replace("\n", "\n    "))
         if self.max_abs_diff is not None:
-            lines.append(f"  outputs: max|diff| {self.max_abs_diff:.3e}, max|y_timm| {self.max_abs_timm:.3e}, "
-                         f"max |diff|/max(1,|y|) {self.max_rel_excess:.3e} (tol {self.tol:g})")
+            lines.append(f"  outputs: max|diff| {self.max_abs_diff:.3e}, max|y_timm| "
+                         f"{self.max_abs_timm:.3e}, max |diff|/max(1,|y|) "
+                         f"{self.max_rel_excess:.3e} (tol {self.tol:g})")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -84,7 +87,8 @@ def _shape(t) -> str:
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> int:
-    """Give every BatchNorm random affine parameters and statistics; returns how many were changed."""
+    """Give every BatchNorm random affine parameters and statistics; returns how many were
+    changed."""
     g = torch.Generator().manual_seed(seed)
     n = 0
     with torch.no_grad():
@@ -114,16 +118,17 @@ def map_by_position(src: dict, dst_model: nn.Module, context: int = 3) -> dict:
                 a = f"{s_items[j][0]} {_shape(s_items[j][1])}" if j < len(s_items) else "-"
                 b = f"{d_items[j][0]} {_shape(d_items[j][1])}" if j < len(d_items) else "-"
                 rows.append(f"{'>' if j == i else ' '} #{j:<4d} timm {a:<55s} ours {b}")
-            problems.append(f"first shape mismatch at entry #{i}: timm {sk} {_shape(sv)} vs ours {dk} "
-                            f"{_shape(dv)}\n" + "\n".join(rows))
+            problems.append(f"first shape mismatch at entry #{i}: timm {sk} {_shape(sv)} vs ours "
+                            f"{dk} {_shape(dv)}\n" + "\n".join(rows))
             break
     if len(s_items) != len(d_items) and not problems:
         i = min(len(s_items), len(d_items))
         extra = (f"timm has {len(s_items) - i} more, first {s_items[i][0]} {_shape(s_items[i][1])}"
-                 if len(s_items) > i else f"ours has {len(d_items) - i} more, first {d_items[i][0]} "
-                 f"{_shape(d_items[i][1])}")
-        problems.append(f"{len(s_items)} timm entries vs {len(d_items)} ours (all shapes equal up to #{i - 1}); "
-                        f"{extra}")
+                 if len(s_items) > i
+                 else f"ours has {len(d_items) - i} more, first {d_items[i][0]} "
+                      f"{_shape(d_items[i][1])}")
+        problems.append(f"{len(s_items)} timm entries vs {len(d_items)} ours (all shapes equal "
+                        f"up to #{i - 1}); {extra}")
     elif len(s_items) != len(d_items):
         problems.append(f"(and {len(s_items)} timm entries vs {len(d_items)} ours)")
     if problems:
@@ -191,15 +196,18 @@ def parity(timm_model, ours: nn.Module, *, spec=None, mapping: str = "position",
     rep.max_abs_timm = y_t.abs().max().item()
     rep.max_rel_excess = (d / y_t.abs().clamp(min=1.0)).max().item()
     if rep.max_abs_timm < 1e-3:
-        rep.notes.append("timm's outputs are tiny: the comparison says little (check the BN randomisation)")
+        rep.notes.append("timm's outputs are tiny: the comparison says little (check the "
+                         "BN randomisation)")
     return rep
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("timm_name")
     ap.add_argument("spec", help="a secompile spec (YAML path)")
-    ap.add_argument("--map", dest="mapping", choices=["position", "load_weights"], default="position")
+    ap.add_argument("--map", dest="mapping", choices=["position", "load_weights"],
+                    default="position")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--tol", type=float, default=1e-4)

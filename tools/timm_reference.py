@@ -48,7 +48,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 # ../shared beside the checkout (tests/support.py's SHARED), or above a worktree folder
 DEFAULT_TSV_DIR = next((d for d in (os.path.join(REPO, "..", "shared", "reference", "state_dicts"),
-                                    os.path.join(REPO, "..", "..", "shared", "reference", "state_dicts"))
+                                    os.path.join(REPO, "..", "..", "shared",
+                                                 "reference", "state_dicts"))
                         if os.path.isdir(d)), None)
 
 
@@ -86,7 +87,8 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> dict:
     def hook(name):
         def fn(m, inp, out):
             n = _macs(m, out)
-            kind = "conv1d" if isinstance(m, nn.Conv1d) else "conv2d" if isinstance(m, nn.Conv2d) else "linear"
+            kind = ("conv1d" if isinstance(m, nn.Conv1d)
+                    else "conv2d" if isinstance(m, nn.Conv2d) else "linear")
             kinds[kind] += n
             g = group_of(name)
             groups[g] = groups.get(g, 0) + n
@@ -112,9 +114,11 @@ def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> dict:
     glob = mode.get_flop_counts().get("Global", {})
     by_op = {str(k): int(v) for k, v in glob.items()}
     op = lambda k: k.split(".")[-1]   # keys read "aten.convolution", "aten.addmm", ...
-    conv = sum(v for k, v in by_op.items() if op(k) in ("convolution", "_convolution", "conv1d", "conv2d"))
+    conv = sum(v for k, v in by_op.items()
+               if op(k) in ("convolution", "_convolution", "conv1d", "conv2d"))
     mm = sum(v for k, v in by_op.items() if op(k) in ("addmm", "mm", "bmm"))
-    return {"by_op_flops": by_op, "conv_macs": conv // 2, "mm_macs": mm // 2, "total_macs": (conv + mm) // 2}
+    return {"by_op_flops": by_op, "conv_macs": conv // 2, "mm_macs": mm // 2,
+            "total_macs": (conv + mm) // 2}
 
 
 def read_tsv(path: str) -> tuple[str, list[tuple[str, str]]]:
@@ -143,9 +147,11 @@ def compare_layout(ours: list[tuple[str, str]], ref: list[tuple[str, str]]) -> l
     only_model = sorted({k for k, _ in ours} - {k for k, _ in ref})
     only_tsv = sorted({k for k, _ in ref} - {k for k, _ in ours})
     if only_model:
-        problems.append(f"keys only in the model: {only_model[:10]}{' ...' if len(only_model) > 10 else ''}")
+        problems.append(f"keys only in the model: "
+                        f"{only_model[:10]}{' ...' if len(only_model) > 10 else ''}")
     if only_tsv:
-        problems.append(f"keys only in the TSV: {only_tsv[:10]}{' ...' if len(only_tsv) > 10 else ''}")
+        problems.append(f"keys only in the TSV: "
+                        f"{only_tsv[:10]}{' ...' if len(only_tsv) > 10 else ''}")
     return problems
 
 
@@ -156,8 +162,9 @@ def _describe(m: nn.Module) -> tuple[str, str]:
         return v[0] if isinstance(v, tuple) and len(set(v)) == 1 else v
     if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         pad = m.padding if isinstance(m.padding, str) else t(m.padding)
-        return type(m).__name__, (f"in={m.in_channels} out={m.out_channels} k={t(m.kernel_size)} s={t(m.stride)} "
-                                  f"p={pad} d={t(m.dilation)} g={m.groups} bias={m.bias is not None}")
+        return type(m).__name__, (f"in={m.in_channels} out={m.out_channels} k={t(m.kernel_size)} "
+                                  f"s={t(m.stride)} p={pad} d={t(m.dilation)} g={m.groups} "
+                                  f"bias={m.bias is not None}")
     if isinstance(m, nn.Linear):
         return "Linear", f"in={m.in_features} out={m.out_features} bias={m.bias is not None}"
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -168,12 +175,15 @@ def _describe(m: nn.Module) -> tuple[str, str]:
         return type(m).__name__, f"C={m.num_features} eps={m.eps:g} momentum={m.momentum}{extra}"
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return type(m).__name__, (f"k={m.kernel_size} s={m.stride} p={m.padding} ceil={m.ceil_mode}"
-                                  + (f" count_include_pad={m.count_include_pad}" if isinstance(m, nn.AvgPool2d) else ""))
+                                  + (f" count_include_pad={m.count_include_pad}"
+                                     if isinstance(m, nn.AvgPool2d) else ""))
     return type(m).__name__, ""
 
 
-_LEAF_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.MaxPool2d, nn.AvgPool2d,
-               nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Identity, nn.Flatten,
+_LEAF_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm,
+               nn.MaxPool2d, nn.AvgPool2d,
+               nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
+               nn.Identity, nn.Flatten,
                nn.Dropout)
 
 
@@ -181,9 +191,12 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> list[str]:
     rows, handles = [], []
     wanted = [(n, m) for n, m in model.named_modules()
               if n and (isinstance(m, _LEAF_TYPES) or type(m).__name__ in
-                        ("Sigmoid", "HardSigmoid", "HardSwish", "Swish", "SelectAdaptivePool2d", "DropPath"))]
-    # timm's BatchNormAct2d runs its activation inside: the BN row names it (act=...), its children go
-    norm_act = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                        ("Sigmoid", "HardSigmoid", "HardSwish", "Swish",
+                         "SelectAdaptivePool2d", "DropPath"))]
+    # timm's BatchNormAct2d runs its activation inside: the BN row names it (act=...), its children
+    # go
+    norm_act = [n for n, m in model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm)
                 and hasattr(m, "act")]
     wanted = [(n, m) for n, m in wanted if not isinstance(m, nn.Identity)
               and not any(n.startswith(p + ".") for p in norm_act)]
@@ -257,19 +270,24 @@ def reference(name: str, tsv_dir: str | None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "reference", "timm_counts.json"))
-    ap.add_argument("--layers", default=None, help="also write per-model layer tables (TSV) into this folder")
-    ap.add_argument("--tsv-dir", default=DEFAULT_TSV_DIR, help=f"published layouts (default {DEFAULT_TSV_DIR})")
+    ap.add_argument("--layers", default=None,
+                    help="also write per-model layer tables (TSV) into this folder")
+    ap.add_argument("--tsv-dir", default=DEFAULT_TSV_DIR,
+                    help=f"published layouts (default {DEFAULT_TSV_DIR})")
     ap.add_argument("--models", nargs="*", default=MODELS)
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     import timm
 
     result = {"_about": {
-        "tool": "tools/timm_reference.py", "timm": timm.__version__, "torch": torch.__version__.split("+")[0],
+        "tool": "tools/timm_reference.py", "timm": timm.__version__,
+        "torch": torch.__version__.split("+")[0],
         "input": [1, 3, 224, 224], "pretrained": False, "mode": "eval",
-        "macs": "conv/linear forward hooks: out_elems * in_channels/groups * prod(kernel); bias not counted",
+        "macs": "conv/linear forward hooks: out_elems * in_channels/groups * prod(kernel); "
+                "bias not counted",
         "params": "sum of parameter numel, buffers excluded",
     }, "models": OrderedDict()}
     bad = 0
@@ -277,10 +295,13 @@ def main(argv=None) -> int:
         r = reference(name, args.tsv_dir)
         result["models"][name] = r
         tsv = r.get("tsv", {}).get("mismatches", [])
-        flag = "" if r["flop_counter_agrees"] else f"  FLOP COUNTER DISAGREES ({r['flop_counter_macs']:,})"
+        flag = ("" if r["flop_counter_agrees"]
+                else f"  FLOP COUNTER DISAGREES ({r['flop_counter_macs']:,})")
         print(f"{name:24s} params {r['params']:>12,}  conv+linear MACs {r['conv_linear_macs']:>15,}"
-              f"  (conv2d {r['conv2d_macs']:,}, conv1d {r['conv1d_macs']:,}, linear {r['linear_macs']:,})"
-              f"  sd {r['state_dict_entries']} entries  TSV: {'; '.join(tsv) if tsv else 'identical'}{flag}")
+              f"  (conv2d {r['conv2d_macs']:,}, conv1d {r['conv1d_macs']:,}, linear "
+              f"{r['linear_macs']:,})"
+              f"  sd {r['state_dict_entries']} entries  TSV: "
+              f"{'; '.join(tsv) if tsv else 'identical'}{flag}")
         bad += bool(tsv) + (not r["flop_counter_agrees"])
         if args.layers:
             os.makedirs(args.layers, exist_ok=True)

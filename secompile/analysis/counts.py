@@ -30,7 +30,8 @@ class Counts:
         nodes = g.g.nodes
         for path, d in g.nodes():
             ins = [nodes[i]["shape"] for i in d["inputs"]]
-            m, p = ops.macs(d["op"], d["attrs"], ins, d["shape"]), ops.params(d["op"], d["attrs"], ins)
+            m, p = (ops.macs(d["op"], d["attrs"], ins, d["shape"]),
+                    ops.params(d["op"], d["attrs"], ins))
             self.nodes[path] = Cost(m, p)
             prefix = ""
             for seg in path.split("."):

@@ -29,7 +29,8 @@ def _load_file(path: str):
     import torch
     try:
         if path.endswith(".safetensors"):
-            from safetensors.torch import load_file  # optional: only for .safetensors files
+            # optional: only for .safetensors files
+            from safetensors.torch import load_file
             return load_file(path)
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -44,7 +45,8 @@ def _load_file(path: str):
 def _unwrap(obj, where: str) -> Mapping:
     """A bare state_dict, or a training checkpoint holding one (or a module) under WRAPPER_KEYS."""
     if not isinstance(obj, Mapping):
-        raise _problem(where, f"a checkpoint is a state_dict (a mapping of tensors), not {type(obj).__name__}")
+        raise _problem(where, f"a checkpoint is a state_dict (a mapping of tensors), not "
+                              f"{type(obj).__name__}")
     for k in WRAPPER_KEYS:
         inner = obj.get(k)
         if hasattr(inner, "state_dict") and callable(inner.state_dict):   # a whole module was saved

@@ -1,11 +1,13 @@
 """Architecture diagrams: the IR lowered to Graphviz DOT, rendered by the real `dot` program.
 
-    secompile.draw("specs/se_resnet50.yaml", level="block", format="svg")  # -> 'se_resnet50-block.svg'
+    # -> 'se_resnet50-block.svg'
+    secompile.draw("specs/se_resnet50.yaml", level="block", format="svg")
     secompile draw specs/se_resnext50.yaml --level op -o net.svg
 
 This backend takes an IR Graph (and the Spec, for stage labels, where there is one); the
 spec-level `secompile.draw` / `to_dot` live in the API. `dot_source` builds the DOT text
-(deterministic: ids are IR paths, order is `Graph.order`); `draw_graph` renders it. Where `dot` is not installed the DOT text is still written, next to
+(deterministic: ids are IR paths, order is `Graph.order`); `draw_graph` renders it. Where `dot`
+is not installed the DOT text is still written, next to
 the requested file, with the command that renders it (`DotNotFound`; the CLI exits 2).
 The levels themselves live in `graphviz_levels`, the look in `graphviz_style`.
 """
@@ -50,11 +52,12 @@ def dot_source(g: Graph, spec_obj, level: str, scope: str | None = None) -> str:
 
 
 def dot_missing_message(dot_path: str, fmt: str, target: str, written: str | None = None) -> str:
-    return (f"secompile: the Graphviz 'dot' program is not installed, so {target} was not rendered;\n"
+    return (f"secompile: the Graphviz 'dot' program is not installed, so {target} was not "
+            f"rendered;\n"
             f"  wrote the diagram source to {written or dot_path}. Render it with:\n"
             f"    dot -T{fmt} {dot_path} -o {target}\n"
-            f"  Install Graphviz with 'apt-get install graphviz' (Debian/Ubuntu), 'brew install graphviz' "
-            f"(macOS) or from https://graphviz.org/download/")
+            f"  Install Graphviz with 'apt-get install graphviz' (Debian/Ubuntu), "
+            f"'brew install graphviz' (macOS) or from https://graphviz.org/download/")
 
 
 def render(source: str, fmt: str) -> bytes:
@@ -71,7 +74,8 @@ def default_path(name: str, level: str, fmt: str, scope: str | None = None) -> s
     return f"{name}{'-' + scope if scope else ''}-{level}.{fmt}"
 
 
-def draw_graph(g: Graph, spec_obj, level: str = "block", format: str = "svg", path: str | None = None, *,
+def draw_graph(g: Graph, spec_obj, level: str = "block", format: str = "svg",
+               path: str | None = None, *,
                scope: str | None = None) -> str:
     """Render `g` to `path` (default `<name>-<level>.<format>`); returns the file written.
     Raises DotNotFound (after writing `<path>.dot`) where `dot` is missing and format != 'dot'."""
@@ -88,5 +92,6 @@ def draw_graph(g: Graph, spec_obj, level: str = "block", format: str = "svg", pa
     return atomic_write(path, data)
 
 
-__all__ = ["dot_source", "draw_graph", "render", "default_path", "dot_missing_message", "DotNotFound", "LEVELS",
+__all__ = ["dot_source", "draw_graph", "render", "default_path", "dot_missing_message",
+           "DotNotFound", "LEVELS",
            "FORMATS"]

@@ -135,13 +135,15 @@ def choose_columns(blocks: list[str], stage_of: dict, nodes: list, edges: list) 
     sums = [0.0]
     for u in blocks:
         sums.append(sums[-1] + height[u])
-    targets = sorted({round(sums[j] - sums[i], 6) for i in range(len(blocks)) for j in range(i + 1, len(blocks) + 1)})
+    targets = sorted({round(sums[j] - sums[i], 6) for i in range(len(blocks))
+                      for j in range(i + 1, len(blocks) + 1)})
     best = None
     for cap in targets:
         if cap < max(height.values()):
             continue
         cols, splits = _pack(blocks, stage_of, height, cap)
-        tall = max(sum(height[u] for u in c) + STAGE_PAD * len({stage_of[u] for u in c}) for c in cols)
+        tall = max(sum(height[u] for u in c)
+                   + STAGE_PAD * len({stage_of[u] for u in c}) for c in cols)
         wide = sum(max(width[u] for u in c) + 0.5 for c in cols)
         score = abs(math.log((tall + pre + post) / wide / ASPECT)) + 0.15 * splits
         if best is None or score < best[0] - 1e-9:
@@ -175,7 +177,8 @@ def _pack(blocks: list[str], stage_of: dict, height: dict, cap: float) -> tuple[
         used += STAGE_PAD
         start = len(cols)
         for u in grp:
-            if cols[-1] and used + height[u] > cap and any(stage_of[v] == stage_of[u] for v in cols[-1]):
+            if cols[-1] and used + height[u] > cap and any(stage_of[v] == stage_of[u]
+                                                           for v in cols[-1]):
                 cols.append([])
                 used = STAGE_PAD
             cols[-1].append(u)
@@ -239,12 +242,15 @@ class Drawing:
             b = g.blocks[path]
             title = f"block {b.stage}.{b.index}" + (f" · {b.template}" if b.template else "")
         else:
-            title, bold = (path, True) if path in ("stem", "head") else (path.rsplit(".", 1)[-1], False)
+            title, bold = ((path, True) if path in ("stem", "head")
+                           else (path.rsplit(".", 1)[-1], False))
         return st.html_lines(title, st.cost_text(self.c.scope(path)), bold=bold, left=True)
 
     def stub(self, path: str, direction: str, tensor: str) -> dict:
-        """A node outside the drawn scope: where the data (`tensor`'s output) comes from or goes to."""
-        label = st.html_lines(f"{direction} {path}", st.shape_text(self.g.shape(tensor)), bold=False)
+        """A node outside the drawn scope: where the data (`tensor`'s output) comes from or goes
+        to."""
+        label = st.html_lines(f"{direction} {path}",
+                              st.shape_text(self.g.shape(tensor)), bold=False)
         return {"label": label, "shape": "box", "style": "dashed,rounded", "color": "#999999"}
 
     def finish(self, dot: graphviz.Digraph, entries: list, edges: list) -> None:
@@ -264,10 +270,12 @@ class Drawing:
         nodes = list(outside.values()) + entries
         stage_of = {b: s.path for s in g.stages for b in s.blocks}
         blocks = list(dict.fromkeys(c for ch, _, _ in entries for c in ch if c in stage_of))
-        cols = choose_columns(blocks, stage_of, nodes, list(dict.fromkeys((a, b) for a, b, _, _ in edges)))
+        cols = choose_columns(blocks, stage_of, nodes,
+                              list(dict.fromkeys((a, b) for a, b, _, _ in edges)))
         block_of = {nid: next((c for c in ch if c in stage_of), None) for ch, nid, _ in nodes}
         # a stage split over columns continues in clusters `<stage>~1`, ...
-        nodes = [([cols.segment[block_of[nid]] if c == stage_of.get(block_of[nid]) else c for c in ch], nid, at)
+        nodes = [([cols.segment[block_of[nid]] if c == stage_of.get(block_of[nid]) else c
+                   for c in ch], nid, at)
                  for ch, nid, at in nodes]
         connectors = {}
         for a, b, src, dst in edges:
@@ -276,7 +284,8 @@ class Drawing:
                 out_id, in_id = f"{a}~to~{u2}", f"{u2}~from~{a}"
                 b1, b2 = g.blocks[u1], g.blocks[u2]
                 where = f"stage {b2.stage}" if not b2.index else f"block {b2.stage}.{b2.index}"
-                there = f"stage {b1.stage}" if b1.stage != b2.stage else f"block {b1.stage}.{b1.index}"
+                there = (f"stage {b1.stage}" if b1.stage != b2.stage
+                         else f"block {b1.stage}.{b1.index}")
                 connectors[out_id] = ([cols.segment[u1]], out_id, _connector(f"to {where}", ""))
                 connectors[in_id] = ([cols.segment[u2]], in_id, _connector(f"from {there}",
                                                                             st.shape_text(g.shape(src))))
@@ -334,7 +343,8 @@ class Drawing:
         return out, list(ties)
 
     def title_node(self, path: str) -> dict:
-        return {"label": self.cluster_label(path, self.scopes.kind[path.split("~")[0]]), "shape": "plaintext",
+        return {"label": self.cluster_label(path, self.scopes.kind[path.split("~")[0]]),
+                "shape": "plaintext",
                 "margin": "0", "tooltip": path}
 
 

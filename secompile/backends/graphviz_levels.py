@@ -38,9 +38,12 @@ def se_facts(g: Graph, s: str) -> dict:
                 "position": rec.get("position", ""), "gate": st.ACT_NAMES.get(kind, kind)}
     c, r = g.shape(f"{s}.fc2")[0], g.shape(f"{s}.fc1")[0]
     red = g.se[s].get("reduction")
-    return {"channels": c, "reduced": r, "reduction": red if red and r == max(1, c // red) else None,
-            "squeeze": g.node(f"{s}.pool")["attrs"]["mode"], "position": g.se[s].get("position", ""),
-            "gate": st.ACT_NAMES.get(g.node(f"{s}.gate")["attrs"]["kind"], g.node(f"{s}.gate")["attrs"]["kind"])}
+    return {"channels": c, "reduced": r,
+            "reduction": red if red and r == max(1, c // red) else None,
+            "squeeze": g.node(f"{s}.pool")["attrs"]["mode"],
+            "position": g.se[s].get("position", ""),
+            "gate": st.ACT_NAMES.get(g.node(f"{s}.gate")["attrs"]["kind"],
+                                     g.node(f"{s}.gate")["attrs"]["kind"])}
 
 
 # -- op level ----------------------------------------------------------------------------
@@ -61,9 +64,11 @@ def op_level(g: Graph, counts: Counts, scope: str | None = None) -> graphviz.Dig
             s, role = se_of[p]
             title, family = st.se_describe(role, data["op"], data["attrs"], facts[s]), "se"
         else:
-            title, family = st.describe(data["op"], data["attrs"], ins), st.FAMILY.get(data["op"], "plain")
+            title, family = (st.describe(data["op"], data["attrs"], ins),
+                             st.FAMILY.get(data["op"], "plain"))
         shape = st.shape_text(data["shape"])
-        if family in ("conv", "pool", "linear"):       # name the layer: which conv is conv2, the shortcut
+        # name the layer: which conv is conv2, the shortcut
+        if family in ("conv", "pool", "linear"):
             shape = f"{_layer_name(g, p)} · {shape}"
         attrs = {"label": st.html_lines(title, shape, st.cost_text(counts.nodes[p])),
                  "tooltip": p, **st.node_style(family)}
@@ -94,14 +99,16 @@ def layer_keys(g: Graph) -> dict[str, str]:
     for p in g.order:
         parent, _, last = p.rpartition(".")
         # every SE scope name contains "se" (se, se_pre, <target>_se, ...): a cheap filter first
-        se = next((s for pre, s in se_prefixes.items() if p.startswith(pre)), None) if "se" in p else None
+        se = (next((s for pre, s in se_prefixes.items() if p.startswith(pre)), None)
+              if "se" in p else None)
         if se is not None:
             key[p] = se
         elif last == "conv" and parent and g.op(p) == "conv2d":
             key[p] = parent
         elif last in ("bn", "act") and parent and len(g.inputs(p)) == 1:
             src = g.inputs(p)[0]
-            joins = key.get(src) == parent and src.rpartition(".")[0] == parent and len(g.consumers(src)) == 1
+            joins = (key.get(src) == parent and src.rpartition(".")[0] == parent
+                     and len(g.consumers(src)) == 1)
             key[p] = parent if joins else p
         else:
             key[p] = p
@@ -185,9 +192,11 @@ def block_level(g: Graph, counts: Counts, scope: str | None = None, *,
     return dot
 
 
-def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer: dict, cost: Cost) -> dict:
+def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer: dict,
+                cost: Cost) -> dict:
     if cid == "input":
-        return {"label": st.html_lines("input", st.shape_text(g.shape("input"))), **st.node_style("io")}
+        return {"label": st.html_lines("input", st.shape_text(g.shape("input"))),
+                **st.node_style("io")}
     if cid in g.se:
         f = se_facts(g, cid)
         c, r = f["channels"], f["reduced"]
@@ -198,7 +207,8 @@ def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer:
         return {"label": st.html_lines(title, *lines), **st.node_style("se"), "penwidth": "2"}
     rows = [_layer_row(g, L, by_layer[L]) for L in layers]
     ir = [p for L in layers for p in by_layer[L]]
-    family = st.FAMILY.get(g.op(max(ir, key=lambda p: (counts.nodes[p].macs, -ir.index(p)))), "plain")
+    family = st.FAMILY.get(g.op(max(ir, key=lambda p: (counts.nodes[p].macs, -ir.index(p)))),
+                           "plain")
     if g.op(ir[0]) in ("add", "concat"):
         family = "merge"
     scope = _chain_scope(layers[0])
@@ -206,10 +216,12 @@ def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer:
     if scope.endswith(".shortcut"):
         title = "projection shortcut" if any(g.op(p) == "conv2d" for p in ir) else "shortcut"
     if family == "merge":     # the merge and the layers after it: 'add · ReLU'
-        return {"label": st.html_lines(" · ".join(r[0] for r in rows), rows[-1][1], st.cost_text(cost)),
+        return {"label": st.html_lines(" · ".join(r[0] for r in rows), rows[-1][1],
+                                       st.cost_text(cost)),
                 **st.node_style(family)}
     if len(rows) == 1 and title is None:
-        return {"label": st.html_lines(rows[0][0], rows[0][1], st.cost_text(cost)), **st.node_style(family)}
+        return {"label": st.html_lines(rows[0][0], rows[0][1], st.cost_text(cost)),
+                **st.node_style(family)}
     return {"label": st.html_table(rows, title, st.cost_text(cost)), **st.node_style(family)}
 
 
@@ -218,10 +230,12 @@ def stage_params(spec, i: int) -> dict:
     """A stage's template parameters as the spec gives them, template defaults filled in."""
     if spec is None:
         return {}
-    given = {k: v for k, v in spec.data["stages"][i].items() if k not in ("block", "repeat", "name", "layers")}
+    given = {k: v for k, v in spec.data["stages"][i].items()
+             if k not in ("block", "repeat", "name", "layers")}
     tmpl = spec.templates.get(spec.data["stages"][i].get("block"))
     defaults = {k: v for k, v in (tmpl.params.items() if tmpl else ()) if k not in tmpl.required()}
-    return {**given, **{k: v for k, v in defaults.items() if k not in given}}     # as written, then defaults
+    # as written, then defaults
+    return {**given, **{k: v for k, v in defaults.items() if k not in given}}
 
 
 def _ir_params(g: Graph, path: str) -> dict:
@@ -238,22 +252,27 @@ def _scope_rows(g: Graph, prefix: str) -> list[tuple[str, str]]:
     for p in g.order:
         if p.startswith(prefix + "."):
             by_layer.setdefault(keys[p], []).append(p)
-    return [_layer_row(g, L, ns) for L, ns in by_layer.items() if L not in g.se]   # SE has its own row
+    # SE has its own row
+    return [_layer_row(g, L, ns) for L, ns in by_layer.items() if L not in g.se]
 
 
 def stage_level(g: Graph, counts: Counts, spec=None) -> graphviz.Digraph:
     dot = new_digraph(g.name, "stage")
-    dot.node("input", label=st.html_lines("input", st.shape_text(g.shape("input"))), **st.node_style("io"))
+    dot.node("input", label=st.html_lines("input", st.shape_text(g.shape("input"))),
+             **st.node_style("io"))
     chain = ["input"]
     if "stem" in g.units:
-        dot.node("stem", label=st.html_table(_scope_rows(g, "stem"), "stem", st.cost_text(counts.scope("stem"))),
+        dot.node("stem", label=st.html_table(_scope_rows(g, "stem"), "stem",
+                                             st.cost_text(counts.scope("stem"))),
                  tooltip="stem", **st.node_style("conv"))
         chain.append("stem")
     for i, s in enumerate(g.stages):
-        dot.node(s.path, label=_stage_label(g, counts, spec, i), tooltip=s.path, **st.node_style("conv"))
+        dot.node(s.path, label=_stage_label(g, counts, spec, i), tooltip=s.path,
+                 **st.node_style("conv"))
         chain.append(s.path)
     if "head" in g.units:
-        dot.node("head", label=st.html_table(_scope_rows(g, "head"), "head", st.cost_text(counts.scope("head"))),
+        dot.node("head", label=st.html_table(_scope_rows(g, "head"), "head",
+                                             st.cost_text(counts.scope("head"))),
                  tooltip="head", **st.node_style("linear"))
         chain.append("head")
     for a, b in zip(chain, chain[1:]):
@@ -284,8 +303,11 @@ def _stage_label(g: Graph, counts: Counts, spec, i: int) -> str:
         fill, _ = st.COLORS["se"]
         where = (f"{n_blocks} of {len(s.blocks)} blocks" if n_blocks < len(s.blocks) else
                  f"all {n_blocks} blocks" if n_blocks > 1 else "the block")
-        rows.append(f'<tr><td align="left" bgcolor="{fill}">SE in {where}, {escape(", ".join(rs))}</td></tr>')
+        rows.append(f'<tr><td align="left" bgcolor="{fill}">SE in {where}, '
+                    f'{escape(", ".join(rs))}</td></tr>')
     out = g.shape(g.blocks[s.blocks[-1]].output) if s.blocks else ()
     rows.append(f'<tr><td align="left">{small}output {st.shape_text(out)}</font></td></tr>')
-    rows.append(f'<tr><td align="left">{small}{escape(st.cost_text(counts.scope(s.path)))}</font></td></tr>')
-    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{"".join(rows)}</table>>'
+    rows.append(f'<tr><td align="left">{small}{escape(st.cost_text(counts.scope(s.path)))}'
+                f'</font></td></tr>')
+    return (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">'
+            f'{"".join(rows)}</table>>')

@@ -18,7 +18,8 @@ GREY = "#555555"
 # op family -> (fill, border). SE is the only warm colour, so SE blocks stand out at a glance.
 COLORS = {
     "conv": ("#dce9f7", "#3b6ea8"),
-    "plain": ("#f2f2f2", "#8a8a8a"),       # batchnorm, activations, flatten, dropout, identity, shuffle
+    # batchnorm, activations, flatten, dropout, identity, shuffle
+    "plain": ("#f2f2f2", "#8a8a8a"),
     "pool": ("#e0f2e0", "#3c8d40"),
     "linear": ("#ebe2f6", "#6a4c9c"),
     "merge": ("#ffffff", "#444444"),       # add, concat
@@ -52,7 +53,8 @@ def shape_text(shape) -> str:
 
 def cost_text(c: Cost) -> str:
     """'MACs 1.2M · params 4.6k', or '' for a free op (BN params still count)."""
-    parts = ([f"MACs {si(c.macs)}"] if c.macs else []) + ([f"params {si(c.params)}"] if c.params else [])
+    parts = ([f"MACs {si(c.macs)}"] if c.macs else []) + ([f"params {si(c.params)}"]
+                                                          if c.params else [])
     return " · ".join(parts)
 
 
@@ -174,11 +176,13 @@ def html_table(rows: list[tuple[str, str]], title: str | None = None, footer: st
         cells.append(f'<tr><td colspan="2" align="left"{bg}><b>{escape(title)}</b></td></tr>')
     for desc, shape in rows:
         cells.append(f'<tr><td align="left">{escape(desc)}</td>'
-                     f'<td align="right"><font point-size="{SMALL}" color="{GREY}">{escape(shape)}</font></td></tr>')
+                     f'<td align="right"><font point-size="{SMALL}" '
+                     f'color="{GREY}">{escape(shape)}</font></td></tr>')
     if footer:
         cells.append(f'<tr><td colspan="2" align="left"><font point-size="{SMALL}" color="{GREY}">'
                      f'{escape(footer)}</font></td></tr>')
-    return f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{"".join(cells)}</table>>'
+    return (f'<<table border="0" cellborder="0" cellspacing="0" cellpadding="2">'
+            f'{"".join(cells)}</table>>')
 
 
 def node_style(family: str) -> dict:
@@ -192,7 +196,8 @@ def node_style(family: str) -> dict:
 
 
 def cluster_style(kind: str) -> dict:
-    fill, border = {"se": SE_CLUSTER, "block": BLOCK_CLUSTER, "stage": STAGE_CLUSTER}.get(kind, SCOPE_CLUSTER)
+    fill, border = {"se": SE_CLUSTER, "block": BLOCK_CLUSTER,
+                    "stage": STAGE_CLUSTER}.get(kind, SCOPE_CLUSTER)
     style = {"stage": "rounded,bold", "scope": "rounded,dashed"}.get(kind, "rounded,filled")
     out = {"style": style, "fillcolor": fill, "color": border, "labeljust": "l", "fontname": FONT,
            "penwidth": "2" if kind == "se" else "1"}

@@ -56,7 +56,8 @@ EXTERNAL_DATA_THRESHOLD = 2**31 - 2**26
 EXTERNAL_MIN_TENSOR = 1024          # smaller tensors stay inline (as onnx.save does)
 
 _ACT = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
-        "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),   # = relu6(x + 3) / 6, as torch
+        # = relu6(x + 3) / 6, as torch
+        "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
         "hard_swish": ("HardSwish", {})}
 
 
@@ -111,7 +112,8 @@ class _Lowering:
     def op_conv2d(self, p, a, xs, out, shape):
         (ph, pw) = a["padding"]
         return self.node("Conv", xs + self._params(p, a["bias"]), p, out, shape,
-                         kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=[ph, pw, ph, pw],
+                         kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                         pads=[ph, pw, ph, pw],
                          dilations=list(a["dilation"]), group=a["groups"])
 
     def op_linear(self, p, a, xs, out, shape):
@@ -141,7 +143,8 @@ class _Lowering:
         size, so the file's shapes and its values agree with torch. AveragePool counting that
         padding gets it from an explicit Pad (zeros) instead, the extra end cells uncounted."""
         (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
-        axes = list(zip(self.g.shape(self.g.inputs(p)[0])[1:], shape[1:], a["kernel"], a["stride"], a["padding"]))
+        axes = list(zip(self.g.shape(self.g.inputs(p)[0])[1:], shape[1:], a["kernel"],
+                        a["stride"], a["padding"]))
         if all(_onnx_pool_size(n, k, st, pd, a["ceil_mode"]) == o for n, o, k, st, pd in axes):
             return self.node(op_type, xs, p, out, shape, kernel_shape=[kh, kw], strides=[sh, sw],
                              pads=[ph, pw, ph, pw], ceil_mode=int(a["ceil_mode"]), **attrs)
@@ -151,7 +154,8 @@ class _Lowering:
         h, w = axes[0][0], axes[1][0]
         if attrs.get("count_include_pad") and (ph or pw):
             pads = self.const(f"{p}/pads", np.array([0, 0, ph, pw, 0, 0, ph, pw], np.int64))
-            xs = [self.node("Pad", xs + [pads], f"{p}/pad", shape=(shape[0], h + 2 * ph, w + 2 * pw))]
+            xs = [self.node("Pad", xs + [pads], f"{p}/pad",
+                            shape=(shape[0], h + 2 * ph, w + 2 * pw))]
             eh, ew, ph, pw = eh - ph, ew - pw, 0, 0
             attrs["count_include_pad"] = 0
         return self.node(op_type, xs, p, out, shape, kernel_shape=[kh, kw], strides=[sh, sw],
@@ -161,15 +165,17 @@ class _Lowering:
         return self._pool("MaxPool", p, a, xs, out, shape)
 
     def op_avgpool2d(self, p, a, xs, out, shape):
-        return self._pool("AveragePool", p, a, xs, out, shape, count_include_pad=int(a["count_include_pad"]))
+        return self._pool("AveragePool", p, a, xs, out, shape,
+                          count_include_pad=int(a["count_include_pad"]))
 
     def op_global_pool(self, p, a, xs, out, shape):
         if a["keepdim"]:   # the SE squeeze: (N, C, 1, 1)
-            return self.node("GlobalAveragePool" if a["mode"] == "avg" else "GlobalMaxPool", xs, p, out, shape)
+            return self.node("GlobalAveragePool" if a["mode"] == "avg" else "GlobalMaxPool",
+                             xs, p, out, shape)
         op_type = "ReduceMean" if a["mode"] == "avg" else "ReduceMax"
         if self.opset >= 18:   # axes moved from an attribute to an input in opset 18
-            return self.node(op_type, xs + [self.const(f"{p}/axes", np.array([2, 3], np.int64))], p, out, shape,
-                             keepdims=0)
+            return self.node(op_type, xs + [self.const(f"{p}/axes", np.array([2, 3], np.int64))],
+                             p, out, shape, keepdims=0)
         return self.node(op_type, xs, p, out, shape, axes=[2, 3], keepdims=0)
 
     def op_flatten(self, p, a, xs, out, shape):
@@ -189,7 +195,8 @@ class _Lowering:
         terms = []
         for i, (x, s) in enumerate(zip(xs, scales)):
             if s != 1.0:   # residual scaling: shortcut + s * branch
-                x = self.node("Mul", [x, self.const(f"{p}/scale{i}", np.float32(s))], f"{p}/mul{i}", shape=shape)
+                x = self.node("Mul", [x, self.const(f"{p}/scale{i}", np.float32(s))],
+                              f"{p}/mul{i}", shape=shape)
             terms.append(x)
         return self.node("Add" if len(terms) == 2 else "Sum", terms, p, out, shape)
 
@@ -204,11 +211,14 @@ class _Lowering:
     def op_channel_shuffle(self, p, a, xs, out, shape):
         gr = a["groups"]
         c, h, w = shape
-        # 0 copies the (symbolic) batch dimension: (N, g, C/g, HW) -> (N, C/g, g, HW) -> (N, C, H, W)
+        # 0 copies the (symbolic) batch dimension:
+        # (N, g, C/g, HW) -> (N, C/g, g, HW) -> (N, C, H, W)
         split = self.const(f"{p}/split_shape", np.array([0, gr, c // gr, h * w], np.int64))
         y = self.node("Reshape", xs + [split], f"{p}/split", shape=(gr, c // gr, h * w))
-        y = self.node("Transpose", [y], f"{p}/transpose", shape=(c // gr, gr, h * w), perm=[0, 2, 1, 3])
-        return self.node("Reshape", [y, self.const(f"{p}/merge_shape", np.array([0, c, h, w], np.int64))],
+        y = self.node("Transpose", [y], f"{p}/transpose", shape=(c // gr, gr, h * w),
+                      perm=[0, 2, 1, 3])
+        return self.node("Reshape",
+                         [y, self.const(f"{p}/merge_shape", np.array([0, c, h, w], np.int64))],
                          p, out, shape)
 
     # -- attention building blocks (ECA, CBAM, Selective Kernel) -----------------------
@@ -334,7 +344,8 @@ def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_
         value_info=[_value_info(k, s) for k, s in low.info.items() if k not in outputs])
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="secompile",
-                              producer_version=__version__, ir_version=helper.find_min_ir_version_for(opsets),
+                              producer_version=__version__,
+                              ir_version=helper.find_min_ir_version_for(opsets),
                               doc_string=f"{g.name}, lowered from the secompile IR"
                                          f"{' with BatchNorm folded' if fold_bn else ''}")
     helper.set_model_props(model, {"secompile.structural_hash": g.structural_hash(),
@@ -372,7 +383,8 @@ def save(model: onnx.ModelProto, path: str) -> list[str]:
         chunks += [b"\0" * pad, t.raw_data]
         offset += pad
         del t.external_data[:]
-        for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(t.raw_data)))):
+        for k, v in (("location", location), ("offset", str(offset)),
+                     ("length", str(len(t.raw_data)))):
             t.external_data.add(key=k, value=v)
         offset += len(t.raw_data)
     raws = [t.raw_data for t in big]
@@ -380,7 +392,8 @@ def save(model: onnx.ModelProto, path: str) -> list[str]:
     try:
         for t in big:
             t.data_location, t.raw_data = TensorProto.EXTERNAL, b""
-        atomic_write(data_path, b"".join(chunks))   # the data first: a model never points at nothing
+        # the data first: a model never points at nothing
+        atomic_write(data_path, b"".join(chunks))
         del chunks
         try:
             atomic_write(path, model.SerializeToString(deterministic=True))

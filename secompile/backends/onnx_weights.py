@@ -49,7 +49,8 @@ def _raw_state(weights, g: Graph, seed: int | None):
         return strip_prefixes(weights.state_dict()), "<module>"
     if isinstance(weights, (str, os.PathLike, Mapping)):
         return read_checkpoint(weights)
-    raise TypeError(f"weights are an nn.Module, a state_dict or a checkpoint path, not {type(weights).__name__}")
+    raise TypeError(f"weights are an nn.Module, a state_dict or a checkpoint path, not "
+                    f"{type(weights).__name__}")
 
 
 def _array(v) -> np.ndarray | None:
@@ -77,10 +78,11 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
             continue
         arr = _array(state[key])
         if arr is None:
-            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} float tensor "
-                       "in the model")
+            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} "
+                       "float tensor in the model")
         elif tuple(arr.shape) != shape:
-            bad.append(f"{key}: shape {_fmt(arr.shape)} in the checkpoint, {_fmt(shape)} in the model")
+            bad.append(f"{key}: shape {_fmt(arr.shape)} in the checkpoint, "
+                       f"{_fmt(shape)} in the model")
         else:
             out[key] = np.ascontiguousarray(arr, dtype=np.float32)
     for key, v in state.items():
@@ -90,14 +92,17 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
             what = f"shape {_fmt(tuple(shape))}" if shape is not None else type(v).__name__
             bad.append(f"{key}: in the checkpoint ({what}) but not in the model")
     if bad:
-        more = f" (and {len(bad) - 1} more mismatching key{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        more = (f" (and {len(bad) - 1} more mismatching key{'s' if len(bad) > 2 else ''})"
+                if len(bad) > 1 else "")
         key, _, msg = bad[0].partition(": ")
         raise SpecError([Problem(Mark(where, 1, 1), key, msg + more)])
     return out
 
 
-def fold(state: dict[str, np.ndarray], g: Graph, bn: str, conv: str) -> tuple[np.ndarray, np.ndarray]:
-    """Weight and bias of `conv` with `bn` applied: W * s (per output channel), (b - mean) * s + beta.
+def fold(state: dict[str, np.ndarray], g: Graph, bn: str,
+         conv: str) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and bias of `conv` with `bn` applied: W * s (per output channel),
+    (b - mean) * s + beta.
 
     s = gamma / sqrt(var + eps). Computed in float64 so folding adds no error of its own.
     """

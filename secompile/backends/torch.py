@@ -43,7 +43,8 @@ class Scope(nn.Module):
     def __setattr__(self, name, value):
         modules = self.__dict__.get("_modules")
         if modules is not None and name in modules and not isinstance(value, nn.Module):
-            object.__setattr__(self, name, value)   # e.g. train() setting `training` next to a child 'training'
+            # e.g. train() setting `training` next to a child 'training'
+            object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
 
@@ -55,7 +56,8 @@ def _compile_source(src: str):
     fn = _FN_CACHE.get(src)
     if fn is None:
         name = f"<secompile-{hashlib.sha1(src.encode()).hexdigest()[:12]}>"
-        linecache.cache[name] = (len(src), None, src.splitlines(True), name)  # tracebacks show the code
+        # tracebacks show the code
+        linecache.cache[name] = (len(src), None, src.splitlines(True), name)
         ns = {"torch": torch, "F": F}
         exec(compile(src, name, "exec"), ns)  # our own generated source, never user text
         fn = _FN_CACHE[src] = (ns["forward"], ns["probe"])
@@ -413,7 +415,8 @@ def _build_unit(g: Graph, fused: Graph, unit: str, nodes: list[str], fused_nodes
     return m
 
 
-def init_weights(model: nn.Module, seed: int | None = None, zero_init_last_bn: bool = False) -> nn.Module:
+def init_weights(model: nn.Module, seed: int | None = None,
+                 zero_init_last_bn: bool = False) -> nn.Module:
     """He ("MSRA") initialisation as in the paper; BN to identity; biases to zero.
 
     Convs draw from normal(0, sqrt(2 / fan_out)) with fan_out = k_h * k_w * out_channels // groups:
@@ -433,7 +436,8 @@ def init_weights(model: nn.Module, seed: int | None = None, zero_init_last_bn: b
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Conv1d):   # ECA's channel conv: PyTorch's default, as timm keeps it
+            elif isinstance(m, nn.Conv1d):
+                # ECA's channel conv: PyTorch's default, as timm keeps it
                 m.reset_parameters()             # (inside the seeded fork: reproducible)
             elif isinstance(m, nn.Linear):
                 nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))  # PyTorch's default fan-in rule

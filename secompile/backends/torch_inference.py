@@ -159,14 +159,15 @@ class InferenceNet(nn.Module):
 
     def train(self, mode: bool = True):
         if mode:
-            raise RuntimeError("an inference module cannot train: its BatchNorms are folded into the "
-                               "convolutions; train the compiled module and optimise it again")
+            raise RuntimeError("an inference module cannot train: its BatchNorms are folded into "
+                               "the convolutions; train the compiled module and optimise it again")
         return super().train(False)
 
     def extra_repr(self) -> str:
         r = self.report
-        return (f"name={self.name!r}, memory_format={r.get('memory_format')}, bn_folded={r['bn_folded']}, "
-                f"onednn_convs={r['onednn_convs']}, relu_fused={r['relu_fused']}")
+        return (f"name={self.name!r}, memory_format={r.get('memory_format')}, "
+                f"bn_folded={r['bn_folded']}, onednn_convs={r['onednn_convs']}, "
+                f"relu_fused={r['relu_fused']}")
 
 
 # -- folding -------------------------------------------------------------------------------
@@ -247,8 +248,8 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
             report["onednn_convs"] += 1
     for chain in conv_chains(g):
         conv, act = mods[chain.conv], mods[chain.act]
-        if (chain.bn is None or chain.bn in folded) and isinstance(conv, OneDNNConv) and not conv.relu \
-                and type(act) is nn.ReLU:
+        if (chain.bn is None or chain.bn in folded) and isinstance(conv, OneDNNConv) \
+                and not conv.relu and type(act) is nn.ReLU:
             conv.relu = True
             mods[chain.act] = Folded(chain.conv, "ReLU")
             report["relu_fused"] += 1
@@ -264,7 +265,8 @@ def _onednn_available() -> bool:
 
 
 # -- memory format ------------------------------------------------------------------------
-def choose_memory_format(example_input: torch.Tensor | None, onednn: bool = True) -> torch.memory_format:
+def choose_memory_format(example_input: torch.Tensor | None,
+                         onednn: bool = True) -> torch.memory_format:
     """The rule. CUDA: channels_last (tensor cores want NHWC). CPU with the oneDNN convs:
     channels_last, since they give NHWC outputs whatever they are given, so an NHWC input
     spares the first conv a reorder. CPU with eager convs: channels_last from
@@ -275,7 +277,8 @@ def choose_memory_format(example_input: torch.Tensor | None, onednn: bool = True
         return torch.channels_last
     if example_input is None or example_input.dim() != 4:
         return torch.contiguous_format
-    return torch.channels_last if example_input.shape[0] >= CHANNELS_LAST_MIN_BATCH else torch.contiguous_format
+    return (torch.channels_last if example_input.shape[0] >= CHANNELS_LAST_MIN_BATCH
+            else torch.contiguous_format)
 
 
 def _measure(model: nn.Module, x: torch.Tensor, rounds: int = 5) -> torch.memory_format:
@@ -295,7 +298,8 @@ def _measure(model: nn.Module, x: torch.Tensor, rounds: int = 5) -> torch.memory
             cands[fmt](x)
             sync()
             times[fmt].append(time.perf_counter() - t)
-    ratio = statistics.median(a / b for a, b in zip(times[torch.channels_last], times[torch.contiguous_format]))
+    ratio = statistics.median(a / b for a, b in zip(times[torch.channels_last],
+                                                    times[torch.contiguous_format]))
     return torch.channels_last if ratio < 1.0 else torch.contiguous_format
 
 
@@ -323,11 +327,12 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
         raise ValueError("this module carries no IR graph (it was not made by secompile's lower(), "
                          "or pickled by an older secompile): compile the spec again")
     if any(m.training for m in model.modules()):
-        raise ValueError("the model is in training mode: its BatchNorms use batch statistics there, "
-                         "which folding cannot keep; call model.eval() first (inference then uses the "
-                         "running statistics), or compile(spec, inference=True)")
+        raise ValueError("the model is in training mode: its BatchNorms use batch statistics "
+                         "there, which folding cannot keep; call model.eval() first (inference "
+                         "then uses the running statistics), or compile(spec, inference=True)")
     if memory_format not in ("auto", "measure", *FORMATS):
-        raise ValueError(f"memory_format is auto, measure, contiguous or channels_last, not {memory_format!r}")
+        raise ValueError(f"memory_format is auto, measure, contiguous or channels_last, not "
+                         f"{memory_format!r}")
     if memory_format == "measure" and example_input is None:
         raise ValueError("memory_format='measure' times the model on example_input: give one")
     if onednn is None:           # inductor packs the weights itself (freezing)
@@ -346,7 +351,8 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
     report["params"] = sum(p.numel() for p in out.parameters())
     if example_input is not None and not compile:
-        out(example_input.to(next(out.parameters()).device))   # packs the oneDNN weights for this input
+        # packs the oneDNN weights for this input
+        out(example_input.to(next(out.parameters()).device))
     if compile:
         # freezing: inductor treats the (frozen) weights as constants, so it packs them for
         # oneDNN and fuses conv + ReLU itself; the oneDNN convs above are then left out

@@ -55,13 +55,15 @@ class Graph:
         self.blocks: dict[str, Composite] = {}      # stage-level blocks, in order
         self.composites: dict[str, Composite] = {}  # every residual/parallel scope, any depth
         self.stages: list[Stage] = []
-        self.units: list[str] = []                  # top-level scopes: stem, blocks, layer stages, head
+        # top-level scopes: stem, blocks, layer stages, head
+        self.units: list[str] = []
         self.se: dict[str, dict] = {}               # SE scope path -> what was inserted where
         self._unit_set: set = set()
         self.output: str | None = None
 
     # -- construction ----------------------------------------------------------------
-    def add(self, path: str, op: str, attrs: dict, inputs: list[str], after: str | None = None) -> str:
+    def add(self, path: str, op: str, attrs: dict, inputs: list[str],
+            after: str | None = None) -> str:
         """Add a node, inferring its shape (raises ops.OpError). Returns its path."""
         if path in self.g:
             raise ValueError(f"duplicate IR node path {path}")
@@ -86,7 +88,8 @@ class Graph:
             # Rank order, kept topological: a node inserted after an anchor may feed nodes
             # inserted there before it (two SE blocks on one tensor). Where the rank order is
             # topological already, this is exactly the rank order.
-            self._order = list(nx.lexicographical_topological_sort(self.g, key=self._rank.__getitem__))
+            self._order = list(nx.lexicographical_topological_sort(self.g,
+                                                                   key=self._rank.__getitem__))
         return self._order
 
     def rewire(self, old: str, new: str, consumers: list[str]) -> None:
@@ -172,12 +175,14 @@ class Graph:
         """A copy that passes may rewrite: node data and scopes are copied, attrs are shared."""
         new = copy.copy(self)
         new.g = nx.DiGraph()
-        new.g.add_nodes_from((p, {**d, "inputs": list(d["inputs"])}) for p, d in self.g.nodes(data=True))
+        new.g.add_nodes_from((p, {**d, "inputs": list(d["inputs"])})
+                             for p, d in self.g.nodes(data=True))
         new.g.add_edges_from(self.g.edges(data=True))
         new._rank = dict(self._rank)
         new._order = list(self._order) if self._order is not None else None
         new.blocks = {k: dataclasses.replace(v) for k, v in self.blocks.items()}
-        new.composites = {k: new.blocks.get(k) or dataclasses.replace(v) for k, v in self.composites.items()}
+        new.composites = {k: new.blocks.get(k) or dataclasses.replace(v)
+                          for k, v in self.composites.items()}
         new.stages = [Stage(s.path, s.name, list(s.blocks)) for s in self.stages]
         new.units = list(self.units)
         new._unit_set = set(self.units)
@@ -190,7 +195,8 @@ class Graph:
             "name": self.name,
             "input": list(self.input_shape),
             "output": self.output,
-            "nodes": [{"path": p, "op": d["op"], "attrs": _jsonable(d["attrs"]), "inputs": d["inputs"],
+            "nodes": [{"path": p, "op": d["op"], "attrs": _jsonable(d["attrs"]),
+                       "inputs": d["inputs"],
                        "shape": list(d["shape"])} for p, d in self.nodes()],
         }
 

@@ -28,7 +28,8 @@ class Template:
     """A block template: typed parameters in, a small graph (layers/residual/parallel) out."""
 
     name: str
-    params: dict          # name -> default value, or a type name ('int', 'float', 'str', 'bool') if required
+    # name -> default value, or a type name ('int', 'float', 'str', 'bool') if required
+    params: dict
     body: dict            # the template mapping as written
     smap: SourceMap       # of the file that defines it
     path: tuple           # ('blocks', name) in that file
@@ -36,7 +37,8 @@ class Template:
     REQUIRED_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
     def required(self) -> list[str]:
-        return [k for k, v in self.params.items() if isinstance(v, str) and v in self.REQUIRED_TYPES]
+        return [k for k, v in self.params.items() if isinstance(v, str)
+                and v in self.REQUIRED_TYPES]
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ class Spec:
 
 def _to_plain(obj):
     if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, (str, int)) else k: _to_plain(v) for k, v in obj.items()}
+        return {str(k) if not isinstance(k, (str, int)) else k: _to_plain(v)
+                for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_to_plain(v) for v in obj]
     return obj
@@ -156,7 +159,8 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
     _add_templates(data, smap, templates, origin, problems, own=True)
     if problems:
         raise _all_problems(problems, found, included_failed, data, smap, templates, base, applied)
-    return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base, overrides=applied)
+    return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base,
+                overrides=applied)
 
 
 def _all_problems(problems, found, included_failed, data, smap, templates, base,
@@ -197,7 +201,8 @@ def _all_problems(problems, found, included_failed, data, smap, templates, base,
 
 def _add_templates(data, smap, templates, origin, problems, own=False):
     blocks = data.get("blocks")
-    for name, body in (blocks.items() if isinstance(blocks, dict) else ()):   # else: a schema problem
+    # else: a schema problem
+    for name, body in (blocks.items() if isinstance(blocks, dict) else ()):
         if not isinstance(body, dict):
             continue
         if name in templates and not own and origin[name] != smap.file:
@@ -229,7 +234,8 @@ def _load_include(path: str):
         return None, None, list(e.problems)
     if not isinstance(sub, dict):
         result = (None, smap, [Problem(Mark(smap.file, 1, 1), "<root>",
-                                       "an included file is a mapping with 'blocks' (and 'include')")])
+                                       "an included file is a mapping with 'blocks' "
+                                       "(and 'include')")])
     else:
         result = (sub, smap, validate(sub, smap, include=True))
     if key is not None:
@@ -241,7 +247,8 @@ def _load_include(path: str):
 
 def _collect_includes(data, smap, base, templates, origin, problems, stack):
     incs = data.get("include")
-    for i, inc in enumerate(incs if isinstance(incs, list) else ()):   # a string is a schema problem
+    # a string is a schema problem
+    for i, inc in enumerate(incs if isinstance(incs, list) else ()):
         if not isinstance(inc, str):
             continue
         path = inc if os.path.isabs(inc) else os.path.join(base, inc)
@@ -254,7 +261,8 @@ def _collect_includes(data, smap, base, templates, origin, problems, stack):
             problems.append(smap.problem(("include", i), f"include cycle: {chain}"))
             continue
         if len(stack) >= MAX_INCLUDE_DEPTH:
-            problems.append(smap.problem(("include", i), f"includes nested deeper than {MAX_INCLUDE_DEPTH}"))
+            problems.append(smap.problem(("include", i),
+                                         f"includes nested deeper than {MAX_INCLUDE_DEPTH}"))
             continue
         if not os.path.isfile(apath):
             problems.append(smap.problem(("include", i), f"included file '{inc}' not found "
@@ -264,5 +272,6 @@ def _collect_includes(data, smap, base, templates, origin, problems, stack):
         problems.extend(sub_problems)
         if sub_problems:
             continue
-        _collect_includes(sub, sub_smap, os.path.dirname(apath), templates, origin, problems, stack + [apath])
+        _collect_includes(sub, sub_smap, os.path.dirname(apath), templates, origin,
+                          problems, stack + [apath])
         _add_templates(sub, sub_smap, templates, origin, problems)

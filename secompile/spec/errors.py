@@ -38,8 +38,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{_oneline(self.mark.file)}:{self.mark.line}:{self.mark.col}: {_oneline(self.path)}: " \
-               f"{_oneline(self.message)}"
+        return f"{_oneline(self.mark.file)}:{self.mark.line}:{self.mark.col}: " \
+               f"{_oneline(self.path)}: {_oneline(self.message)}"
 
 
 # Messages echo user text (names, keys, values): its line breaks and control characters are

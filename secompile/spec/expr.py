@@ -110,7 +110,8 @@ class _Eval:
             raise ExprError(f"exponent too large in expression {self.text!r}")
         if op is not operator.add and (isinstance(a, str) or isinstance(b, str)):
             # 'ab' * 10**9 would allocate gigabytes; '%' would be string formatting
-            raise ExprError(f"cannot apply {type(n.op).__name__} to {a!r} and {b!r} in expression {self.text!r}")
+            raise ExprError(f"cannot apply {type(n.op).__name__} to {a!r} and {b!r} in "
+                            f"expression {self.text!r}")
         try:
             return op(a, b)
         except ZeroDivisionError:
@@ -128,7 +129,8 @@ class _Eval:
         if not isinstance(n.op, (ast.USub, ast.UAdd)):
             raise ExprError("operator not allowed")
         if not isinstance(v, (int, float)):
-            raise ExprError(f"cannot apply {type(n.op).__name__} to {v!r} in expression {self.text!r}")
+            raise ExprError(f"cannot apply {type(n.op).__name__} to {v!r} in "
+                            f"expression {self.text!r}")
         return -v if isinstance(n.op, ast.USub) else +v
 
     def v_BoolOp(self, n):
@@ -174,7 +176,8 @@ class _Eval:
                                 + (f" (it takes {', '.join(allowed)})" if allowed else ""))
         args = [self.visit(a) for a in n.args]
         kwargs = {kw.arg: self.visit(kw.value) for kw in n.keywords}
-        if n.func.id == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > 64:
+        if (n.func.id == "round" and len(args) == 2 and isinstance(args[1], int)
+                and abs(args[1]) > 64):
             # round(x, -10**9) computes 10**(10**9): hours of CPU
             raise ExprError(f"round(): ndigits {args[1]} out of range in expression {self.text!r}")
         try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import Mark, Problem, SpecError, LimitError, format_path
+from .errors import LimitError, Mark, Problem, SpecError, format_path
 from .expr import MAX_INT
 
 MAX_BYTES = 4 * 1024 * 1024      # a real spec is a few KB
@@ -47,7 +47,8 @@ class SourceMap:
         return self.values.get((), Mark(self.file, 1, 1))
 
     def problem(self, path, message: str, key: bool = False, shown_path=None) -> Problem:
-        return Problem(self.mark(path, key), format_path(shown_path if shown_path is not None else path), message)
+        return Problem(self.mark(path, key),
+                       format_path(shown_path if shown_path is not None else path), message)
 
 
 def _mark(file: str, m) -> Mark:
@@ -64,7 +65,8 @@ def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
                 nodes += 1
                 if nodes > MAX_NODES:
                     raise LimitError([Problem(_mark(file, ev.start_mark), "<yaml>",
-                                              f"document has more than {MAX_NODES} nodes; refusing it")])
+                                              f"document has more than {MAX_NODES} "
+                                              f"nodes; refusing it")])
             if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -78,13 +80,16 @@ def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
         if isinstance(e, yaml.reader.ReaderError):
             raise _reader_error(e, text, file) from None
         raise _syntax_error(e, file) from None
-    except UnicodeEncodeError as e:   # libyaml cannot take a lone surrogate; the Python reader refuses it
+    # libyaml cannot take a lone surrogate; the Python reader refuses it
+    except UnicodeEncodeError as e:
         if loader is not yaml.SafeLoader:
             _prescan(text, file, yaml.SafeLoader)
-        raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", f"not valid Unicode text ({e.reason})")]) from None
+        raise SpecError([Problem(Mark(file, 1, 1), "<yaml>",
+                                 f"not valid Unicode text ({e.reason})")]) from None
 
 
-_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # YAML's line breaks: every other mark counts these
+# YAML's line breaks: every other mark counts these
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
 def _reader_error(e: yaml.reader.ReaderError, text: str, file: str) -> SpecError:
@@ -133,14 +138,16 @@ def _measure(root, file: str) -> None:
             for k in kids:
                 if state.get(id(k)) == "open":
                     raise LimitError([Problem(_mark(file, k.start_mark), "<yaml>",
-                                              "an alias refers to a node that contains it (recursive anchor)")])
+                                              "an alias refers to a node that contains it "
+                                              "(recursive anchor)")])
                 if id(k) not in state:
                     stack.append(k)
             continue
         stack.pop()
         state[key] = "done"
         size[key] = 1 + sum(size[id(k)] for k in kids)
-        height[key] = 1 + max((height[id(k)] for k in kids), default=0) if not isinstance(node, yaml.ScalarNode) else 0
+        height[key] = (1 + max((height[id(k)] for k in kids), default=0)
+                       if not isinstance(node, yaml.ScalarNode) else 0)
     if size[id(root)] > MAX_NODES:
         node = root   # report the smallest node that is too big: where the expansion explodes
         while True:
@@ -210,8 +217,10 @@ class _Builder:
                 sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
                 for src in sources:
                     if not isinstance(src, yaml.MappingNode):
-                        raise SpecError([Problem(_mark(self.file, src.start_mark), format_path(path),
-                                                 "a merge key (<<) needs a mapping or a list of mappings")])
+                        raise SpecError([Problem(_mark(self.file, src.start_mark),
+                                                 format_path(path),
+                                                 "a merge key (<<) needs a mapping or a "
+                                                 "list of mappings")])
                     merged.extend((mk, mv, True) for mk, mv, _ in self._pairs(src, path))
             else:
                 explicit.append((k, v, False))
@@ -233,7 +242,8 @@ class _Builder:
                 continue
             if key in seen:
                 raise SpecError([Problem(kmark, format_path(path + (key,)),
-                                         f"duplicate key '{key}' (first defined at line {seen[key].line})")])
+                                         f"duplicate key '{key}' (first defined at line "
+                                         f"{seen[key].line})")])
             seen[key] = kmark
             self.smap.keys[path + (key,)] = kmark
             out[key] = self.build(v, path + (key,))
@@ -244,7 +254,8 @@ def load_yaml_text(text: str, file: str = "<string>"):
     """Parse YAML text into plain data and a SourceMap. Raises SpecError."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise LimitError([Problem(Mark(file, 1, 1), "<yaml>",
-                                  f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB; refusing it")])
+                                  f"file is larger than {MAX_BYTES // (1024 * 1024)} "
+                                  f"MiB; refusing it")])
     _prescan(text, file)
     try:
         loader = _FAST_LOADER(text)
@@ -258,14 +269,16 @@ def load_yaml_text(text: str, file: str = "<string>"):
         raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", str(e))]) from None
     if node is None:
         raise SpecError([Problem(Mark(file, 1, 1), "<root>", "the spec is empty")])
-    _measure(node, file)   # refuse before building anything ("billion laughs", alias depth, recursion)
+    # refuse before building anything ("billion laughs", alias depth, recursion)
+    _measure(node, file)
     b = _Builder(file)
     try:
         data = b.build(node)
     except yaml.MarkedYAMLError as e:
         raise _syntax_error(e, file) from None
     except RecursionError:
-        raise LimitError([Problem(Mark(file, 1, 1), "<yaml>", "document nested too deeply")]) from None
+        raise LimitError([Problem(Mark(file, 1, 1), "<yaml>",
+                                  "document nested too deeply")]) from None
     return data, b.smap
 
 
@@ -276,7 +289,8 @@ def load_yaml_file(path: str):
     try:
         size = os.path.getsize(path)
     except OSError as e:
-        raise SpecError([Problem(Mark(shown, 1, 1), "<file>", f"cannot read: {e.strerror}")]) from None
+        raise SpecError([Problem(Mark(shown, 1, 1), "<file>",
+                                 f"cannot read: {e.strerror}")]) from None
     if size > MAX_BYTES:
         raise LimitError([Problem(Mark(shown, 1, 1), "<file>",
                                   f"file is {size / 2**20:.1f} MiB, larger than the "
@@ -286,7 +300,9 @@ def load_yaml_file(path: str):
             raw = f.read()
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError([Problem(Mark(shown, 1, 1), "<file>", f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
+        raise SpecError([Problem(Mark(shown, 1, 1), "<file>",
+                                 f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
     except OSError as e:
-        raise SpecError([Problem(Mark(shown, 1, 1), "<file>", f"cannot read: {e.strerror}")]) from None
+        raise SpecError([Problem(Mark(shown, 1, 1), "<file>",
+                                 f"cannot read: {e.strerror}")]) from None
     return load_yaml_text(text, shown)

@@ -37,7 +37,8 @@ MAX_OVERRIDE_TEXT = 4096   # one KEY=VALUE (the value goes through the loader's 
 
 # Top-level keys the schema accepts (spec.schema.SCHEMA), for "did you mean" on a key that is
 # absent; kept here so that applying overrides does not need the schema module.
-TOP_LEVEL = ("name", "description", "version", "include", "input", "blocks", "stem", "stages", "head", "se")
+TOP_LEVEL = ("name", "description", "version", "include", "input", "blocks", "stem",
+             "stages", "head", "se")
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,20 @@ def _problem(file, index, col, path, message) -> SpecError:
     return SpecError([Problem(Mark(file, index, col), path, message)])
 
 
-def parse_key(key: str, *, file: str = "--set", index: int = 1, col0: int = 1) -> tuple[tuple, tuple]:
+def parse_key(key: str, *, file: str = "--set", index: int = 1,
+              col0: int = 1) -> tuple[tuple, tuple]:
     """'stages[0].repeat' / 'stages.0.repeat' -> (('stages', 0, 'repeat'), (col, col, col))."""
     path, cols, i = [], [], 0
     if not key:
-        raise _problem(file, index, col0, "<override>", "missing KEY before '=' (KEY is a dotted path "
-                                                         "into the spec, e.g. stages.2.repeat)")
+        raise _problem(file, index, col0, "<override>",
+                       "missing KEY before '=' (KEY is a dotted path into the spec, e.g. "
+                       "stages.2.repeat)")
     while i < len(key):
         if key[i] == "[":
             m = re.match(r"\[(-?\d+)\]", key[i:])
             if not m:
-                raise _problem(file, index, col0 + i, "<override>", f"bad index in key {key!r}: write [N]")
+                raise _problem(file, index, col0 + i, "<override>",
+                               f"bad index in key {key!r}: write [N]")
             path.append(int(m.group(1)))
             cols.append(col0 + i + 1)
             i += m.end()
@@ -136,7 +140,8 @@ def _shift(p: Problem, file, index, col0) -> Problem:
 
 def _shifted(table: dict, file, index, col0, prefix) -> dict:
     n = len(prefix)
-    return {path[n:]: _shift_mark(m, file, index, col0) for path, m in table.items() if path[:n] == tuple(prefix)}
+    return {path[n:]: _shift_mark(m, file, index, col0) for path, m in table.items()
+            if path[:n] == tuple(prefix)}
 
 
 def _split(text: str, file: str, index: int, what: str) -> tuple[str, str, int]:
@@ -164,7 +169,8 @@ def parse_override(text: str, *, index: int = 1, file: str = "--set") -> Overrid
 
 
 def parse_vary(text: str, *, index: int = 1, file: str = "--vary") -> tuple[str, list[Override]]:
-    """'KEY=[a, b, c]' -> (canonical key, one Override per alternative, each located at its item)."""
+    """'KEY=[a, b, c]' -> (canonical key, one Override per alternative, each located at its
+    item)."""
     key, value_text, vcol = _split(text, file, index, "KEY=[ALTERNATIVES, ...]")
     path, cols = parse_key(key, file=file, index=index)
     lead = len(value_text) - len(value_text.lstrip())
@@ -182,7 +188,8 @@ def parse_vary(text: str, *, index: int = 1, file: str = "--vary") -> tuple[str,
         marks = _shifted(smap.values, file, index, col0, (i,))
         keys = _shifted(smap.keys, file, index, col0, (i,))
         item_col = marks[()].col
-        out.append(Override(canonical_key(path), path, v, f"{canonical_key(path)}={format_value(v)}",
+        out.append(Override(canonical_key(path), path, v,
+                            f"{canonical_key(path)}={format_value(v)}",
                             file, index, cols, item_col, tuple(marks.items()), tuple(keys.items())))
     return canonical_key(path), out
 
@@ -210,7 +217,8 @@ def as_overrides(overrides, *, file: str | None = None) -> list[Override]:
                 for i, (k, v) in enumerate(overrides.items(), 1)]
     out = []
     for i, o in enumerate(overrides, 1):
-        out.append(o if isinstance(o, Override) else parse_override(o, index=i, file=file or "--set"))
+        out.append(o if isinstance(o, Override)
+                   else parse_override(o, index=i, file=file or "--set"))
     return out
 
 

@@ -15,11 +15,15 @@ from .errors import Problem, did_you_mean
 from .loader import SourceMap
 
 EXPR = {"type": "string", "pattern": r"\$", "x-expect": "a $-expression"}
-INT = {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/expr"}], "x-expect": "an integer or a $-expression"}
-NUM = {"anyOf": [{"type": "number"}, {"$ref": "#/$defs/expr"}], "x-expect": "a number or a $-expression"}
-BOOL = {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}], "x-expect": "true, false or a $-expression"}
+INT = {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/expr"}],
+       "x-expect": "an integer or a $-expression"}
+NUM = {"anyOf": [{"type": "number"}, {"$ref": "#/$defs/expr"}],
+       "x-expect": "a number or a $-expression"}
+BOOL = {"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/expr"}],
+        "x-expect": "true, false or a $-expression"}
 PAIR = {"anyOf": [{"$ref": "#/$defs/int"},
-                  {"type": "array", "items": {"$ref": "#/$defs/int"}, "minItems": 2, "maxItems": 2}],
+                  {"type": "array", "items": {"$ref": "#/$defs/int"},
+                   "minItems": 2, "maxItems": 2}],
         "x-expect": "an integer, a pair [h, w] or a $-expression"}
 # Generated from the op registry (secompile/ir/ops.py) by `python -m secompile.ir.schema_gen`:
 # this layer sits below the IR and does not import it.
@@ -51,7 +55,8 @@ CONV = _obj({
     "bias": {"$ref": "#/$defs/bool", "description": "default: true when norm is none"},
     "norm": _enum_or_expr(["bn", "none"], "a norm"),
     "act": _enum_or_expr(ACTS, "an activation"),
-}, required=["out"], description="convolution + BatchNorm + activation (relu unless act says otherwise)")
+}, required=["out"],
+            description="convolution + BatchNorm + activation (relu unless act says otherwise)")
 
 POOL = _obj({"kernel": {"$ref": "#/$defs/pair"}, "stride": {"$ref": "#/$defs/pair"},
              "padding": {"$ref": "#/$defs/pair"}, "ceil_mode": {"$ref": "#/$defs/bool"},
@@ -61,13 +66,15 @@ EMPTY = {"anyOf": [_obj({}), {"type": "null"}], "x-expect": "{} (no attributes)"
 # Op layers: kind -> attribute schema. Block composites are added below.
 OP_LAYERS = {
     "conv": CONV,
-    "bn": {"anyOf": [_obj({"eps": {"type": "number"}, "momentum": {"type": "number"}}), {"type": "null"}]},
+    "bn": {"anyOf": [_obj({"eps": {"type": "number"}, "momentum": {"type": "number"}}),
+                     {"type": "null"}]},
     "maxpool": POOL,
     "avgpool": POOL,
     "global_avgpool": EMPTY,
     "global_maxpool": EMPTY,
     "flatten": EMPTY,
-    "linear": _obj({"out": {"$ref": "#/$defs/int"}, "bias": {"$ref": "#/$defs/bool"}}, required=["out"]),
+    "linear": _obj({"out": {"$ref": "#/$defs/int"}, "bias": {"$ref": "#/$defs/bool"}},
+                   required=["out"]),
     "dropout": _obj({"p": {"$ref": "#/$defs/num"}}),
     "channel_shuffle": _obj({"groups": {"$ref": "#/$defs/int"}}, required=["groups"]),
     "identity": EMPTY,
@@ -99,7 +106,8 @@ RESIDUAL = _obj({
     "branch": {"allOf": [{"$ref": "#/$defs/layers"}, {"minItems": 1}],
                "description": "at least one layer ([identity] for x + x)"},
     "shortcut": {"anyOf": [{"enum": ["auto", "identity"]}, {"$ref": "#/$defs/layers"},
-                           _obj({"when": {"enum": ["auto", "always"]}, "layers": {"$ref": "#/$defs/layers"}},
+                           _obj({"when": {"enum": ["auto", "always"]},
+                                 "layers": {"$ref": "#/$defs/layers"}},
                                 required=["layers"])],
                  "x-expect": "'auto', 'identity', a list of layers or {when, layers}"},
     "skip": {"anyOf": [{"const": "auto"}, {"$ref": "#/$defs/bool"}],
@@ -107,7 +115,8 @@ RESIDUAL = _obj({
              "description": "an identity skip only where the branch keeps the shape (auto); "
                             "no merge without it"},
     "merge": _enum_or_expr(["add", "concat"], "a merge"),
-    "scale": {"$ref": "#/$defs/num", "description": "residual scaling: out = shortcut + scale * branch"},
+    "scale": {"$ref": "#/$defs/num",
+              "description": "residual scaling: out = shortcut + scale * branch"},
     "post": {"$ref": "#/$defs/layers"},
 }, required=["branch"])
 
@@ -127,11 +136,13 @@ PARALLEL = _obj({
 
 BLOCK_INSTANCE = {"type": "object", "properties": {"template": {"type": "string"}},
                   "required": ["template"], "additionalProperties": True,
-                  "description": "an instance of a block template: template name and its parameters"}
+                  "description": "an instance of a block template: template name "
+                                 "and its parameters"}
 
 LAYER = {"anyOf": [{"enum": SIMPLE_KINDS},
                    _obj({**OP_LAYERS, "residual": {"$ref": "#/$defs/residual"},
-                         "parallel": {"$ref": "#/$defs/parallel"}, "block": {"$ref": "#/$defs/block"},
+                         "parallel": {"$ref": "#/$defs/parallel"},
+                         "block": {"$ref": "#/$defs/block"},
                          "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
                          "when": {"$ref": "#/$defs/bool",
                                   "description": "false removes the layer"}},
@@ -139,9 +150,11 @@ LAYER = {"anyOf": [{"enum": SIMPLE_KINDS},
          "x-expect": "a layer: a mapping {kind: attributes} or a bare kind name"}
 
 SELECTOR = _obj({
-    "stages": {"anyOf": [{"const": "all"}, {"type": "integer"}, {"type": "array", "items": {"type": "integer"}}],
+    "stages": {"anyOf": [{"const": "all"}, {"type": "integer"},
+                         {"type": "array", "items": {"type": "integer"}}],
                "x-expect": "'all', an index or a list of indices"},
-    "blocks": {"anyOf": [{"const": "all"}, {"type": "integer"}, {"type": "array", "items": {"type": "integer"}},
+    "blocks": {"anyOf": [{"const": "all"}, {"type": "integer"},
+                         {"type": "array", "items": {"type": "integer"}},
                          {"type": "string"}],
                "x-expect": "'all', an index, a list of indices or a template-name glob"},
     "path": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
@@ -214,7 +227,8 @@ SCHEMA = {
         "include": {"type": "array", "items": {"type": "string"}},
         "input": _obj({"channels": {"type": "integer", "minimum": 1},
                        "size": {"anyOf": [{"type": "integer", "minimum": 1},
-                                          {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                          {"type": "array",
+                                           "items": {"type": "integer", "minimum": 1},
                                            "minItems": 2, "maxItems": 2}],
                                 "x-expect": "a positive integer or a pair [h, w]"}},
                       required=["channels", "size"]),
@@ -234,7 +248,8 @@ SCHEMA = {
 
 # An included file holds templates (and may include more).
 INCLUDE_SCHEMA = {**SCHEMA, "required": [], "title": "secompile block-template file",
-                  "properties": {k: SCHEMA["properties"][k] for k in ("include", "blocks", "description", "version")}}
+                  "properties": {k: SCHEMA["properties"][k]
+                                 for k in ("include", "blocks", "description", "version")}}
 
 # JSON Schema counts 2.0 as an integer; a spec does not (`repeat: 2.0` would reach range() as a
 # float, `size: 32.0` would give float shapes). Integral values from $-expressions are still ints.
@@ -276,7 +291,8 @@ def _leaves(err) -> list:
         # Errors saying "wrong type for this branch" only tell that another branch was meant.
         relevant = [e for e in err.context
                     if len(e.absolute_path) > len(err.absolute_path)
-                    or e.validator not in ("type", "enum", "const", "pattern", "anyOf", "oneOf", "$ref")]
+                    or e.validator not in ("type", "enum", "const", "pattern",
+                                           "anyOf", "oneOf", "$ref")]
         if relevant:
             best = max(relevant, key=lambda e: len(e.absolute_path))
             branch = [e for e in relevant
@@ -314,8 +330,9 @@ def _message(err, smap: SourceMap, path: tuple) -> Problem:
         want = " or ".join(want) if isinstance(want, list) else want
         return smap.problem(path, f"expected {want}, got {_describe(inst)}")
     if v == "enum":
-        return smap.problem(path, f"{inst!r} is not one of {', '.join(map(str, err.validator_value))}"
-                                  f"{did_you_mean(inst, err.validator_value)}")
+        return smap.problem(path,
+                            f"{inst!r} is not one of {', '.join(map(str, err.validator_value))}"
+                            f"{did_you_mean(inst, err.validator_value)}")
     if v == "const":
         return smap.problem(path, f"expected {err.validator_value!r}, got {_describe(inst)}")
     if v == "minimum":
@@ -327,7 +344,8 @@ def _message(err, smap: SourceMap, path: tuple) -> Problem:
     if v == "minProperties":
         return smap.problem(path, "must not be empty")
     if v == "pattern":
-        return smap.problem(path, f"{inst!r} is not a valid name (letters, digits and _, not starting with a digit)")
+        return smap.problem(path, f"{inst!r} is not a valid name (letters, digits and _, not "
+                                  f"starting with a digit)")
     return smap.problem(path, err.message)
 
 
