@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             logits.setdefault("onnx", []).append(torch.from_numpy(sess.run(None, {inp.name: x})[0]))
     logits = {k: torch.cat(v) for k, v in logits.items()}
     k = min(args.topk, next(iter(logits.values())).shape[1])
-    tops = {name: l.softmax(1).topk(k, 1) for name, l in logits.items()}
+    tops = {name: out.softmax(1).topk(k, 1) for name, out in logits.items()}
 
     first = next(iter(tops))
     label = (lambda i: classes[i]) if classes else str

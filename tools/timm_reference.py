@@ -113,7 +113,9 @@ def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> dict:
         model(x)
     glob = mode.get_flop_counts().get("Global", {})
     by_op = {str(k): int(v) for k, v in glob.items()}
-    op = lambda k: k.split(".")[-1]   # keys read "aten.convolution", "aten.addmm", ...
+
+    def op(k):   # keys read "aten.convolution", "aten.addmm", ...
+        return k.split(".")[-1]
     conv = sum(v for k, v in by_op.items()
                if op(k) in ("convolution", "_convolution", "conv1d", "conv2d"))
     mm = sum(v for k, v in by_op.items() if op(k) in ("addmm", "mm", "bmm"))
