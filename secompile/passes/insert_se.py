@@ -159,8 +159,8 @@ class _Resolver:
                 self._nothing(rpath + ("where", "path"), where)
             if pos not in ("after", "none"):
                 self.problems.append(self.smap.problem(rpath + ("position",),
-                                     f"a path selector inserts after the matched node: use position "
-                                     f"'after', not '{pos}'"))
+                                     f"a path selector inserts after the matched node: "
+                                     f"use position 'after', not '{pos}'"))
                 return []
             return [Point("after", p) for p in paths]
         blocks = _select_blocks(g, where)
@@ -178,9 +178,12 @@ class _Resolver:
             return points
         if "path" in ex:
             gone = set(_selected_paths(self.g, ex, self.scopes))
-            return [p for p in points if p.target not in gone and not any(p.target.startswith(x + ".") for x in gone)]
+            return [p for p in points
+                    if p.target not in gone
+                    and not any(p.target.startswith(x + ".") for x in gone)]
         gone = tuple(b.path for b in _select_blocks(self.g, ex))
-        return [p for p in points if not any(p.target == x or p.target.startswith(x + ".") for x in gone)]
+        return [p for p in points
+                if not any(p.target == x or p.target.startswith(x + ".") for x in gone)]
 
     def _nothing(self, path, sel):
         g, n = self.g, len(self.g.stages)
@@ -192,7 +195,8 @@ class _Resolver:
             pats = sel["path"] if isinstance(sel["path"], list) else [sel["path"]]
             cands = self.scopes
             if "*" in pats[0]:  # suggest a pattern: concrete indices generalised to '*'
-                cands = {".".join("*" if seg.isdigit() else seg for seg in p.split(".")) for p in self.scopes}
+                cands = {".".join("*" if seg.isdigit() else seg for seg in p.split("."))
+                         for p in self.scopes}
             hint = did_you_mean(pats[0], cands)
         blocks = sel.get("blocks", "all")
         if not hint and isinstance(blocks, str) and blocks != "all":   # a template-name glob
@@ -208,7 +212,8 @@ class _Resolver:
             hint = (f" (stage {stages[0]} has {counts} blocks)" if len(stages) == 1 else
                     f" (stages {', '.join(map(str, stages))} have {counts} blocks)")
             path = where + ("blocks",)
-        self.problems.append(self.smap.problem(path, f"selector {_show(sel)} matches nothing{hint}"))
+        self.problems.append(self.smap.problem(path,
+                                               f"selector {_show(sel)} matches nothing{hint}"))
 
 
 def _show(sel: dict) -> str:
@@ -225,13 +230,16 @@ def resolve(g: Graph, rules: list, smap: SourceMap,
         if rule is None:
             continue
         rpath = ("se", i)
-        stages = rule["where"].get("stages", "all")   # an index past the end is a typo, not "nothing"
+        # an index past the end is a typo, not "nothing"
+        stages = rule["where"].get("stages", "all")
         n = len(g.stages)
-        if isinstance(stages, list) and any(-n <= s < n for s in stages):   # all out: "matches nothing (N stages)"
+        # all out: "matches nothing (N stages)"
+        if isinstance(stages, list) and any(-n <= s < n for s in stages):
             for j, s in enumerate(stages):
                 if not -n <= s < n:
-                    r.problems.append(smap.problem(rpath + ("where", "stages", j), f"stage index {s} is out of range "
-                                                                                 f"(the network has {n} stages)"))
+                    r.problems.append(smap.problem(rpath + ("where", "stages", j),
+                                                   f"stage index {s} is out of range "
+                                                   f"(the network has {n} stages)"))
         opts = _options(rule)
         for pt in r.exclude(rule, r.points(rule, rpath)):
             if rule.get("position") == "none":
@@ -309,7 +317,8 @@ def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap,
     rank = {p: i for i, p in enumerate(g.order)}
     taken = set(_scopes(g))   # node paths and scopes of the network's own layers
     index = _PathIndex(g)
-    for pt, (opts, rpath) in sorted(chosen.items(), key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
+    for pt, (opts, rpath) in sorted(chosen.items(),
+                                    key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
         try:
             _splice(g, pt, opts, taken, index, modules, rules[rpath[1]], rpath)
         except _Problem as e:
@@ -338,7 +347,8 @@ class _PathIndex:
 
     def inside(self, scope: str) -> list[str]:
         lo = bisect.bisect_left(self.paths, scope + ".")
-        return self.paths[lo:bisect.bisect_left(self.paths, scope + "/", lo)]   # '/' sorts right after '.'
+        # '/' sorts right after '.'
+        return self.paths[lo:bisect.bisect_left(self.paths, scope + "/", lo)]
 
 
 def _anchor(g: Graph, pt: Point, index: _PathIndex | None = None):
@@ -350,7 +360,8 @@ def _anchor(g: Graph, pt: Point, index: _PathIndex | None = None):
             return _anchor(g, Point("post", pt.target), index)
         u = pt.target if pt.target in g else _scope_output(g, pt.target, index)
         if g.unit_of(pt.target) in (None, pt.target):
-            raise _Problem(f"'{pt.target}' is not inside a block, the stem or the head; use position post")
+            raise _Problem(f"'{pt.target}' is not inside a block, the stem or the head; "
+                           "use position post")
         return u, [c for c in g.consumers(u)], f"{pt.target}_se", None
     comp = g.blocks.get(pt.target) or g.composites.get(pt.target)
     if pt.position == "post":
@@ -377,7 +388,8 @@ def _anchor(g: Graph, pt: Point, index: _PathIndex | None = None):
 
 def _scope_output(g: Graph, scope: str, index: _PathIndex) -> str:
     inside = index.inside(scope)
-    outs = [p for p in inside if any(not c.startswith(scope + ".") for c in g.consumers(p)) or p == g.output]
+    outs = [p for p in inside
+            if any(not c.startswith(scope + ".") for c in g.consumers(p)) or p == g.output]
     if len(outs) != 1:
         raise _Problem(f"'{scope}' has {len(outs)} outputs; select one node inside it")
     return outs[0]
@@ -391,7 +403,8 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
     if s in g.se:
         return  # already there: idempotent
     if s in taken:
-        raise _Problem(f"the SE block would be named '{s}', which is a layer of the network; rename that layer")
+        raise _Problem(f"the SE block would be named '{s}', which is a layer of the network; "
+                       "rename that layer")
     shape = g.shape(u)
     if len(shape) != 3:
         raise _Problem(f"SE needs a feature map (C, H, W); {u} has shape {shape}")
@@ -400,7 +413,8 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
     # the paper's floor width (divisor 1); make_divisible widths are at least the divisor (props-7)
     if name == "se" and "channels" not in (rule or {}) and (rule or {}).get("divisor", 1) == 1 \
             and isinstance(o.reduction, int) and c // o.reduction < 1:
-        raise _Problem(f"reduction {o.reduction} leaves no channel for {c} channels ({c} // {o.reduction} = 0)",
+        raise _Problem(f"reduction {o.reduction} leaves no channel for {c} channels "
+                       f"({c} // {o.reduction} = 0)",
                        about="reduction")
     if modules is None:
         a, added = _paper_se(g, u, s, o, c), [f"{s}.{part}" for part in SE_NODES]
@@ -416,7 +430,8 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
     for path in added:
         index.add(path)
     g.rewire(u, a, consumers)
-    for consumer in consumers:  # scopes now reading the recalibrated tensor: next block (post), nested (pre)
+    # scopes now reading the recalibrated tensor: next block (post), nested (pre)
+    for consumer in consumers:
         prefix = ""
         for seg in consumer.split("."):
             prefix = f"{prefix}.{seg}" if prefix else seg
@@ -431,8 +446,10 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
                     if other.branch_out == u:
                         other.branch_out = a
     g.se[s] = {"position": pt.position, "target": pt.target, "input": u, **record}
-    prefix = ""   # scopes whose output the SE block now is: its own block (post), or the blocks
-    for seg in s.split(".")[:-1]:   # around a layer recalibrated in place (`after` their last layer)
+    # scopes whose output the SE block now is: its own block (post), or the blocks
+    # around a layer recalibrated in place (`after` their last layer)
+    prefix = ""
+    for seg in s.split(".")[:-1]:
         prefix = f"{prefix}.{seg}" if prefix else seg
         for other in (g.blocks.get(prefix), g.composites.get(prefix)):
             if other is not None and other.output == u:
