@@ -48,7 +48,8 @@ from .weights_in_order import (
     sorted_by_name,
 )
 
-__all__ = ["load_weights", "map_state_dict", "detect_layout", "WeightsReport", "WeightsError", "LAYOUTS"]
+__all__ = ["load_weights", "map_state_dict", "detect_layout", "WeightsReport", "WeightsError",
+           "LAYOUTS"]
 
 # The published layouts: which spec of ours reproduces each one.
 LAYOUTS = {
@@ -91,17 +92,21 @@ class WeightsReport:
     loaded: list = field(default_factory=list)        # (source key, model key)
     missing: list = field(default_factory=list)       # model keys no source key filled
     unexpected: list = field(default_factory=list)    # source keys that map to nothing
-    mismatched: list = field(default_factory=list)    # (source key, model key, source shape, model shape)
-    structure: list = field(default_factory=list)     # how the model differs from the layout's network
-    defaulted: list = field(default_factory=list)     # model BN counters absent from old checkpoints
+    # (source key, model key, source shape, model shape)
+    mismatched: list = field(default_factory=list)
+    # how the model differs from the layout's network
+    structure: list = field(default_factory=list)
+    # model BN counters absent from old checkpoints
+    defaulted: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.mismatched or self.structure)
 
     def __str__(self) -> str:
-        lines = [f"weights ({self.layout} layout): {len(self.loaded)} tensors loaded, {len(self.missing)} "
-                 f"missing, {len(self.unexpected)} unexpected, {len(self.mismatched)} shape mismatches"
+        lines = [f"weights ({self.layout} layout): {len(self.loaded)} tensors loaded, "
+                 f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                 f"{len(self.mismatched)} shape mismatches"
                  + (f", {len(self.structure)} structure differences" if self.structure else "")]
 
         def section(title, items, fmt, limit=12):
@@ -118,7 +123,8 @@ class WeightsReport:
         section("missing (in the model, not in the checkpoint)", self.missing, str)
         section("unexpected (in the checkpoint, not in the model)", self.unexpected, str)
         if self.defaulted:
-            lines.append(f"  {len(self.defaulted)} BN num_batches_tracked counters kept (not in the checkpoint)")
+            lines.append(f"  {len(self.defaulted)} BN num_batches_tracked counters kept "
+                         "(not in the checkpoint)")
         return "\n".join(lines)
 
 
@@ -153,7 +159,10 @@ def _natural(s: str):
 
 
 def _modules_of(sd: dict) -> dict:
-    """Module prefix -> {entry: tensor}, e.g. 'layer1.0.bn1' -> {'weight': ..., 'running_mean': ...}."""
+    """Module prefix -> {entry: tensor}.
+
+    E.g. 'layer1.0.bn1' -> {'weight': ..., 'running_mean': ...}.
+    """
     mods: dict = {}
     for k, v in sd.items():
         prefix, _, entry = k.rpartition(".")
@@ -276,7 +285,10 @@ def _stem_last_bn(prefix: str):
 
 
 def _in_se(name: str) -> bool:
-    """Whether a module path lies inside an SE scope (se, se_pre, se_post, se_identity, <node>_se)."""
+    """Whether a module path lies inside an SE scope.
+
+    SE scopes: se, se_pre, se_post, se_identity, <node>_se.
+    """
     return any(s == "se" or s.startswith("se_") or s.endswith("_se") for s in name.split(".")[:-1])
 
 
@@ -307,7 +319,8 @@ def _model_slots(model: nn.Module) -> dict:
     return slots
 
 
-def map_state_dict(model: nn.Module, checkpoint, source: str = "timm") -> tuple[dict, WeightsReport]:
+def map_state_dict(model: nn.Module, checkpoint,
+                   source: str = "timm") -> tuple[dict, WeightsReport]:
     """-> (state_dict keyed like `model`, report); nothing is loaded."""
     model = _unwrap(model)
     sd = _tensors(checkpoint)
@@ -396,27 +409,32 @@ def _check_structure(model: nn.Module, facts: Facts | None, layout: str) -> list
             for p in pools:
                 pad = p.padding if isinstance(p.padding, int) else p.padding[0]
                 if pad != facts.pool_padding or bool(p.ceil_mode) != facts.pool_ceil:
-                    out.append(f"stem max pool: padding {pad}, rounding {'up' if p.ceil_mode else 'down'}; "
+                    out.append(f"stem max pool: padding {pad}, "
+                               f"rounding {'up' if p.ceil_mode else 'down'}; "
                                f"{layout} pads by {facts.pool_padding} and rounds "
                                f"{'up' if facts.pool_ceil else 'down'}")
         branch = getattr(unit, "branch", None)
         if branch is None:
             continue
-        convs = [m for n, m in branch.named_modules() if isinstance(m, nn.Conv2d) and not _in_se(n + ".x")]
+        convs = [m for n, m in branch.named_modules()
+                 if isinstance(m, nn.Conv2d) and not _in_se(n + ".x")]
         strided = [i for i, c in enumerate(convs) if max(c.stride) > 1]
         out.extend(f"{unit.path}: branch conv {i + 1} ({c.kernel_size[0]}x{c.kernel_size[1]}) is "
                    f"dilated {max(c.dilation)}; {layout} has no dilated convs"
                    for i, c in enumerate(convs) if max(c.dilation) > 1)
         if facts.stride_conv is not None and strided and strided != [facts.stride_conv]:
-            at = ", ".join(f"conv {i + 1} ({convs[i].kernel_size[0]}x{convs[i].kernel_size[1]})" for i in strided)
+            at = ", ".join(f"conv {i + 1} ({convs[i].kernel_size[0]}x{convs[i].kernel_size[1]})"
+                           for i in strided)
             want = convs[facts.stride_conv] if facts.stride_conv < len(convs) else None
             out.append(f"{unit.path}: the stride sits on branch {at}; {layout} puts it on conv "
-                       f"{facts.stride_conv + 1}" + (f" ({want.kernel_size[0]}x{want.kernel_size[1]})" if want else ""))
+                       f"{facts.stride_conv + 1}"
+                       + (f" ({want.kernel_size[0]}x{want.kernel_size[1]})" if want else ""))
         shortcut = getattr(unit, "shortcut", None)
         if strided and shortcut is not None:
             for c in (m for m in shortcut.modules() if isinstance(m, nn.Conv2d)):
                 if max(c.stride) > 1 and c.kernel_size[0] != facts.shortcut_kernel:
-                    out.append(f"{unit.path}: strided shortcut conv is {c.kernel_size[0]}x{c.kernel_size[1]}; "
+                    out.append(f"{unit.path}: strided shortcut conv is "
+                               f"{c.kernel_size[0]}x{c.kernel_size[1]}; "
                                f"{layout} uses {facts.shortcut_kernel}x{facts.shortcut_kernel}")
             mods = list(shortcut.modules())
             pooled = any(isinstance(m, nn.AvgPool2d) and _stride_of(m) > 1 for m in mods)
@@ -433,7 +451,8 @@ def _stride_of(m: nn.Module) -> int:
     return max(s) if isinstance(s, (tuple, list)) else int(s)
 
 
-def load_weights(model: nn.Module, checkpoint, source: str = "timm", strict: bool = True) -> WeightsReport:
+def load_weights(model: nn.Module, checkpoint, source: str = "timm",
+                 strict: bool = True) -> WeightsReport:
     """Load a timm/legacy (or secompile) state_dict into a compiled model; -> the report.
 
     `checkpoint` is a path (torch.save file, or .safetensors) or a dict. `source` is "timm" (the

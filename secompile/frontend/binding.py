@@ -23,7 +23,10 @@ def _show(value) -> str:
 
 
 class Abort(Exception):
-    """Stops expanding one item after its problem has been recorded (expansion goes on elsewhere)."""
+    """Stops expanding one item after its problem has been recorded.
+
+    Expansion goes on elsewhere.
+    """
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,10 @@ class Ctx:
 
 
 class Binding:
-    """Problem recording and value resolution; mixed into the Expander (needs `spec`, `problems`)."""
+    """Problem recording and value resolution.
+
+    Mixed into the Expander (needs `spec`, `problems`).
+    """
 
     problems: list[Problem]
 
@@ -77,7 +83,8 @@ class Binding:
             val = raw
         if want is int and (isinstance(val, float) and val.is_integer()):
             val = int(val)
-        if want is not None and not (isinstance(val, want) and not (want is int and isinstance(val, bool))):
+        if want is not None and not (isinstance(val, want)
+                                     and not (want is int and isinstance(val, bool))):
             self.problem(ctx, path, f"expected {want.__name__}, got {_show(val)}")
             raise Abort
         return val, blame

@@ -55,10 +55,12 @@ class Expander(Binding, Templates):
 
     # -- nodes -----------------------------------------------------------------------
     def node(self, ctx, path, ipath, op, attrs, inputs, blame: Param | None = None):
-        if self.graph.g.number_of_nodes() >= MAX_IR_NODES:   # not len(): that sorts after an insert   # templates of templates multiply: 3 KB can ask for 10**7 nodes
+        # not len(): that sorts after an insert
+        # templates of templates multiply: 3 KB can ask for 10**7 nodes
+        if self.graph.g.number_of_nodes() >= MAX_IR_NODES:
             where = f" (in {ctx.where})" if ctx.where else ""
-            raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} nodes at {ipath}; "
-                                                     f"refusing it{where}")])
+            raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} "
+                                                     f"nodes at {ipath}; refusing it{where}")])
         try:
             if self.anchor is None:
                 return self.graph.add(ipath, op, attrs, inputs)
@@ -122,8 +124,9 @@ class Expander(Binding, Templates):
         if total > MAX_BLOCKS:
             i = max(range(len(repeats)), key=repeats.__getitem__)
             raise LimitError([self.spec.smap.problem(("stages", i, "repeat"),
-                                                     f"the stages repeat {total} blocks in all; the limit is "
-                                                     f"{MAX_BLOCKS} (refused before building anything)")])
+                                                     f"the stages repeat {total} blocks in all; "
+                                                     f"the limit is {MAX_BLOCKS} "
+                                                     "(refused before building anything)")])
 
     def unit(self, ctx, scope, path, items, x):
         self.graph.add_unit(scope)
@@ -141,8 +144,9 @@ class Expander(Binding, Templates):
         if "layers" in st:
             extra = [k for k in st if k not in ("layers", "name")]
             if extra:
-                self.problem(root, path + (extra[0],), f"a layer stage takes only 'layers' and 'name', "
-                                                       f"not '{extra[0]}'", key=True)
+                self.problem(root, path + (extra[0],),
+                             f"a layer stage takes only 'layers' and 'name', "
+                             f"not '{extra[0]}'", key=True)
             if self.lost:
                 return x
             g.add_unit(scope)
@@ -160,8 +164,9 @@ class Expander(Binding, Templates):
         if "block" not in st:
             close = [k for k in st if did_you_mean(k, ("block", "layers"))]
             if close:   # a misspelt 'block' would otherwise read as a template parameter
-                self.problem(root, path + (close[0],), f"unknown key '{close[0]}'"
-                                                      f"{did_you_mean(close[0], ('block', 'layers'))}", key=True)
+                self.problem(root, path + (close[0],),
+                             f"unknown key '{close[0]}'"
+                             f"{did_you_mean(close[0], ('block', 'layers'))}", key=True)
             else:
                 self.problem(root, path, "a stage needs 'block' (a template name) or 'layers'")
             return x
@@ -186,7 +191,8 @@ class Expander(Binding, Templates):
             g.add_unit(scope_j)
             before = len(self.problems)
             try:
-                x = self.instance(root, tmpl, given, path, scope_j, x, where=f"{format_path(path)}.blocks[{j}]",
+                x = self.instance(root, tmpl, given, path, scope_j, x,
+                                  where=f"{format_path(path)}.blocks[{j}]",
                                   stage=(i, j, name))
             except Abort:
                 pass
@@ -209,7 +215,8 @@ class Expander(Binding, Templates):
         for i, item in enumerate(items):
             name = item.get("name", str(i)) if isinstance(item, dict) else str(i)
             if name in names:
-                self.problem(ctx, tuple(path) + (i, "name"), f"duplicate layer name '{name}' in this list")
+                self.problem(ctx, tuple(path) + (i, "name"),
+                             f"duplicate layer name '{name}' in this list")
                 raise Abort
             names.add(name)
             x = self.item(ctx, item, tuple(path) + (i,), f"{scope}.{name}", x)
@@ -221,7 +228,8 @@ class Expander(Binding, Templates):
         else:
             kinds = [k for k in item if k not in ("name", "when")]
             if len(kinds) != 1:
-                self.problem(ctx, path, "a layer has exactly one kind, got " + (", ".join(kinds) or "none"))
+                self.problem(ctx, path,
+                             "a layer has exactly one kind, got " + (", ".join(kinds) or "none"))
                 raise Abort
             kind = kinds[0]
             attrs = item[kind] or {}
@@ -240,7 +248,8 @@ class Expander(Binding, Templates):
                                        self.template_names())
                 raise Abort
             given = {k: v for k, v in attrs.items() if k != "template"}
-            return self.instance(ctx, tmpl, given, apath, p, x, where=f"{ctx.where or format_path(path)}")
+            return self.instance(ctx, tmpl, given, apath, p, x,
+                                 where=f"{ctx.where or format_path(path)}")
         if kind not in LAYERS:   # an op layer whose builder is not in this build (issue 12: v2ops)
             self.problem(ctx, apath, f"layer kind '{kind}' has no builder in this version of "
                                      "secompile")

@@ -59,7 +59,8 @@ def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
         fe.problem(ctx, path + ("norm",), f"norm must be bn or none, got {norm!r}")
         raise Abort
     if act != "none" and act not in ops.ACTIVATIONS:
-        fe.problem(ctx, path + ("act",), f"unknown activation {act!r}{did_you_mean(act, ops.ACTIVATIONS)}")
+        fe.problem(ctx, path + ("act",),
+                   f"unknown activation {act!r}{did_you_mean(act, ops.ACTIVATIONS)}")
         raise Abort
     cin = fe.graph.shape(x)[0]
     unit = fe.graph.unit_of(p)
@@ -103,7 +104,8 @@ def pool(kind):
         k = fe.pair(ctx, a["kernel"], path + ("kernel",))
         attrs = {"kernel": k,
                  "stride": fe.pair(ctx, a["stride"], path + ("stride",)) if "stride" in a else k,
-                 "padding": fe.pair(ctx, a["padding"], path + ("padding",)) if "padding" in a else (0, 0),
+                 "padding": (fe.pair(ctx, a["padding"], path + ("padding",))
+                             if "padding" in a else (0, 0)),
                  "ceil_mode": bool(_opt(fe, ctx, a, path, "ceil_mode", False))}
         if kind == "avgpool":
             attrs["count_include_pad"] = bool(_opt(fe, ctx, a, path, "count_include_pad", True))
@@ -136,7 +138,8 @@ def flatten(fe, ctx, a, path, p, x) -> str:
 def linear(fe, ctx, a, path, p, x) -> str:
     out = _opt(fe, ctx, a, path, "out", want=int)
     fe.positive(ctx, path, {"out": out}, ("out",))
-    return fe.node(ctx, path, p, "linear", {"out": out, "bias": bool(_opt(fe, ctx, a, path, "bias", True))}, [x])
+    return fe.node(ctx, path, p, "linear",
+                   {"out": out, "bias": bool(_opt(fe, ctx, a, path, "bias", True))}, [x])
 
 
 def dropout(fe, ctx, a, path, p, x) -> str:
@@ -281,8 +284,9 @@ def projection(fe, ctx, path, p, x, branch) -> str:
     (_, hi, wi), (co, ho, wo) = fe.graph.shape(x), fe.graph.shape(branch)
     sh, sw = -(-hi // ho), -(-wi // wo)   # the stride s with ceil(n / s) == out, if any
     if ops.conv_out(hi, 1, sh, 0) != ho or ops.conv_out(wi, 1, sw, 0) != wo:
-        fe.problem(ctx, path + ("shortcut",), f"auto shortcut cannot map {hi}x{wi} to {ho}x{wo} with a "
-                                              "strided 1x1 conv; give the shortcut layers explicitly")
+        fe.problem(ctx, path + ("shortcut",),
+                   f"auto shortcut cannot map {hi}x{wi} to {ho}x{wo} with a "
+                   "strided 1x1 conv; give the shortcut layers explicitly")
         raise Abort
     conv = {"out": co, "kernel": (1, 1), "stride": (sh, sw), "padding": (0, 0), "dilation": (1, 1),
             "groups": 1, "bias": False}
@@ -297,8 +301,9 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
     for i, (name, items) in enumerate(named):
         key = name if isinstance(br, dict) else i
         if not name or "." in name:
-            fe.problem(ctx, path + ("branches", key), f"branch name {name!r}: names are non-empty and have no "
-                                                      "'.' (it separates the parts of node paths)", key=True)
+            fe.problem(ctx, path + ("branches", key),
+                       f"branch name {name!r}: names are non-empty and have no "
+                       "'.' (it separates the parts of node paths)", key=True)
             raise Abort
         outs.append(fe.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
     if isinstance(a.get("merge"), dict):

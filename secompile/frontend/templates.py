@@ -61,13 +61,15 @@ class Templates:
         own = self.spec.templates
         return list(own) + [n for n in shipped_templates() if n not in own]
 
-    def instance(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where, stage=None) -> str:
+    def instance(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
+                 stage=None) -> str:
         return self.instantiate(ctx, tmpl, given, path, scope, x, where, stage).output
 
     def instantiate(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
                     stage=None) -> Composite:
         if ctx.depth >= MAX_NESTING:
-            self.problem(ctx, path, f"block templates nested deeper than {MAX_NESTING} (recursive template?)")
+            self.problem(ctx, path,
+                         f"block templates nested deeper than {MAX_NESTING} (recursive template?)")
             raise Abort
         env = self.bind(ctx, tmpl, given, path, x, stage is not None, where)
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
@@ -109,8 +111,9 @@ class Templates:
         for k in given:
             if k not in tmpl.params:
                 known = list(tmpl.params) + (["repeat", "name"] if in_stage else [])
-                self.problem(ctx, tuple(path) + (k,), f"unknown parameter '{k}' of block template "
-                                                      f"'{tmpl.name}'{did_you_mean(k, known)}", key=True)
+                self.problem(ctx, tuple(path) + (k,),
+                             f"unknown parameter '{k}' of block template "
+                             f"'{tmpl.name}'{did_you_mean(k, known)}", key=True)
                 ok = False
         own = Ctx(tmpl.smap, env, where, ctx.depth)
         for k, default in tmpl.params.items():

@@ -64,7 +64,8 @@ class Constraints:
         if self.max_width < 4:
             raise ValueError("max_width must be at least 4")
         if self.input_size[0] < 1 or self.input_size[0] > self.input_size[1]:
-            raise ValueError(f"input_size must be (lo, hi) with 1 <= lo <= hi, got {self.input_size}")
+            raise ValueError(f"input_size must be (lo, hi) with 1 <= lo <= hi, "
+                             f"got {self.input_size}")
         if self.max_stages < 1 or self.max_repeat < 1 or self.max_nesting < 0:
             raise ValueError("max_stages and max_repeat must be >= 1, max_nesting >= 0")
         if self.names not in ("safe", "all"):
@@ -190,9 +191,11 @@ class Gen:
             return self.vector_layer(kind, shape, env)
         nest = depth < self.c.max_nesting
         if s != (1, 1):
-            kinds = ["conv", "maxpool", "avgpool"] + (["residual", "parallel", "block"] if nest else [])
+            kinds = ["conv", "maxpool", "avgpool"] + \
+                (["residual", "parallel", "block"] if nest else [])
         else:
-            kinds = ["conv", "act", "bn", "maxpool", "avgpool", "dropout", "identity", "channel_shuffle"] + \
+            kinds = ["conv", "act", "bn", "maxpool", "avgpool", "dropout", "identity",
+                     "channel_shuffle"] + \
                 (["residual", "parallel", "block"] if nest else [])
         kind = self.pick(kinds)
         if mode == "free" and kind in ("residual", "parallel", "block"):
@@ -216,7 +219,8 @@ class Gen:
         if kind == "bn":
             form = self.pick(["plain", "null", "attrs"])
             if form == "attrs":
-                return Built({"bn": {"eps": self.pick([1e-3, 1e-5]), "momentum": self.pick([0.1, 0.01])}}, shape)
+                return Built({"bn": {"eps": self.pick([1e-3, 1e-5]),
+                                     "momentum": self.pick([0.1, 0.01])}}, shape)
             return Built("bn" if form == "plain" else {"bn": None}, shape)
         if kind == "dropout":
             p = self.pick([None, 0.0, 0.1, 0.5])
@@ -290,7 +294,8 @@ class Gen:
             dil = self.pick([(1, 1), (2, 2)])
             pad_form = self.pick(["omit", "same", "valid", "explicit"])
             if pad_form == "explicit":
-                pad = (self.draw(st.integers(0, kern[0] // 2)), self.draw(st.integers(0, kern[1] // 2)))
+                pad = (self.draw(st.integers(0, kern[0] // 2)),
+                       self.draw(st.integers(0, kern[1] // 2)))
             elif pad_form == "valid":
                 pad = (0, 0)
             else:
@@ -337,9 +342,11 @@ class Gen:
             stride = self.pick([kern, (1, 1), (2, 2), (3, 3)])
             pad = (self.draw(st.integers(0, kern[0] // 2)), self.draw(st.integers(0, kern[1] // 2)))
             ceil = self.flip()
-            if min(pool_size(h, kern[0], stride[0], pad[0], ceil), pool_size(w, kern[1], stride[1], pad[1], ceil)) < 1:
+            if min(pool_size(h, kern[0], stride[0], pad[0], ceil),
+                   pool_size(w, kern[1], stride[1], pad[1], ceil)) < 1:
                 kern, stride, pad, ceil = (1, 1), (1, 1), (0, 0), False
-        oh, ow = pool_size(h, kern[0], stride[0], pad[0], ceil), pool_size(w, kern[1], stride[1], pad[1], ceil)
+        oh, ow = (pool_size(h, kern[0], stride[0], pad[0], ceil),
+                  pool_size(w, kern[1], stride[1], pad[1], ceil))
         a = {"kernel": self.pair(kern, env)}
         if stride != kern or self.flip():
             a["stride"] = self.pair(stride, env)
@@ -356,10 +363,12 @@ class Gen:
         c, h, w = shape
         merge = self.pick(["add", "concat"])
         cb = self.channels(c, env=env)
-        branch, bs = self.layer_list(shape, f"{path}.branch", "shaped", depth + 1, env, s, cb, n=(1, 3))
+        branch, bs = self.layer_list(shape, f"{path}.branch", "shaped", depth + 1, env, s, cb,
+                                     n=(1, 3))
         agree = bs == shape if merge == "add" else bs[1:] == shape[1:]
         a = {"branch": branch}
-        form = self.pick(["auto", "list", "when_auto", "when_always"] + (["identity"] if agree else []))
+        form = self.pick(["auto", "list", "when_auto", "when_always"]
+                         + (["identity"] if agree else []))
         short = shape
         want = bs[0] if merge == "add" else None
         if form == "auto":
@@ -371,10 +380,12 @@ class Gen:
             a["shortcut"] = "identity"
         elif form == "when_auto" and agree:
             with self.untracked():
-                layers, _ = self.layer_list(shape, f"{path}.shortcut", "shaped", depth + 1, env, s, want, n=(1, 2))
+                layers, _ = self.layer_list(shape, f"{path}.shortcut", "shaped", depth + 1, env, s,
+                                            want, n=(1, 2))
             a["shortcut"] = {"when": "auto", "layers": layers}
         else:
-            layers, short = self.layer_list(shape, f"{path}.shortcut", "shaped", depth + 1, env, s, want, n=(1, 2))
+            layers, short = self.layer_list(shape, f"{path}.shortcut", "shaped", depth + 1, env, s,
+                                            want, n=(1, 2))
             a["shortcut"] = layers if form == "list" else {"when": form[5:], "layers": layers}
         if merge != "add" or self.flip():
             a["merge"] = merge
@@ -393,7 +404,8 @@ class Gen:
         mapping = self.flip()
         names = []
         for i in range(nb):
-            names.append(self.pick([n for n in BRANCH_NAMES if n not in names]) if mapping else f"branch{i}")
+            names.append(self.pick([n for n in BRANCH_NAMES if n not in names]) if mapping
+                         else f"branch{i}")
         branches, outs = [], []
         for nm in names:
             lo = 0 if s == (1, 1) and nb > 1 else 1      # an empty branch is the identity
@@ -427,7 +439,8 @@ class Gen:
         use_random = "random" in self.c.block_kinds and (not fams or self.flip())
         if use_random or not fams:
             name, given, b = self.random_template(shape, path, s, depth, env)
-            return Built({"block": {"template": name, **given}}, b.shape, b.kind, b.branch_c, b.short_c)
+            return Built({"block": {"template": name, **given}}, b.shape, b.kind, b.branch_c,
+                         b.short_c)
         fam = self.pick(fams)
         given = fam.draw(self, shape, s[0])
         p = fam.effective(given) if given is not None else None
@@ -523,7 +536,8 @@ class Gen:
         spec["stages"] = stages
         if self.templates:
             spec["blocks"] = dict(self.templates)
-        order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head", "se"]
+        order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages",
+                 "head", "se"]
         spec = {k: spec[k] for k in order if k in spec}
         return Net(spec, blocks, dict(self.tracked))
 
@@ -539,13 +553,14 @@ class Gen:
             return V2.stage(self, kind, i, shape, stride, d, shown)
         if kind == "layers":
             items, out = self.layer_list(shape, path, "free", 0, None, n=(1, 3))
-            info = BlockInfo(path, i, 0, None, shown, "layers", shape[0], out[0], rel=self._rel(path))
+            info = BlockInfo(path, i, 0, None, shown, "layers", shape[0], out[0],
+                             rel=self._rel(path))
             return {"layers": items, **d}, out, [info]
         if kind == "random":
             bpath = f"{path}.blocks.0"
             name, given, b = self.random_template(shape, bpath, (stride, stride), 0, None)
-            info = BlockInfo(bpath, i, 0, name, shown, b.kind, shape[0], b.shape[0], b.branch_c, b.short_c,
-                             rel=self._rel(bpath))
+            info = BlockInfo(bpath, i, 0, name, shown, b.kind, shape[0], b.shape[0], b.branch_c,
+                             b.short_c, rel=self._rel(bpath))
             rep = {"repeat": 1} if self.flip() else {}
             return {"block": name, **rep, **given, **d}, b.shape, [info]
         fam = T.RESNEXT if kind == "resnext" else T.FAMILIES[kind]
@@ -570,8 +585,9 @@ class Gen:
             for rel, ch in named.items():
                 self.tracked[f"{bpath}.{rel}"] = ch
             out = fam.out(shape, p)
-            infos.append(BlockInfo(bpath, i, j, fam.template_name(), shown, fam.kind, shape[0], out[0],
-                                   fam.branch_c(shape, p), fam.short_c(shape, p), rel=named))
+            infos.append(BlockInfo(bpath, i, j, fam.template_name(), shown, fam.kind, shape[0],
+                                   out[0], fam.branch_c(shape, p), fam.short_c(shape, p),
+                                   rel=named))
             shape = out
         rep = {"repeat": len(infos)} if len(infos) > 1 or self.flip() else {}
         return {"block": fam.template_name(), **rep, **given, **d}, shape, infos
@@ -587,7 +603,8 @@ class Gen:
         items, shape = self.layer_list(shape, "head", "free", 0, None, n=(0, 1), used=used)
         if self.flip() or want:
             c, h, w = shape
-            kind = self.pick(["global_avgpool", "global_maxpool", "avgpool"] + (["flatten"] if c * h * w <= 256 else []))
+            kind = self.pick(["global_avgpool", "global_maxpool", "avgpool"]
+                             + (["flatten"] if c * h * w <= 256 else []))
             if kind == "avgpool":
                 items.append({"avgpool": {"kernel": [h, w]}})
                 items.append("flatten")
@@ -596,7 +613,8 @@ class Gen:
             else:
                 items.append(self.pick([kind, {kind: {}}, {kind: None}]))
             shape = (c * h * w,) if kind == "flatten" else (c,)
-            more, shape = self.layer_list(shape, "head", "vector", 0, None, n=(0, 3), used=used, start=len(items))
+            more, shape = self.layer_list(shape, "head", "vector", 0, None, n=(0, 3), used=used,
+                                          start=len(items))
             items += more
         return items, shape
 
@@ -616,7 +634,8 @@ class Gen:
         n = len(sizes)
         if self.flip():
             sel["stages"] = self.pick(["all", self.draw(st.integers(-n, n)),
-                                       sorted({self.draw(st.integers(-n, n - 1)) for _ in range(2)})])
+                                       sorted({self.draw(st.integers(-n, n - 1))
+                                               for _ in range(2)})])
         if self.flip():
             tmpls = sorted({b.template for b in blocks if b.template})
             globs = tmpls + [t[:2] + "*" for t in tmpls] + ["*", "nosuch"]
@@ -652,7 +671,8 @@ class Gen:
             else:
                 form = "blocks"
         if form == "after":
-            common = set.intersection(*({r for r, ch in b.rel.items() if ch is not None} for b in sel))
+            common = set.intersection(*({r for r, ch in b.rel.items() if ch is not None}
+                                        for b in sel))
             if common:
                 rel = self.pick(sorted(common))
                 rule["position"] = {"after": rel}
@@ -667,9 +687,11 @@ class Gen:
             pos = self.pick(["standard", "post", "identity", "pre"])
             if pos in ("standard", "identity") and any(b.kind != "residual" for b in sel):
                 # narrow the selector to stages of residual blocks only, if there are any
-                res = sorted({b.stage for b in blocks} - {b.stage for b in blocks if b.kind != "residual"})
+                res = sorted({b.stage for b in blocks}
+                             - {b.stage for b in blocks if b.kind != "residual"})
                 if res:
-                    rule["where"] = where = {"stages": res if len(res) > 1 or self.flip() else res[0]}
+                    rule["where"] = where = {"stages": res if len(res) > 1 or self.flip()
+                                             else res[0]}
                     sel = select_blocks(blocks, where, sizes)
             targets = [(b.path, b) for b in sel]
         targets = self.exclude(rule, blocks, sizes, targets)
@@ -679,7 +701,8 @@ class Gen:
                 pos = "post"
             if pos != "standard" or self.flip():
                 rule["position"] = pos
-            attr = {"standard": "branch_c", "identity": "short_c", "pre": "in_c", "post": "out_c"}[pos]
+            attr = {"standard": "branch_c", "identity": "short_c", "pre": "in_c",
+                    "post": "out_c"}[pos]
             chans = [getattr(b, attr) for b in infos]
         else:
             chans = [ch for _, ch in targets]
@@ -693,14 +716,17 @@ class Gen:
         if not self.flip():
             return targets
         if self.flip():
-            ex = self.selector(blocks, sizes) or {"stages": "all"}   # `exclude: {}` excludes nothing
+            # `exclude: {}` excludes nothing
+            ex = self.selector(blocks, sizes) or {"stages": "all"}
             gone = tuple(b.path for b in select_blocks(blocks, ex, sizes))
         else:
-            pat = self.pick([p for p, _ in targets if isinstance(p, str) and p in self.tracked] or ["**.nosuch"])
+            pat = self.pick([p for p, _ in targets if isinstance(p, str) and p in self.tracked]
+                            or ["**.nosuch"])
             ex = {"path": pat if self.flip() else "**." + pat.split(".")[-1]}
             gone = tuple(t for t in self.tracked if glob(ex["path"], t))
         rule["exclude"] = ex
-        return [(p, x) for p, x in targets if not any(p == g or p.startswith(g + ".") for g in gone)]
+        return [(p, x) for p, x in targets
+                if not any(p == g or p.startswith(g + ".") for g in gone)]
 
     def path_pattern(self):
         """A glob over named scopes that matches only ones where SE can go -> (glob, matches)."""
@@ -713,7 +739,8 @@ class Gen:
         if form == "tail":
             pat = "**." + segs[-1]
         elif form == "stars":
-            pat = ".".join("*" if i < len(segs) - 1 and self.flip() else s for i, s in enumerate(segs))
+            pat = ".".join("*" if i < len(segs) - 1 and self.flip() else s
+                           for i, s in enumerate(segs))
         elif form == "globstar" and len(segs) > 2:
             cut = self.draw(st.integers(1, len(segs) - 2))
             pat = ".".join(segs[:cut] + ["**"] + segs[-1:])

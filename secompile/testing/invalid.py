@@ -20,16 +20,18 @@ from .generator import Constraints, networks
 class InvalidSpec:
     kind: str               # what was broken (one of KINDS)
     source: object          # the spec: a dict, or YAML text ('bad_yaml')
-    path: str               # spec path of the expected problem, as printed ('stem[0].conv.out', '<yaml>')
+    # spec path of the expected problem, as printed ('stem[0].conv.out', '<yaml>')
+    path: str
     message: str            # regular expression the problem's message must match (re.search)
-    token: str | None = None   # text on the problem's line in .text(), where the location is that precise
+    # text on the problem's line in .text(), where the location is that precise
+    token: str | None = None
 
     def text(self) -> str:
         """The spec as YAML, one key per line (what the locations refer to)."""
         if isinstance(self.source, str):
             return self.source
-        return yaml.safe_dump(self.source, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                              width=10_000)
+        return yaml.safe_dump(self.source, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True, width=10_000)
 
     def matches(self, problem) -> bool:
         return problem.path == self.path and re.search(self.message, problem.message) is not None
@@ -73,7 +75,8 @@ def _get(spec, path):
 
 def _convs(spec):
     """Paths of every conv layer's attribute mapping (templates included)."""
-    return [p for p, n in _walk(spec) if p and p[-1] == "conv" and isinstance(n, dict) and "out" in n
+    return [p for p, n in _walk(spec)
+            if p and p[-1] == "conv" and isinstance(n, dict) and "out" in n
             and isinstance(_get(spec, p[:-1]), dict)]
 
 
@@ -84,7 +87,8 @@ def _block_stages(spec):
 def _insert_stem(spec, item):
     spec.setdefault("stem", [])
     spec["stem"].insert(0, item)
-    order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head", "se"]
+    order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages",
+             "head", "se"]
     return {k: spec[k] for k in order if k in spec}
 
 
@@ -100,12 +104,15 @@ def wrong_type(draw, spec, net):
         p = draw(st.sampled_from(convs))
         if form == "act":
             _get(spec, p)["act"] = "relu7"
-            return spec, fmt(p + ("act",)), r"expected an activation \(.*\) or a \$-expression, got string 'relu7'", "relu7"
+            return (spec, fmt(p + ("act",)),
+                    r"expected an activation \(.*\) or a \$-expression, got string 'relu7'",
+                    "relu7")
         bad, shown = draw(st.sampled_from([("sixteen", "string 'sixteen'"), (True, "boolean true"),
                                            (3.5, "number 3.5"), ([1, 2], "a list")]))
         _get(spec, p)["out"] = bad
         token = None if isinstance(bad, list) else ("true" if bad is True else str(bad))
-        return spec, fmt(p + ("out",)), re.escape(f"expected an integer or a $-expression, got {shown}"), token
+        return (spec, fmt(p + ("out",)),
+                re.escape(f"expected an integer or a $-expression, got {shown}"), token)
     if form == "repeat" and _block_stages(spec):
         i = draw(st.sampled_from(_block_stages(spec)))
         spec["stages"][i]["repeat"] = 0
@@ -113,8 +120,8 @@ def wrong_type(draw, spec, net):
     if form == "layer" and spec.get("stem"):
         i = draw(st.integers(0, len(spec["stem"]) - 1))
         spec["stem"][i] = 5
-        return spec, f"stem[{i}]", re.escape("expected a layer: a mapping {kind: attributes} or a bare kind name, "
-                                             "got number 5"), "5"
+        return spec, f"stem[{i}]", re.escape("expected a layer: a mapping {kind: attributes} "
+                                             "or a bare kind name, got number 5"), "5"
     spec["input"]["channels"] = "three"
     return spec, "input.channels", r"expected integer, got string 'three'", "three"
 
@@ -136,7 +143,8 @@ def missing_key(draw, spec, net):
         i = draw(st.sampled_from(stages))
         del spec["stages"][i]["out"]
         name = spec["stages"][i]["block"]
-        return spec, f"stages[{i}]", re.escape(f"block template '{name}' needs parameter 'out'"), "block"
+        return (spec, f"stages[{i}]", re.escape(f"block template '{name}' needs parameter 'out'"),
+                "block")
     del spec["stages"]
     return spec, "<root>", r"missing required key 'stages'", None
 
@@ -147,14 +155,17 @@ def unknown_key(draw, spec, net):
     if form == "conv" and convs:
         p = draw(st.sampled_from(convs))
         _get(spec, p)["kernal"] = 3
-        return spec, fmt(p + ("kernal",)), re.escape("unknown key 'kernal' (did you mean 'kernel'?)"), "kernal"
+        return (spec, fmt(p + ("kernal",)),
+                re.escape("unknown key 'kernal' (did you mean 'kernel'?)"), "kernal")
     if form == "se":
         i = _add_rule(spec, {"where": {"stages": "all"}, "reductoin": 4})
-        return spec, f"se[{i}].reductoin", re.escape("unknown key 'reductoin' (did you mean 'reduction'?)"), "reductoin"
+        return (spec, f"se[{i}].reductoin",
+                re.escape("unknown key 'reductoin' (did you mean 'reduction'?)"), "reductoin")
     if form == "param" and _block_stages(spec):
         i = draw(st.sampled_from(_block_stages(spec)))
         spec["stages"][i]["widht"] = 4
-        return spec, f"stages[{i}].widht", r"unknown parameter 'widht' of block template '\w+'", "widht"
+        return (spec, f"stages[{i}].widht", r"unknown parameter 'widht' of block template '\w+'",
+                "widht")
     spec["stagse"] = []
     return spec, "stagse", re.escape("unknown key 'stagse' (did you mean 'stages'?)"), "stagse"
 
@@ -163,20 +174,23 @@ def group_mismatch(draw, spec, net):
     cin = spec["input"]["channels"]
     g = cin + 1
     bottlenecks = [i for i in _block_stages(spec) if spec["stages"][i]["block"] == "bottleneck"
-                   and spec["blocks"].get("bottleneck", {}).get("params", {}).get("cardinality") is not None]
+                   and spec["blocks"].get("bottleneck", {}).get("params", {}).get("cardinality")
+                   is not None]
     form = draw(st.sampled_from(["conv", "shuffle", "cardinality"]))
     if form == "cardinality" and bottlenecks:
         i = draw(st.sampled_from(bottlenecks))
         w = spec["stages"][i]["width"]
         spec["stages"][i]["cardinality"] = w + 1
         return spec, f"stages[{i}].cardinality", \
-            re.escape(f"{w + 1} does not divide the {w} input channels of branch.conv2"), "cardinality"
+            re.escape(f"{w + 1} does not divide the {w} input channels of branch.conv2"), \
+            "cardinality"
     if form == "shuffle":
         spec = _insert_stem(spec, {"channel_shuffle": {"groups": g}})
         return spec, "stem[0].channel_shuffle.groups", \
             re.escape(f"channel_shuffle groups={g} must divide channels {cin}"), "groups"
     spec = _insert_stem(spec, {"conv": {"out": 2 * g, "groups": g}})
-    return spec, "stem[0].conv.groups", re.escape(f"{g} does not divide the {cin} input channels"), "groups"
+    return (spec, "stem[0].conv.groups", re.escape(f"{g} does not divide the {cin} input channels"),
+            "groups")
 
 
 def shape_underflow(draw, spec, net):
@@ -194,10 +208,12 @@ def dangling_selector(draw, spec, net):
     if form == "stages":
         k = n + draw(st.integers(0, 3))
         i = _add_rule(spec, {"where": {"stages": [k]}})
-        return spec, f"se[{i}].where", re.escape(f"selector {{stages: [{k}]}} matches nothing"), None
+        return (spec, f"se[{i}].where", re.escape(f"selector {{stages: [{k}]}} matches nothing"),
+                None)
     if form == "path":
         i = _add_rule(spec, {"where": {"path": "**.nosuch"}})
-        return spec, f"se[{i}].where.path", re.escape("selector {path: **.nosuch} matches nothing"), "nosuch"
+        return (spec, f"se[{i}].where.path",
+                re.escape("selector {path: **.nosuch} matches nothing"), "nosuch")
     if form == "blocks":
         i = _add_rule(spec, {"where": {"blocks": "nosuch*"}})
         return spec, f"se[{i}].where", re.escape("selector {blocks: nosuch*} matches nothing"), None
@@ -213,7 +229,8 @@ BAD_YAML = [  # (text to append, spec path, message, token)
     ("broken: [1, 2\n", "<yaml>", r"expected ',' or '\]', but got '<stream end>'", None),
     ("\tfoo: 1\n", "<yaml>", r"found character '\\t' that cannot start any token", "foo"),
     ("foo: a: b\n", "<yaml>", r"mapping values are not allowed here", "foo: a: b"),
-    ("foo: !!python/object:os.system 1\n", "foo", r"tag !!python/object:os.system is not allowed", "python"),
+    ("foo: !!python/object:os.system 1\n", "foo", r"tag !!python/object:os.system is not allowed",
+     "python"),
     ("foo: 'abc\n", "<yaml>", r"found unexpected end of stream", None),
 ]
 
@@ -239,7 +256,8 @@ def unknown_template(draw, spec, net):
 def se_reduction(draw, spec, net):
     r = 10 ** draw(st.integers(4, 6))
     i = _add_rule(spec, {"where": {"stages": "all"}, "position": "post", "reduction": r})
-    return spec, f"se[{i}].reduction", re.escape(f"reduction {r} leaves no channel for "), "reduction"
+    return (spec, f"se[{i}].reduction", re.escape(f"reduction {r} leaves no channel for "),
+            "reduction")
 
 
 def se_position(draw, spec, net):
@@ -250,22 +268,27 @@ def se_position(draw, spec, net):
     k = draw(st.sampled_from(others))
     pos = draw(st.sampled_from(["standard", "identity"]))
     i = _add_rule(spec, {"where": {"stages": [k]}, "position": pos})
-    return spec, f"se[{i}]", rf"position '{pos}' needs a residual block; stages\.{k}\S* is (layers|parallel)", None
+    return (spec, f"se[{i}]",
+            rf"position '{pos}' needs a residual block; stages\.{k}\S* is (layers|parallel)", None)
 
 
 def se_name_clash(draw, spec, net):
     """A stem layer named like the SE scope a rule creates: `se_post` (post on the stem), `q_se`
     (after the stem's layer q)."""
     if draw(st.booleans()):
-        layers, rule, scope = [{"name": "se_post", "identity": {}}], {"where": {"path": "stem"}}, "stem.se_post"
+        layers = [{"name": "se_post", "identity": {}}]
+        rule, scope = {"where": {"path": "stem"}}, "stem.se_post"
     else:
         layers = [{"name": "q", "bn": None}, {"name": "q_se", "identity": {}}]
         rule, scope = {"where": {"path": "stem.q"}, "position": "after"}, "stem.q_se"
     spec.setdefault("stem", []).extend(layers)
-    order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages", "head", "se"]
+    order = ["name", "description", "version", "include", "input", "blocks", "stem", "stages",
+             "head", "se"]
     spec = {k: spec[k] for k in order if k in spec}
     i = _add_rule(spec, {**rule, "reduction": 1})
-    return spec, f"se[{i}]", re.escape(f"the SE block would be named '{scope}', which is a layer of the network"), None
+    return (spec, f"se[{i}]",
+            re.escape(f"the SE block would be named '{scope}', which is a layer of the network"),
+            None)
 
 
 def bad_branch(draw, spec, net):
@@ -347,8 +370,10 @@ def v2_drop_path(draw, spec, net):
 
 BREAKERS = {"wrong_type": wrong_type, "missing_key": missing_key, "unknown_key": unknown_key,
             "group_mismatch": group_mismatch, "shape_underflow": shape_underflow,
-            "dangling_selector": dangling_selector, "bad_yaml": bad_yaml, "unknown_template": unknown_template,
-            "se_reduction": se_reduction, "se_position": se_position, "se_name_clash": se_name_clash,
+            "dangling_selector": dangling_selector, "bad_yaml": bad_yaml,
+            "unknown_template": unknown_template,
+            "se_reduction": se_reduction, "se_position": se_position,
+            "se_name_clash": se_name_clash,
             "bad_branch": bad_branch, "v2_when": v2_when, "v2_var": v2_var,
             "v2_make_divisible": v2_make_divisible, "v2_module": v2_module,
             "v2_module_param": v2_module_param, "v2_drop_path": v2_drop_path}

@@ -111,8 +111,10 @@ def scale_input(spec: dict, factor: int = 2) -> dict:
 
 
 def _repeat(draw, spec):
-    for stage in spec.get("stages", []):   # a stage that repeats its block already can repeat it more
-        if "block" in stage and _is_int(stage.get("repeat")) and stage["repeat"] > 1 and draw(st.booleans()):
+    # a stage that repeats its block already can repeat it more
+    for stage in spec.get("stages", []):
+        if ("block" in stage and _is_int(stage.get("repeat")) and stage["repeat"] > 1
+                and draw(st.booleans())):
             stage["repeat"] = draw(st.integers(1, stage["repeat"] + 1))
     return spec
 
@@ -144,12 +146,14 @@ def _activation(draw, spec):
             lst[i] = draw(st.sampled_from(ACTS))
         elif isinstance(item, dict):
             conv = item.get("conv")
-            if isinstance(conv, dict) and conv.get("act", "relu") in ACTS + ("none",) and draw(st.booleans()):
+            if (isinstance(conv, dict) and conv.get("act", "relu") in ACTS + ("none",)
+                    and draw(st.booleans())):
                 conv["act"] = draw(st.sampled_from(ACTS + ("none",)))
             acts = [k for k in item if k in ACTS]
             if acts and draw(st.booleans()):
                 new = draw(st.sampled_from(ACTS))
-                lst[i] = {("name" if k == "name" else new if k == acts[0] else k): v for k, v in item.items()}
+                lst[i] = {("name" if k == "name" else new if k == acts[0] else k): v
+                          for k, v in item.items()}
     return spec
 
 

@@ -66,7 +66,8 @@ PREACT = {
         "branch": ["bn",
                    {"name": "conv1", "conv": {"out": "$out", "kernel": 3, "stride": "$stride",
                                               "norm": "none", "act": "$act"}},
-                   {"name": "conv2", "conv": {"out": "$out", "kernel": 3, "bias": False, "act": "none"}}],
+                   {"name": "conv2", "conv": {"out": "$out", "kernel": 3, "bias": False,
+                                              "act": "none"}}],
         "shortcut": {"when": "always",
                      "layers": [{"conv": {"out": "$out", "kernel": 1, "stride": "$stride",
                                           "norm": "none", "act": "none"}}]},
@@ -86,12 +87,14 @@ DENSE = {
 }
 
 SHUFFLE = {
-    "description": "ShuffleNet-style unit: grouped 1x1, channel shuffle, depthwise 3x3, grouped 1x1",
+    "description": "ShuffleNet-style unit: grouped 1x1, channel shuffle, depthwise 3x3, "
+                   "grouped 1x1",
     "params": {"out": "int", "groups": 2, "stride": 1},
     "layers": [
         {"name": "pw1", "conv": {"out": "$out", "kernel": 1, "groups": "$groups"}},
         {"channel_shuffle": {"groups": "$groups"}},
-        {"name": "dw", "conv": {"out": "$out", "kernel": 3, "stride": "$stride", "groups": "$out", "act": "none"}},
+        {"name": "dw", "conv": {"out": "$out", "kernel": 3, "stride": "$stride", "groups": "$out",
+                                "act": "none"}},
         {"name": "pw2", "conv": {"out": "$out", "kernel": 1, "groups": "$groups"}},
     ],
 }
@@ -123,7 +126,8 @@ class Family:
         return self.name
 
     def defaults(self) -> dict:
-        return {k: v for k, v in self.template["params"].items() if v not in ("int", "float", "str", "bool")}
+        return {k: v for k, v in self.template["params"].items()
+                if v not in ("int", "float", "str", "bool")}
 
     def effective(self, given: dict) -> dict:
         return {**self.defaults(), **given}
@@ -230,7 +234,8 @@ class PreAct(Family):
         if g.draw(st.booleans()):
             p["scale"] = g.draw(st.sampled_from([0.5, 1, 0.2, 2.0]))
         if g.draw(st.booleans()):
-            p["act"] = g.draw(st.sampled_from(["relu", "silu", "hard_swish", "relu6", "tanh", "none"]))
+            p["act"] = g.draw(st.sampled_from(["relu", "silu", "hard_swish", "relu6", "tanh",
+                                               "none"]))
         return p
 
     def branch_c(self, shape, p):
@@ -298,10 +303,11 @@ class Nested(Family):
 
     def named(self, shape, p):
         o = p["out"]
-        return {"a": o, "a.branch.conv1": o, "a.branch.conv2": o, "b": o, "b.branch.conv1": o, "b.branch.conv2": o}
+        return {"a": o, "a.branch.conv1": o, "a.branch.conv2": o,
+                "b": o, "b.branch.conv1": o, "b.branch.conv2": o}
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (Basic(), Bottleneck(), Mixed(), PreAct(), Dense(),
-                                                    Shuffle(), Nested())}
+FAMILIES: dict[str, Family] = {f.name: f for f in (Basic(), Bottleneck(), Mixed(), PreAct(),
+                                                   Dense(), Shuffle(), Nested())}
 RESNEXT = ResNeXt()   # drawn as kind 'resnext', emitted as template 'bottleneck'
 RESNET_FILE_TEMPLATES = ("basic", "bottleneck")   # the ones specs/blocks/resnet.yaml defines
