@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 
 from .analysis.counts import Counts, report
 from .frontend import attention_modules
@@ -293,15 +292,5 @@ def draw(spec, level: str = "block", format: str = "svg", path: str | None = Non
 
 def _draw_source(source: str, name: str, level: str, format: str, path, scope) -> str:
     """backends.graphviz.draw_graph for DOT source made here (with the overrides noted)."""
-    from .backends.graphviz import DotNotFound, default_path, dot_missing_message, render
-    from .outputs import atomic_write
-    path = os.fspath(path) if path is not None else default_path(name, level, format, scope)
-    if format == "dot":
-        return atomic_write(path, source)
-    try:
-        data = render(source, format)
-    except DotNotFound:
-        dot_path = os.path.splitext(path)[0] + ".dot"
-        atomic_write(dot_path, source)
-        raise DotNotFound(dot_missing_message(dot_path, format, path), dot_path) from None
-    return atomic_write(path, data)
+    from .backends.graphviz import write_diagram
+    return write_diagram(source, name, level, format, path, scope)

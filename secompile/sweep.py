@@ -386,10 +386,9 @@ def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None,
               overrides_b=None) -> str:
     """B's block-level diagram with what the diff from A adds (green) and changes (amber)
     highlighted; the title lists what was removed. Where `dot` is missing, DOT is written."""
-    from .backends.graphviz import DotNotFound, dot_missing_message, render
+    from .backends.graphviz import write_diagram
     from .backends.graphviz_levels import block_level
     from .backends.graphviz_style import html_lines
-    from .outputs import atomic_write
     ga, gb = _graph(a, overrides_a), _graph(b, overrides_b)
     d = diff_graphs(ga, gb)
     style = {"added": ADDED, "changed": CHANGED}
@@ -406,14 +405,7 @@ def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None,
         lines.append("removed: " + ", ".join(removed[:12]) + (" …" if len(removed) > 12 else ""))
     dot.attr(label=html_lines(f"{d['a']} → {d['b']}", *lines, left=True))
     fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower() or "svg"
-    if fmt == "dot":
-        return atomic_write(path, dot.source)
-    try:
-        return atomic_write(path, render(dot.source, fmt))
-    except DotNotFound:
-        dot_path = os.path.splitext(path)[0] + ".dot"
-        atomic_write(dot_path, dot.source)
-        raise DotNotFound(dot_missing_message(dot_path, fmt, path), dot_path) from None
+    return write_diagram(dot.source, gb.name, "block", fmt, path)
 
 
 def _in_se(g, p: str) -> bool:

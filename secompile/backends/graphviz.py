@@ -79,8 +79,14 @@ def draw_graph(g: Graph, spec_obj, level: str = "block", format: str = "svg",
                scope: str | None = None) -> str:
     """Render `g` to `path` (default `<name>-<level>.<format>`); returns the file written.
     Raises DotNotFound (after writing `<path>.dot`) where `dot` is missing and format != 'dot'."""
-    source = dot_source(g, spec_obj, level, scope)
-    path = os.fspath(path) if path is not None else default_path(g.name, level, format, scope)
+    return write_diagram(dot_source(g, spec_obj, level, scope), g.name, level, format, path, scope)
+
+
+def write_diagram(source: str, name: str, level: str, format: str, path: str | None = None,
+                  scope: str | None = None) -> str:
+    """Write DOT `source` rendered as `format` to `path` (default `<name>-<level>.<format>`).
+    Raises DotNotFound (after writing `<path>.dot`) where `dot` is missing and format != 'dot'."""
+    path = os.fspath(path) if path is not None else default_path(name, level, format, scope)
     if format == "dot":
         return atomic_write(path, source)
     try:
@@ -92,6 +98,7 @@ def draw_graph(g: Graph, spec_obj, level: str = "block", format: str = "svg",
     return atomic_write(path, data)
 
 
-__all__ = ["dot_source", "draw_graph", "render", "default_path", "dot_missing_message",
+__all__ = ["dot_source", "draw_graph", "write_diagram", "render", "default_path",
+           "dot_missing_message",
            "DotNotFound", "LEVELS",
            "FORMATS"]
