@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import secompile
 from secompile.analysis.counts import Counts
 from secompile.backends.torch import trace_shapes
+from secompile.ir.ops import CONV_LINEAR_OPS
 
 BATCH = 2
 
@@ -56,3 +58,26 @@ def strip_se(g) -> dict:
 
 
 __all__ = ["BATCH", "ir_shapes", "compiled", "own_params", "counts", "strip_se", "trace_shapes"]
+
+
+def check_params_and_macs(g, model, x):
+    """params == numel (per node and in total); conv/linear MACs == FlopCounterMode / 2 (per node
+    and in total). Returns the model's output for `x` (as numpy)."""
+    c = counts(g)
+    assert sum(p.numel() for p in model.parameters()) == c.total.params
+    modules = dict(model.named_modules())
+    for path, d in g.nodes():
+        if c.nodes[path].params:
+            assert own_params(modules[path]) == c.nodes[path].params, path
+    flops = FlopCounterMode(display=False)
+    with flops, torch.no_grad():
+        out = model(x).numpy()
+    per_module = flops.get_flop_counts()
+    prefix = type(model).__name__ + "."
+    for path, d in g.nodes():
+        if d["op"] in CONV_LINEAR_OPS:
+            got = sum(per_module.get(prefix + path, {}).values())
+            assert got == 2 * BATCH * c.nodes[path].macs, (path, got, c.nodes[path].macs)
+    total = sum(per_module.get("Global", {}).values())
+    assert total == 2 * BATCH * c.by_op(*CONV_LINEAR_OPS).macs
+    return out

@@ -5,13 +5,11 @@ and the ONNX export against torch."""
 import numpy as np
 import pytest
 import torch
-from helpers import BATCH, compiled, counts, ir_shapes, own_params, trace_shapes
+from helpers import check_params_and_macs, compiled, ir_shapes, trace_shapes
 from hypothesis import given
 from profiles import scaled
-from torch.utils.flop_counter import FlopCounterMode
 
 from secompile.api import to_onnx
-from secompile.ir.ops import CONV_LINEAR_OPS
 from secompile.testing import specs
 
 ort = pytest.importorskip("onnxruntime")
@@ -36,22 +34,7 @@ def check(spec):
     with torch.no_grad():
         model(x)
     assert trace_shapes(model, x) == ir_shapes(g)
-    c = counts(g)
-    assert sum(p.numel() for p in model.parameters()) == c.total.params
-    modules = dict(model.named_modules())
-    for path, d in g.nodes():
-        if c.nodes[path].params:
-            assert own_params(modules[path]) == c.nodes[path].params, path
-    flops = FlopCounterMode(display=False)
-    with flops, torch.no_grad():
-        want = model(x).numpy()
-    per_module = flops.get_flop_counts()
-    prefix = type(model).__name__ + "."
-    for path, d in g.nodes():
-        if d["op"] in CONV_LINEAR_OPS:
-            got = sum(per_module.get(prefix + path, {}).values())
-            assert got == 2 * BATCH * c.nodes[path].macs, (path, got, c.nodes[path].macs)
-    assert sum(per_module.get("Global", {}).values()) == 2 * BATCH * c.by_op(*CONV_LINEAR_OPS).macs
+    want = check_params_and_macs(g, model, x)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(to_onnx(spec, model).SerializeToString(), opts,

@@ -1,9 +1,8 @@
 """Properties 1 and 2: every valid spec compiles, and the module agrees with the IR's analysis."""
 import torch
-from helpers import BATCH, compiled, counts, ir_shapes, own_params, trace_shapes
+from helpers import BATCH, check_params_and_macs, compiled, ir_shapes, trace_shapes
 from hypothesis import given
 from profiles import PROFILE
-from torch.utils.flop_counter import FlopCounterMode
 
 import secompile
 from secompile.testing import specs
@@ -29,24 +28,7 @@ def test_valid_spec_compiles_with_the_inferred_shapes(spec):
 @given(specs())
 def test_analytic_params_and_macs_match_torch(spec):
     """Property 2: params == numel (per node and in total); conv/linear MACs == FlopCounterMode / 2."""
-    g, model, x = compiled(spec)
-    c = counts(g)
-    assert sum(p.numel() for p in model.parameters()) == c.total.params
-    modules = dict(model.named_modules())
-    for path, d in g.nodes():
-        if c.nodes[path].params:
-            assert own_params(modules[path]) == c.nodes[path].params, path
-    flops = FlopCounterMode(display=False)
-    with flops, torch.no_grad():
-        model(x)
-    per_module = flops.get_flop_counts()
-    prefix = type(model).__name__ + "."
-    for path, d in g.nodes():
-        if d["op"] in ("conv2d", "linear"):
-            got = sum(per_module.get(prefix + path, {}).values())
-            assert got == 2 * BATCH * c.nodes[path].macs, (path, got, c.nodes[path].macs)
-    total = sum(per_module.get("Global", {}).values())
-    assert total == 2 * BATCH * c.by_op("conv2d", "linear").macs
+    check_params_and_macs(*compiled(spec))
 
 
 @PROFILE
