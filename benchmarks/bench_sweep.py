@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench_compile import timeit  # noqa: E402  (median wall time of repeated calls)
 
 import secompile  # noqa: E402
 
@@ -31,21 +31,10 @@ VARY = ["se.0.reduction=[2, 4, 8, 16]",
 
 def wall(cmd: list[str], repeat: int) -> float:
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return timeit(lambda: subprocess.run(cmd, cwd=ROOT, env=env, check=True,
+                                         stdout=subprocess.DEVNULL), repeat)
 
 
-def inproc(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -58,8 +47,8 @@ def main(argv=None) -> int:
     assert len(rows) == 64 and all(r["ok"] for r in rows), \
         "the benchmark sweep should be 64 valid variants"
 
-    t_count = inproc(lambda: secompile.count(spec), args.repeat)
-    t_sweep = inproc(lambda: secompile.sweep(spec, VARY), args.repeat)
+    t_count = timeit(lambda: secompile.count(spec), args.repeat)
+    t_sweep = timeit(lambda: secompile.sweep(spec, VARY), args.repeat)
     w_count = wall([sys.executable, "-m", "secompile", "count", SPEC, "--json"], args.repeat)
     w_sweep = wall([sys.executable, "-m", "secompile", "sweep", SPEC, *vary_args,
                     "--json"], args.repeat)
