@@ -78,11 +78,21 @@ def _macs(m: nn.Module, out: torch.Tensor) -> int:
     return 0
 
 
+def forward_with_hooks(model: nn.Module, x: torch.Tensor, hooks) -> None:
+    """One no-grad forward with `hooks` [(module, forward hook)] registered, removed after."""
+    handles = [m.register_forward_hook(fn) for m, fn in hooks]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def count_macs(model: nn.Module, x: torch.Tensor) -> dict:
     """MACs per kind and per top-level group, from forward hooks."""
     kinds = {"conv2d": 0, "conv1d": 0, "linear": 0}
     groups: dict[str, int] = OrderedDict()
-    handles = []
 
     def hook(name):
         def fn(m, inp, out):
@@ -94,15 +104,8 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> dict:
             groups[g] = groups.get(g, 0) + n
         return fn
 
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            handles.append(m.register_forward_hook(hook(name)))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, x, [(m, hook(name)) for name, m in model.named_modules()
+                                  if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))])
     return {"kinds": kinds, "groups": groups}
 
 
@@ -190,7 +193,7 @@ _LEAF_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm,
 
 
 def layer_table(model: nn.Module, x: torch.Tensor) -> list[str]:
-    rows, handles = [], []
+    rows = []
     wanted = [(n, m) for n, m in model.named_modules()
               if n and (isinstance(m, _LEAF_TYPES) or type(m).__name__ in
                         ("Sigmoid", "HardSigmoid", "HardSwish", "Swish",
@@ -213,14 +216,7 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> list[str]:
             rows.append(f"{name}\t{kind}\t{desc}\t{i}\t{o}\t{nparam}\t{macs}")
         return fn
 
-    for n, m in wanted:
-        handles.append(m.register_forward_hook(hook(n, m)))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, x, [(m, hook(n, m)) for n, m in wanted])
     return ["module\ttype\tattributes\tinput\toutput\tparams\tmacs"] + rows
 
 
