@@ -41,7 +41,7 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
             f.write(report_markdown(rep))
         for writer in extra_outputs:
             files += writer(spec, g, model, stage)
-    return {**rep, "_output_dir": out_dir, "_files": files}
+    return {**rep, "_output_dir": out_dir, "_files": files, "_model": model}
 
 
 def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:

@@ -193,9 +193,8 @@ def cmd_build(args) -> int:
         print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
     if args.inference:   # -- inference compilation (issue 16) --
-        from .api import compile
-        m = compile(_spec(args, args.spec), seed=0, inference=True, max_params=args.max_params,
-                    max_macs=args.max_macs)
+        from .backends.torch_inference import optimize_for_inference
+        m = optimize_for_inference(rep["_model"].eval())   # the module the build compiled
         if not args.quiet:
             r, n = m.report, rep["total"]["params"]
             print(f"inference module: {r['params']:,} parameters ({r['params'] - n:+,}: "
