@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from bench_torch import SPECS, SEResNeXt50, infer_fn, interleaved, make_input  # noqa: E402
 
 import secompile  # noqa: E402
-from secompile.backends.torch_inference import optimize_for_inference  # noqa: E402
+from secompile.backends.torch.inference import optimize_for_inference  # noqa: E402
 
 
 def randomise_bn(model, seed=0):

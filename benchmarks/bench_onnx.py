@@ -32,7 +32,7 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
 import secompile  # noqa: E402
-from secompile.backends.onnx import to_onnx  # noqa: E402
+from secompile import to_onnx  # noqa: E402
 
 SPEC = os.path.join(ROOT, "specs", "se_resnext50.yaml")
 

@@ -22,7 +22,7 @@ import sys
 import torch
 
 import secompile
-from secompile.backends.torch_weights import LAYOUTS
+from secompile.backends.torch.weights import LAYOUTS
 
 
 def timm_key(key: str, legacy: bool, counters: dict) -> str:

@@ -11,7 +11,7 @@ import functools as _functools
 from . import sweep as _sweep_module
 from ._version import __version__
 from .api import build_ir, check_limits, compile, count, draw, load, prepare, to_onnx
-from .spec import LimitError, Problem, Spec, SpecError, load_spec
+from .lang import LimitError, Problem, Spec, SpecError, load_spec
 from .zoo import list_models, model_path
 
 
@@ -34,9 +34,9 @@ __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx",
 
 def __getattr__(name):  # the torch backend is imported only when a module is asked for
     if name == "optimize_for_inference":
-        from .backends.torch_inference import optimize_for_inference
+        from .backends.torch.inference import optimize_for_inference
         return optimize_for_inference
     if name == "load_weights":
-        from .backends.torch_weights import load_weights
+        from .backends.torch.weights import load_weights
         return load_weights
     raise AttributeError(f"module 'secompile' has no attribute {name!r}")

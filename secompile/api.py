@@ -16,12 +16,12 @@ from .analysis.counts import Counts, report
 from .frontend import attention_modules
 from .frontend.expand import expand_partial
 from .ir.graph import Graph
+from .lang.document import LATER_CHECKS, Spec, load_spec
+from .lang.errors import LimitError, Mark, Problem, SpecError
+from .lang.overrides import as_overrides, make_override
 from .passes import insert_se
 from .passes.insert_se import check as check_se
 from .passes.truncate import feature_info, normalise_indices, stage_outputs, truncate
-from .spec.document import LATER_CHECKS, Spec, load_spec
-from .spec.errors import LimitError, Mark, Problem, SpecError
-from .spec.overrides import as_overrides, make_override
 
 MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine should allocate
 MAX_MACS = 2_000_000_000_000
@@ -43,7 +43,7 @@ def load(spec, *, overrides=None, num_classes: int | None = None, input_size=Non
          base_dir: str | None = None) -> Spec:
     """Spec source (path, zoo name, YAML text, dict or Spec) -> Spec with the overrides applied.
 
-    `overrides`: {KEY: value} or 'KEY=VALUE' strings (secompile/spec/overrides.py), applied in
+    `overrides`: {KEY: value} or 'KEY=VALUE' strings (secompile/lang/overrides.py), applied in
     order; then `input_size` (int or (H, W)) sets input.size and `num_classes` the `out` of the
     head's last linear layer. Problems they cause are reported at them (SpecError).
     """
@@ -203,10 +203,10 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
     from .backends.torch import lower  # torch only when a module is asked for
     model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
     if features_only:
-        from .backends.features import feature_net
+        from .backends.torch.features import feature_net
         model = feature_net(model, g, idx)
     if inference:
-        from .backends.torch_inference import optimize_for_inference
+        from .backends.torch.inference import optimize_for_inference
         return optimize_for_inference(model.eval(), example_input)
     return model
 
@@ -224,7 +224,7 @@ def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = Fal
     Raises SpecError for spec problems and for weights that do not fit the spec.
     """
     from .backends import onnx
-    from .backends.onnx_weights import expected_state, load_state
+    from .backends.onnx.weights import expected_state, load_state
     opset = onnx.DEFAULT_OPSET if opset is None else opset
     onnx.check_opset(opset)
     s, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, overrides=overrides,

@@ -69,7 +69,7 @@ def onnx_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
     dir."""
     from .api import record_overrides
     from .backends.onnx import lower, save
-    from .backends.onnx_weights import load_state
+    from .backends.onnx.weights import load_state
     m = lower(g, load_state(model, g))
     record_overrides(m, spec)
     return save(m, os.path.join(stage_dir, f"{spec.name}.onnx"))

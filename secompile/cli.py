@@ -13,8 +13,8 @@ import pathlib
 import sys
 
 from . import __version__
+from .lang.errors import Mark, Problem, SpecError
 from .reports import print_summary
-from .spec.errors import Mark, Problem, SpecError
 
 
 def _add_limits(p):
@@ -26,7 +26,7 @@ def _add_limits(p):
 
 
 def _add_set(*parsers):
-    """`--set KEY=VALUE` (repeatable) on the spec commands; see secompile/spec/overrides.py."""
+    """`--set KEY=VALUE` (repeatable) on the spec commands; see secompile/lang/overrides.py."""
     for p in parsers:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="set",
                        help="override a spec value before validation (dotted path, YAML value; "
@@ -40,7 +40,7 @@ def _spec(args, path):
     path = resolve_spec(path)
     if not getattr(args, "set", None):
         return path
-    from .spec.document import load_spec
+    from .lang.document import load_spec
     return load_spec(path, overrides=args.set)
 
 
@@ -193,7 +193,7 @@ def cmd_build(args) -> int:
         print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
     if args.inference:   # -- inference compilation (issue 16) --
-        from .backends.torch_inference import optimize_for_inference
+        from .backends.torch.inference import optimize_for_inference
         m = optimize_for_inference(rep["_model"].eval())   # the module the build compiled
         if not args.quiet:
             r, n = m.report, rep["total"]["params"]
@@ -267,7 +267,7 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .spec.schema import SCHEMA
+    from .lang.schema import SCHEMA
     print(json.dumps(SCHEMA, indent=2))
     return 0
 

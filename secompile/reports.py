@@ -50,7 +50,7 @@ def print_summary(rep: dict, file=None) -> None:
         print("features (channels, reduction): " + ", ".join(
             f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
     if rep.get("overrides"):
-        from .spec.overrides import format_value
+        from .lang.overrides import format_value
         applied = ", ".join(f"{k}={format_value(v)}" for k, v in rep["overrides"].items())
         print(f"overrides: {applied}", file=file)
 
@@ -61,7 +61,7 @@ def report_markdown(rep: dict) -> str:
              f"input {_dims(rep['input'])}, output {_dims(rep['output'])}", "",
              "| part | blocks | SE | output | MACs | params |", "|---|---:|---:|---|---:|---:|"]
     if rep.get("overrides"):
-        from .spec.overrides import format_value
+        from .lang.overrides import format_value
         applied = ", ".join(f"`{k}={format_value(v)}`" for k, v in rep["overrides"].items())
         lines[4:4] = [f"Overrides applied: {applied}.", ""]
     for r in _parts(rep):

@@ -6,7 +6,7 @@
     d = secompile.diff("specs/resnet50.yaml", "specs/se_resnet50.yaml")
 
 A sweep is the product of the `vary` lists (first key slowest). The spec is read and parsed
-once; each variant applies its overrides (secompile/spec/overrides.py) to a copy of the data and
+once; each variant applies its overrides (secompile/lang/overrides.py) to a copy of the data and
 is validated, expanded and counted. What is safe to share is shared: variants whose data differ
 only in `se` reuse one expanded graph (SE insertion copies it), which is also the variant
 "without SE" that the SE cost is measured against. An invalid variant is a row with its located
@@ -25,11 +25,10 @@ from .analysis.diff import changed_paths, diff_graphs
 from .api import _gc_paused, build_ir
 from .frontend import attention_modules, expand
 from .ir.ops import CONV_LINEAR_OPS
-from .passes import insert_se
-from .spec import expr
-from .spec.document import Spec, load_spec
-from .spec.errors import Mark, Problem, SpecError
-from .spec.overrides import (
+from .lang import expr
+from .lang.document import Spec, load_spec
+from .lang.errors import Mark, Problem, SpecError
+from .lang.overrides import (
     Override,
     apply_overrides,
     exists,
@@ -37,6 +36,7 @@ from .spec.overrides import (
     make_override,
     parse_vary,
 )
+from .passes import insert_se
 
 # names a --where expression can use (None where a row has no value, e.g. acc without --metrics)
 WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_params", "se_macs",
@@ -387,8 +387,8 @@ def draw_diff(a, b, path: str, fmt: str | None = None, *, overrides_a=None,
     """B's block-level diagram with what the diff from A adds (green) and changes (amber)
     highlighted; the title lists what was removed. Where `dot` is missing, DOT is written."""
     from .backends.graphviz import write_diagram
-    from .backends.graphviz_levels import block_level
-    from .backends.graphviz_style import html_lines
+    from .backends.graphviz.levels import block_level
+    from .backends.graphviz.style import html_lines
     ga, gb = _graph(a, overrides_a), _graph(b, overrides_b)
     d = diff_graphs(ga, gb)
     style = {"added": ADDED, "changed": CHANGED}

@@ -73,7 +73,7 @@ def _keys(rows) -> list[str]:
 
 
 def _fmt(v) -> str:
-    from .spec.overrides import format_value
+    from .lang.overrides import format_value
     return format_value(v)
 
 

@@ -22,7 +22,7 @@ import re
 
 from .analysis.counts import report
 from .api import prepare
-from .spec.errors import Mark, Problem, SpecError, did_you_mean
+from .lang.errors import Mark, Problem, SpecError, did_you_mean
 
 # The shipped zoo: secompile/specs (a checkout's `specs/` is a symlink to it).
 ZOO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")

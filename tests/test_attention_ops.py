@@ -17,9 +17,9 @@ import torch.nn.functional as F
 import secompile
 from secompile.analysis.counts import Counts, report
 from secompile.api import to_dot
-from secompile.backends import onnx as onnx_backend
-from secompile.backends import torch as torch_backend
-from secompile.backends.onnx_weights import expected_state, load_state
+from secompile.backends.onnx import lowering as onnx_backend
+from secompile.backends.onnx.weights import expected_state, load_state
+from secompile.backends.torch import codegen as torch_backend
 from secompile.ir import ops
 
 torch.set_num_threads(1)

@@ -6,7 +6,7 @@ import sys
 import jsonschema
 
 from secompile.cli import main
-from secompile.spec.schema import SCHEMA
+from secompile.lang.schema import SCHEMA
 from support import ROOT, SPECS
 
 
@@ -60,7 +60,7 @@ def test_validate_many_and_schema():
 
 def test_shipped_schema_json_is_current():
     shipped = json.loads((ROOT / "secompile" / "spec" / "schema.json").read_text())
-    assert shipped == json.loads(json.dumps(SCHEMA)), "regenerate: secompile schema > secompile/spec/schema.json"
+    assert shipped == json.loads(json.dumps(SCHEMA)), "regenerate: secompile schema > secompile/lang/schema.json"
 
 
 def test_help_everywhere():

@@ -7,9 +7,9 @@ import torch
 import secompile
 from secompile.analysis import Counts
 from secompile.api import build_ir
-from secompile.backends import onnx as onnx_backend
-from secompile.backends.onnx_weights import load_state
-from secompile.backends.torch import _dead_after, _unit_nodes
+from secompile.backends.onnx import lowering as onnx_backend
+from secompile.backends.onnx.weights import load_state
+from secompile.backends.torch.codegen import _dead_after, _unit_nodes
 from secompile.passes import fuse_scale_add
 from support import SPECS
 

@@ -16,7 +16,7 @@ import torch
 
 import secompile
 from secompile.backends.torch import Unit
-from secompile.spec import SpecError, load_spec
+from secompile.lang import SpecError, load_spec
 from support import SPECS, all_specs
 
 SMALL_SIZES = (64, 96, 128, 160)

@@ -18,10 +18,10 @@ import pytest
 import secompile
 from secompile import api, cli
 from secompile.analysis.counts import Counts
-from secompile.backends import graphviz as gv
-from secompile.backends import graphviz_style as st
-from secompile.backends.graphviz_layout import choose_columns
-from secompile.backends.graphviz_levels import chains
+from secompile.backends.graphviz import diagram as gv
+from secompile.backends.graphviz import style as st
+from secompile.backends.graphviz.layout import choose_columns
+from secompile.backends.graphviz.levels import chains
 from secompile.build import diagram_output
 from secompile.cli import cmd_draw
 from support import ROOT, SPECS, all_specs
@@ -277,7 +277,7 @@ def test_block_level_draws_projection_and_identity_shortcuts():
 
 # -- columns -------------------------------------------------------------------------------------
 def test_columns_follow_stages_and_split_only_very_long_ones(monkeypatch):
-    import secompile.backends.graphviz_layout as layout
+    import secompile.backends.graphviz.layout as layout
     seen = []
     monkeypatch.setattr(layout, "choose_columns", lambda *a: seen.append(choose_columns(*a)) or seen[-1])
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import secompile
-from secompile.backends.torch_inference import (
+from secompile.backends.torch.inference import (
     Folded,
     InferenceNet,
     MatmulConv,

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import secompile
 from secompile.analysis.counts import Counts
-from secompile.spec.errors import SpecError
+from secompile.lang.errors import SpecError
 
 
 def build(text):

@@ -12,9 +12,9 @@ import torch
 import secompile
 from secompile.analysis.counts import Counts
 from secompile.frontend import attention_modules, expand
+from secompile.lang import expr
+from secompile.lang.errors import SpecError
 from secompile.passes import fuse_scale_add, insert_se
-from secompile.spec import expr
-from secompile.spec.errors import SpecError
 from support import SPECS
 
 

@@ -14,7 +14,7 @@ import torch
 
 import secompile
 from secompile.cli import main
-from secompile.spec.errors import SpecError
+from secompile.lang.errors import SpecError
 from support import ROOT, SPECS, all_specs
 
 FC = 635 * 2049  # the 1000 -> 365 classes of the fc layer: (1000 - 365) x (2048 weights + 1 bias)

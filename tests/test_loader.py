@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from secompile.spec.errors import LimitError, SpecError
-from secompile.spec.loader import MAX_BYTES, load_yaml_file, load_yaml_text
+from secompile.lang.errors import LimitError, SpecError
+from secompile.lang.loader import MAX_BYTES, load_yaml_file, load_yaml_text
 
 
 def test_values_and_keys_are_located():

@@ -22,8 +22,8 @@ import torch
 
 import secompile
 from secompile.api import to_onnx
-from secompile.backends import onnx as onnx_backend
-from secompile.backends.onnx_weights import expected_state
+from secompile.backends.onnx import lowering as onnx_backend
+from secompile.backends.onnx.weights import expected_state
 from secompile.backends.torch import Unit, lower
 from secompile.cli import main
 from support import SPECS, all_specs

@@ -5,9 +5,9 @@ import sys
 import pytest
 
 import secompile
-from secompile.spec.document import load_spec
-from secompile.spec.errors import SpecError
-from secompile.spec.overrides import (
+from secompile.lang.document import load_spec
+from secompile.lang.errors import SpecError
+from secompile.lang.overrides import (
     apply_overrides,
     make_override,
     parse_key,

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from secompile.api import build_ir
-from secompile.backends import graphviz_style
-from secompile.backends import onnx as onnx_backend
-from secompile.backends import torch as torch_backend
-from secompile.backends.onnx_weights import expected_state
+from secompile.backends.graphviz import style as graphviz_style
+from secompile.backends.onnx import lowering as onnx_backend
+from secompile.backends.onnx.weights import expected_state
+from secompile.backends.torch import codegen as torch_backend
 from secompile.ir import ops, schema_gen
-from secompile.spec import schema
+from secompile.lang import schema
 from support import SPECS
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import secompile
-from secompile.spec.errors import SpecError
+from secompile.lang.errors import SpecError
 from support import ROOT, SPECS
 
 SE50 = SPECS / "se_resnet50.yaml"

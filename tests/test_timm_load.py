@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import secompile
-from secompile.backends.torch_weights import WeightsError, map_state_dict
+from secompile.backends.torch.weights import WeightsError, map_state_dict
 from support import ROOT, SPECS
 
 TIMM = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import secompile
-from secompile.backends.torch_weights import (
+from secompile.backends.torch.weights import (
     WeightsError,
     detect_layout,
     load_weights,
@@ -450,7 +450,7 @@ def test_graph_order_pairing_names_the_first_difference(tmp_path):
 
 def test_graph_order_pairing_refuses_alphabetical_checkpoints(tmp_path):
     """A .safetensors file lists its keys by name: the run order is lost, and nothing is guessed."""
-    from secompile.backends.weights_in_order import SORTED_HINT
+    from secompile.backends.torch.weights_in_order import SORTED_HINT
     path = tmp_path / "effnet_like.yaml"
     path.write_text(EFFNET_LIKE)
     model = secompile.compile(path)
@@ -463,7 +463,7 @@ def test_graph_order_pairing_refuses_alphabetical_checkpoints(tmp_path):
 
 
 def test_pair_in_order_on_synthetic_module_lists():
-    from secompile.backends.weights_in_order import Module, pair_in_order
+    from secompile.backends.torch.weights_in_order import Module, pair_in_order
     conv = lambda n, *s: Module(n, "conv", {"weight": s})                      # noqa: E731
     stats = ("weight", "bias", "running_mean", "running_var")
     bn = lambda n, c: Module(n, "bn", {e: (c,) for e in stats})                  # noqa: E731
@@ -492,7 +492,11 @@ def test_pair_in_order_on_synthetic_module_lists():
 def test_graph_order_pairing_agrees_with_slots_on_timm_resnets(name):
     """The graph-order rule behind the EfficientNet/MobileNet/RegNet/ECA/SK layouts holds where
     both rules apply: on timm's ResNets it pairs every tensor exactly as the slots do."""
-    from secompile.backends.weights_in_order import checkpoint_modules, model_modules, pair_in_order
+    from secompile.backends.torch.weights_in_order import (
+        checkpoint_modules,
+        model_modules,
+        pair_in_order,
+    )
     sd = random_state_dict(read_tsv(name))
     with torch.device("meta"):
         model = secompile.compile(SPECS / f"{name}.yaml")

@@ -1,5 +1,5 @@
-"""Reading checkpoints: the one reader behind ONNX export (`onnx_weights.load_state`) and
-`secompile.load_weights` (`torch_weights`).
+"""Reading checkpoints: the one reader behind ONNX export (`onnx.weights.load_state`) and
+`secompile.load_weights` (`torch/weights.py`).
 
     state, where = read_checkpoint("run/last.pth")   # {key: tensor}, the name problems point at
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..spec.errors import Mark, Problem, SpecError
+from ..lang.errors import Mark, Problem, SpecError
 
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")   # tried in this order
 KEY_PREFIXES = ("module.", "_orig_mod.")                   # DataParallel / torch.compile

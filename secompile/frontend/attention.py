@@ -13,8 +13,8 @@ at the rule.
 from __future__ import annotations
 
 from ..ir.graph import Composite, Graph
-from ..spec.document import Spec
-from ..spec.errors import SpecError, format_path
+from ..lang.document import Spec
+from ..lang.errors import SpecError, format_path
 from .binding import Abort, Ctx, Param
 from .expand import Expander
 from .templates import shipped_templates

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..spec import expr
-from ..spec.errors import Problem
-from ..spec.loader import SourceMap
+from ..lang import expr
+from ..lang.errors import Problem
+from ..lang.loader import SourceMap
 
 
 def _show(value) -> str:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph, Stage
-from ..spec.document import Spec
-from ..spec.errors import LimitError, SpecError, did_you_mean, format_path
+from ..lang.document import Spec
+from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
 from .layers import COMPOSITES, LAYERS
 from .templates import MAX_NESTING, Templates

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..ir import ops
 from ..ir.graph import Composite
-from ..spec.errors import did_you_mean, format_path
+from ..lang.errors import did_you_mean, format_path
 from .binding import Abort
 
 BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 
 from ..ir.graph import Composite
-from ..spec import expr
-from ..spec.document import SHIPPED_SPECS, Template
-from ..spec.document import _load_include as load_include
-from ..spec.errors import SpecError, did_you_mean
+from ..lang import expr
+from ..lang.document import SHIPPED_SPECS, Template
+from ..lang.document import _load_include as load_include
+from ..lang.errors import SpecError, did_you_mean
 from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
 

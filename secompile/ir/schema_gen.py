@@ -5,7 +5,7 @@
 
 The spec layer sits below the IR and must not import it, so the registry's enums (ops.SCHEMA_ENUMS:
 activation kinds, pool modes) reach `spec/schema.py` through a generated `spec/op_enums.json`;
-`spec/schema.json` (the schema shipped for editors) is regenerated from the result.
+`lang/schema.json` (the schema shipped for editors) is regenerated from the result.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import ops
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "spec"
+SPEC_DIR = Path(__file__).resolve().parent.parent / "lang"
 ENUMS_FILE = SPEC_DIR / "op_enums.json"
 SCHEMA_FILE = SPEC_DIR / "schema.json"
 
@@ -28,7 +28,7 @@ def enums_text() -> str:
 
 def schema_text(reload: bool = False) -> str:
     """schema.json as `secompile schema` prints it; `reload` after rewriting op_enums.json."""
-    from ..spec import schema
+    from ..lang import schema
     return json.dumps((importlib.reload(schema) if reload else schema).SCHEMA, indent=2) + "\n"
 
 

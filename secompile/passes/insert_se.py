@@ -23,8 +23,8 @@ from typing import Protocol
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph
-from ..spec.errors import Problem, SpecError, did_you_mean
-from ..spec.loader import SourceMap
+from ..lang.errors import Problem, SpecError, did_you_mean
+from ..lang.loader import SourceMap
 
 POSITIONS = ("standard", "pre", "post", "identity")
 SCOPE_NAME = {"standard": "se", "pre": "se_pre", "post": "se_post", "identity": "se_identity"}

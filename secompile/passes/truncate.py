@@ -4,7 +4,7 @@
     t = truncate(g, last_stage=2)      # stem + stages 0..2, output = stage 2's result
 
 Detection and segmentation heads read several stages; the backends take the stage outputs to
-return (torch: `backends.features.FeatureNet`, ONNX: `lower(..., outputs=...)`). Counting the
+return (torch: `backends.torch.features.FeatureNet`, ONNX: `lower(..., outputs=...)`). Counting the
 truncated graph gives the backbone's cost.
 """
 

@@ -420,7 +420,7 @@ def test_failing_later_backend_leaves_previous_build(work):
 
 
 def test_internal_error_in_draw_writes_nothing(work, monkeypatch, capsys):
-    import secompile.backends.graphviz as gv
+    import secompile.backends.graphviz.diagram as gv
     monkeypatch.chdir(work)
     (work / "net.svg").write_bytes(b"<svg>old</svg>")
 

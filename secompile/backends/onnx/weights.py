@@ -5,7 +5,7 @@ checkpoint is checked against the spec, not against a second model built to comp
 Keys are the torch backend's `state_dict` keys: node path + `.weight` / `.bias` /
 `.running_mean` / `.running_var`. Tensors arrive as float32 numpy arrays, which is all
 the lowering needs; torch is imported only to read a checkpoint or initialise weights.
-Checkpoint files are read by `checkpoint.read_checkpoint`, shared with `torch_weights`.
+Checkpoint files are read by `checkpoint.read_checkpoint`, shared with `torch/weights.py`.
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..ir.graph import Graph
-from ..ir.ops import BN_WEIGHTS, OPS
-from ..passes.fold_bn import foldable_bn as foldable  # noqa: F401 (the rule lives in passes/)
-from ..spec.errors import Mark, Problem, SpecError
-from .checkpoint import read_checkpoint, strip_prefixes
+from ...ir.graph import Graph
+from ...ir.ops import BN_WEIGHTS, OPS
+from ...lang.errors import Mark, Problem, SpecError
+from ...passes.fold_bn import foldable_bn as foldable  # noqa: F401 (the rule lives in passes/)
+from ..checkpoint import read_checkpoint, strip_prefixes
 
 BN_STATS = tuple(w.name for w in BN_WEIGHTS if w.inference)   # weight, bias, running mean/var
 # num_batches_tracked, a BN training counter: accepted in a checkpoint, never exported
@@ -43,7 +43,7 @@ def _fmt(shape) -> str:
 def _raw_state(weights, g: Graph, seed: int | None):
     """-> (mapping key -> tensor-like, the file name problems point at)."""
     if weights is None:
-        from .torch import lower
+        from ..torch.codegen import lower
         return lower(g, seed=seed).state_dict(), "<init>"
     if hasattr(weights, "state_dict") and callable(weights.state_dict):   # an nn.Module
         return strip_prefixes(weights.state_dict()), "<module>"

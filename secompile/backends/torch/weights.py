@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .checkpoint import read_checkpoint
-from .torch import Unit
+from ..checkpoint import read_checkpoint
+from .codegen import Unit
 from .weights_in_order import (
     SORTED_HINT,
     checkpoint_modules,

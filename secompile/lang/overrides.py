@@ -19,7 +19,7 @@ is reported at the override: `--set:1:17: stages[0].repeat: expected integer, go
     as_overrides(spec_overrides)                               -> list[Override]
     apply_overrides(data, smap, overrides)                     -> (data, smap)   (copies)
 
-`secompile.spec.document.load_spec(source, overrides=...)` is the usual entry point; the applied
+`secompile.lang.document.load_spec(source, overrides=...)` is the usual entry point; the applied
 overrides are kept on `Spec.overrides` (and `Spec.override_dict()`) for reports and metadata.
 """
 from __future__ import annotations

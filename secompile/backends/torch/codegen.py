@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ir.graph import Graph
-from ..ir.ops import OPS, eca_padding
-from ..passes.fuse import fuse_scale_add
+from ...ir.graph import Graph
+from ...ir.ops import OPS, eca_padding
+from ...passes.fuse import fuse_scale_add
 
 _ACT_MODULES = {"relu": nn.ReLU, "relu6": nn.ReLU6, "silu": nn.SiLU, "hard_swish": nn.Hardswish}
 _ACT_INLINE = {"sigmoid": "{}.sigmoid()", "tanh": "{}.tanh()", "hard_sigmoid": "F.hardsigmoid({})"}

@@ -33,9 +33,9 @@ import time
 import torch
 from torch import nn
 
-from ..ir.graph import Graph
-from ..passes.fold_bn import conv_chains, foldable_bn
-from .torch import CompiledNet, Unit
+from ...ir.graph import Graph
+from ...passes.fold_bn import conv_chains, foldable_bn
+from .codegen import CompiledNet, Unit
 
 # CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
 # hand-written SE-ResNeXt-50 (2 threads): NHWC costs ~10% at batch 1, saves at batch 8; 4 is

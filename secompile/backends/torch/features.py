@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..ir.graph import Graph
-from ..passes.truncate import feature_info
+from ...ir.graph import Graph
+from ...passes.truncate import feature_info
 
 
 class FeatureInfo:

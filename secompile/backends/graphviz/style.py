@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Callable, NamedTuple
 
-from ..analysis.counts import Cost
+from ...analysis.counts import Cost
 
 FONT = "Helvetica"          # fontconfig maps it to Liberation Sans (Helvetica metrics) for PNG/PDF
 SMALL = 9                   # point size of shape / cost lines

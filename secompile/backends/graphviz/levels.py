@@ -10,7 +10,7 @@
 
 Everything is emitted in `Graph.order`, with ids taken from node paths, so the DOT text
 is a function of the IR alone and diffs well. Clusters, titles and stage columns are
-`graphviz_layout`'s business.
+`layout`'s business.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from html import escape
 
 import graphviz
 
-from ..analysis.counts import Cost, Counts
-from ..ir.graph import Graph
-from . import graphviz_style as st
-from .graphviz_layout import Drawing, new_digraph, on_spine
+from ...analysis.counts import Cost, Counts
+from ...ir.graph import Graph
+from . import style as st
+from .layout import Drawing, new_digraph, on_spine
 
 LEVELS = ("stage", "block", "op")
 

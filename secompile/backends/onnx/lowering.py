@@ -26,7 +26,7 @@ so an SE block reads GlobalAveragePool -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoi
 Initializers are exactly the parameters and BN running statistics, named by their
 `state_dict` keys; constants that are not weights (reshape targets, clip bounds, residual
 scales) are `Constant` nodes. With `fold_bn`, a BatchNorm whose input is a conv (or linear)
-read by nothing else is folded into it (`onnx_weights.fold`); the fused node keeps the
+read by nothing else is folded into it (`weights.fold`); the fused node keeps the
 conv's path and produces the BN's tensor. See docs/onnx.md.
 
 The batch dimension is symbolic (`N`); every other dimension, and every intermediate
@@ -38,14 +38,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .._version import __version__
-from ..ir.graph import Graph
-from ..ir.ops import eca_padding
-from ..outputs import atomic_write
-from .onnx_weights import fold, foldable
+from ..._version import __version__
+from ...ir.graph import Graph
+from ...ir.ops import eca_padding
+from ...outputs import atomic_write
+from .weights import fold, foldable
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17
@@ -319,7 +320,7 @@ def _value_info(name: str, shape) -> onnx.ValueInfoProto:
 
 def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_OPSET,
           outputs: dict | None = None) -> onnx.ModelProto:
-    """IR graph + weights (key -> float32 array, see onnx_weights.load_state) -> ModelProto.
+    """IR graph + weights (key -> float32 array, see onnx.weights.load_state) -> ModelProto.
     `outputs` ({name: node path}, in order) names the graph outputs; default {'output': g.output}
     (backbones: one output per feature, see api.to_onnx)."""
     check_opset(opset)

@@ -9,7 +9,7 @@ spec-level `secompile.draw` / `to_dot` live in the API. `dot_source` builds the 
 (deterministic: ids are IR paths, order is `Graph.order`); `draw_graph` renders it. Where `dot`
 is not installed the DOT text is still written, next to
 the requested file, with the command that renders it (`DotNotFound`; the CLI exits 2).
-The levels themselves live in `graphviz_levels`, the look in `graphviz_style`.
+The levels themselves live in `levels`, the look in `style`.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import shutil
 
 import graphviz
 
-from ..analysis.counts import Counts
-from ..ir.graph import Graph
-from ..outputs import atomic_write
-from .graphviz_levels import LEVELS, block_level, op_level, stage_level
+from ...analysis.counts import Counts
+from ...ir.graph import Graph
+from ...outputs import atomic_write
+from .levels import LEVELS, block_level, op_level, stage_level
 
 FORMATS = ("svg", "png", "pdf", "dot")
 

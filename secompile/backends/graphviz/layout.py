@@ -14,9 +14,9 @@ import re
 
 import graphviz
 
-from ..analysis.counts import Counts
-from ..ir.graph import Graph
-from . import graphviz_style as st
+from ...analysis.counts import Counts
+from ...ir.graph import Graph
+from . import style as st
 
 ASPECT = 1.0        # wanted height / width of a whole picture: fits a screen or a README page
 RANKSEP = 0.3       # inches, as set on the graph; the size estimates below use it
