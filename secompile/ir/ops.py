@@ -4,7 +4,7 @@ Each `OpDef` declares the op's attributes, its weight tensors (state_dict suffix
 as functions of the attributes and input shapes), its shape rule, its multiply-add rule and
 whether its output is always a newly allocated tensor. Parameter counts are derived from the
 declared weights, so the count, the torch module and the ONNX initializers cannot disagree.
-Backends keep one emitter per op in a table keyed by these names (tests/test_registry.py
+Backends keep one emitter per op in a table keyed by these names (tests/ir/test_registry.py
 fails when one is missing); the spec schema's enums are generated from here
 (`python -m secompile.ir.schema_gen`).
 

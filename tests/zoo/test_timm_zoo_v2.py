@@ -8,7 +8,7 @@ dynamo graph break (`slow`). With timm (`pytest.importorskip`): the outputs equa
 under timm's weights (BN randomised), and the stochastic-depth schedule is timm's.
 
     PYTHONPATH=$PWD /work/timmvenv/bin/python -m pytest -q -m "slow or not slow" \
-        tests/test_timm_zoo_v2.py
+        tests/zoo/test_timm_zoo_v2.py
 """
 import importlib.util
 import json

@@ -38,7 +38,7 @@ ZOO = {
     "inception_resnet_v2": ("inception_resnet", 107), "se_inception_resnet_v2": ("inception_resnet", None),
     "mobilenet_v1": ("mobilenet", None), "se_mobilenet_v1": ("mobilenet", None),
     "shufflenet_v1_g3": ("shufflenet", None), "se_shufflenet_v1_g3": ("shufflenet", None),
-    # the modern SE family, equal to timm's models (tests/test_timm_zoo.py)
+    # the modern SE family, equal to timm's models (tests/zoo/test_timm_zoo.py)
     "seresnet18": ("seresnet", None), "seresnet34": ("seresnet", 64),
     "seresnext26d_32x4d": ("resnext_d", None),
 }

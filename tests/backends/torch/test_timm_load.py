@@ -5,7 +5,7 @@ tests/reference/timm_counts.json, so these run without timm and without ../share
 state_dict of that layout loads into the spec named after the model with 0 missing and 0
 unexpected keys and every model tensor equals the checkpoint tensor it came from (ECA's rank-3
 Conv1d weight included). A checkpoint of another network is refused with the structure that
-differs named. Output equality with timm itself: tests/test_timm_zoo.py (where timm is installed).
+differs named. Output equality with timm itself: tests/zoo/test_timm_zoo.py (where timm is installed).
 """
 import json
 

@@ -490,7 +490,7 @@ def test_generated_specs_match_torch_thorough():
     _check_generated(500, max_params=2_000_000)
 
 
-if __name__ == "__main__":   # the parity table behind the tests: python tests/test_onnx.py [--full]
+if __name__ == "__main__":   # the parity table behind the tests: python tests/backends/onnx/test_onnx_export.py [--full]
     full = "--full" in sys.argv
     print(f"{'spec':28} {'input':>13} {'nodes':>6} {'checker':>8} {'max |ORT - torch|':>18} {'folded':>9}")
     for path in all_specs():
