@@ -148,17 +148,15 @@ def diff_every_pair(sample):
             assert ("+SE" in text) == bool(rows)
 
 
-def test_cli_diff_resnet50_to_eca_and_cbam_names_the_module(capsys):
-    from secompile.cli import main
-    for b, row in (("eca_resnet50", "+SE se: eca, 256 channels"),
-                   ("cbam_resnet50", "+SE se: cbam, 256 channels")):
-        assert main(["diff", "resnet50", b]) == 0
-        assert row in capsys.readouterr().out
-    assert main(["diff", "resnet50", "skresnet18", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["units"][1]["se"][0] == (
+def test_cli_diff_resnet50_to_eca_and_cbam_names_the_module():
+    r = run("diff", "resnet50", "eca_resnet50")
+    assert r.returncode == 0 and "+SE se: eca, 256 channels" in r.stdout, r.stderr
+    d = secompile.diff(R50, SPECS / "cbam_resnet50.yaml")
+    assert d["units"][1]["se"][0] == "stages.0.blocks.0.se: cbam, 256 channels"
+    d = secompile.diff(R50, SPECS / "skresnet18.yaml")
+    assert d["units"][1]["se"][0] == (
         "stages.0.blocks.0.branch.conv1.attn: sk_attention (sk), 64->16->64")
-    assert main(["diff", "se_resnet50", "eca_resnet50", "--json"]) == 0
-    d = json.loads(capsys.readouterr().out)
+    d = secompile.diff(SE50, SPECS / "eca_resnet50.yaml")
     assert len(d["se"]["changed"]) == 16 and d["se"]["added"] == []
     u = next(u for u in d["units"] if u["se_changed"])
     assert u["se_changed"] == ["stages.0.blocks.0.se: se -> eca"]
