@@ -34,8 +34,9 @@ SCOPE_CLUSTER = ("#ffffff", "#aab4c0")    # nested residual/parallel scopes, ste
 ACT_NAMES = {"relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid", "hard_sigmoid": "hard sigmoid",
              "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh"}
 
-# The nodes of every SE scope (passes/insert_se.py); se_describe names them by their role in
-# the paper (eqs. 2-4, figure 3): squeeze, fc1, ReLU, fc2, excite, scale.
+# The layers of the `se` template (specs/blocks/attention.yaml), the one place they are named
+# outside it; se_describe names them by their role in the paper (eqs. 2-4, figure 3): squeeze,
+# fc1, ReLU, fc2, excite, scale.
 SE_NODES = ("pool", "fc1", "act", "fc2", "gate", "scale")
 
 
