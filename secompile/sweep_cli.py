@@ -13,6 +13,8 @@ import json
 import pathlib
 import sys
 
+from .analysis.numbers import si
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -57,11 +59,7 @@ def register(subparsers) -> None:
 # -- sweep ---------------------------------------------------------------------------------
 def _si(n) -> str:
     """3,871,627,264 -> '3.872G', 289,562 -> '289.6k': four significant digits (--json is exact)."""
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            v = n / div
-            return f"{v:.{max(0, 4 - len(str(int(abs(v)))))}f}{unit}"
-    return str(n)
+    return si(n, 4, trim=False)
 
 
 def _rel(x) -> str:
