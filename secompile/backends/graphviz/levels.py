@@ -136,7 +136,8 @@ def chains(g: Graph) -> tuple[dict[str, str], dict[str, list[str]]]:
     for L in layers:
         ps = preds[L]
         if (len(ps) == 1 and len(succs[ps[0]]) == 1 and L not in g.attention
-                and ps[0] not in g.attention and ps[0] != "input" and _chain_scope(L) == _chain_scope(ps[0])):
+                and ps[0] not in g.attention and ps[0] != "input"
+                and _chain_scope(L) == _chain_scope(ps[0])):
             cid = chain_of[ps[0]]
         else:
             cid = L
