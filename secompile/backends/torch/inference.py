@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ...ir.graph import Graph
-from ...passes.fold_bn import conv_chains, foldable_bn
+from ...passes.fold_bn import conv_chains, fold, foldable_bn
 from .codegen import CompiledNet, Unit
 
 # CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
@@ -198,13 +198,10 @@ def _fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
     var, mean = bn.running_var.double(), bn.running_mean.double()
     gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
-    s = gamma / torch.sqrt(var + bn.eps)
-    w = layer.weight.double()
     b = layer.bias.double() if layer.bias is not None else torch.zeros_like(mean)
-    new_w = (w * s.reshape((-1,) + (1,) * (w.dim() - 1))).to(layer.weight.dtype)
-    new_b = ((b - mean) * s + beta).to(layer.weight.dtype)
-    layer.weight = nn.Parameter(new_w.contiguous(), requires_grad=False)
-    layer.bias = nn.Parameter(new_b, requires_grad=False)
+    new_w, new_b = fold(layer.weight.double(), b, gamma, beta, mean, var, bn.eps)
+    layer.weight = nn.Parameter(new_w.to(layer.weight.dtype).contiguous(), requires_grad=False)
+    layer.bias = nn.Parameter(new_b.to(layer.weight.dtype), requires_grad=False)
 
 
 def _plain_conv(m) -> bool:

@@ -411,3 +411,23 @@ def test_torch_compile_fullgraph_without_recompile_storm():
         assert_close(compiled(xb), opt(xb))
     assert counters["stats"]["unique_graphs"] <= 3, dict(counters["stats"])
     torch._dynamo.reset()
+
+
+def test_fold_uses_each_bns_eps():
+    """Folding with another epsilon than the BN's must fail here (issue 19: the only
+    non-default-eps case differed by 3.5e-5, under the 1e-4 tolerance): eps 0.5, float64, 1e-9.
+    The ONNX backend folds with the same arithmetic (passes.fold_bn.fold) and the IR's eps."""
+    from secompile.backends.onnx.weights import fold as onnx_fold
+    model = randomise(secompile.compile(ODD.replace("eps: 0.001", "eps: 0.5"), seed=0)).eval()
+    assert model.get_submodule("stages.0.bn2").eps == 0.5
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    model = model.double()
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    opt = optimize_for_inference(model, onednn=False)
+    with torch.no_grad():
+        ref = model(x)
+        assert (opt(x) - ref).abs().max() <= 1e-9 * max(1.0, ref.abs().max().item())
+    w, b = onnx_fold(state, model.graph, "stages.0.bn2", "stages.0.c2.conv")
+    conv = opt.get_submodule("stages.0.c2.conv")
+    assert torch.allclose(torch.from_numpy(w).double(), conv.weight, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(torch.from_numpy(b).double(), conv.bias, rtol=1e-6, atol=1e-7)
