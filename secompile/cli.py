@@ -34,13 +34,11 @@ def _add_set(*parsers):
 
 
 def _spec(args, path):
-    """The spec to hand to the API: the path (a zoo name replaced by its shipped file), or the
-    Spec with the --set overrides applied."""
-    from .zoo import resolve_spec
-    path = resolve_spec(path)
+    """The spec to hand to the API: the path (zoo names are resolved by the API's loader), or
+    the Spec with the --set overrides applied."""
     if not getattr(args, "set", None):
         return path
-    from .lang.document import load_spec
+    from .zoo import load_spec
     return load_spec(path, overrides=args.set)
 
 
@@ -247,8 +245,8 @@ def cmd_draw(args) -> int:
 
 def cmd_zoo(args) -> int:
     """`secompile zoo [DIR] [--json|--markdown]`: 0, or 2 when a spec has problems."""
-    from .reports import print_zoo, zoo_markdown
-    from .zoo import ZOO_DIR, zoo_table
+    from .reports import print_zoo, zoo_markdown, zoo_table
+    from .zoo import ZOO_DIR
     directory = args.directory if args.directory is not None else ZOO_DIR
     if not os.path.isdir(directory):
         print(f"secompile zoo: {directory}: not a directory", file=sys.stderr)
