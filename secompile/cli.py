@@ -6,6 +6,7 @@ stderr), 1 internal errors (a short message; `--debug` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -66,10 +67,17 @@ def _add_common(parsers):
                            help="show tracebacks of internal errors")
         if "-q" not in have and "--quiet" not in have:
             p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                           help="print only errors")
+                           help=QUIET_HELP)
 
 
 SPEC_HELP = "a spec file, or a zoo name (`secompile zoo` lists them)"
+QUIET_HELP = "print only errors (and the output --json, --markdown or `schema` asks for)"
+
+
+def _asked_for_output(args) -> bool:
+    """Output a flag asks for is what the command is run for: -q leaves it on stdout."""
+    return bool(getattr(args, "json", False) or getattr(args, "markdown", False)
+                or args.command == "schema")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
                                              "count, draw and compile YAML network specs.")
     ap.add_argument("--version", action="version", version=f"secompile {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    ap.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check specs (schema + semantics) and report every problem")
@@ -288,6 +296,9 @@ def main(argv=None) -> int:
         handler = getattr(args, "handler", None) or {   # handler: subcommands added by register()
             "validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
             "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command]
+        if args.quiet and not _asked_for_output(args):   # -q: the same in every command
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                return handler(args)
         return handler(args)
     except SpecError as e:
         for m in e.messages:
