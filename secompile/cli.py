@@ -47,15 +47,16 @@ def _indices(text: str) -> tuple:
     try:
         return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected stage indices like 1,2,3, got {text!r}") \
+        raise argparse.ArgumentTypeError(f"expected feature indices like 1,2,3, got {text!r}") \
             from None
 
 
 def _add_features(p, what):
     p.add_argument("--features-only", action="store_true",
-                   help=f"{what} the backbone: no head, one feature per selected stage")
+                   help=f"{what} the backbone: no head; timm's features, one per reduction")
     p.add_argument("--out-indices", type=_indices, default=None, metavar="I,J,...",
-                   help="the stages giving features (with --features-only; default: every stage)")
+                   help="the features to give, indices into timm's list (with --features-only; "
+                        "default: every feature)")
 
 
 def _add_common(parsers):
