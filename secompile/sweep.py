@@ -27,7 +27,7 @@ from .api import _gc_paused, build_ir
 from .frontend import attention_modules, expand
 from .ir.ops import CONV_LINEAR_OPS
 from .lang import expr
-from .lang.document import Spec, load_spec
+from .lang.document import Spec
 from .lang.errors import Mark, Problem, SpecError
 from .lang.overrides import (
     Override,
@@ -38,6 +38,7 @@ from .lang.overrides import (
     parse_vary,
 )
 from .passes import insert_se
+from .zoo.loader import load_spec  # zoo names, and every phase's problems
 
 # names a --where expression can use (None where a row has no value, e.g. acc without --metrics)
 WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_params", "se_macs",

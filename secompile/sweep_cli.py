@@ -75,7 +75,8 @@ def _fmt(v) -> str:
     return format_value(v)
 
 
-def print_table(rows: list[dict], file=sys.stdout) -> None:
+def print_table(rows: list[dict], file=None) -> None:
+    file = file or sys.stdout   # at call time: `-q` redirects it
     from rich.console import Console
     from rich.table import Table
     keys = _keys(rows)
@@ -156,7 +157,8 @@ def _delta(t: dict, scale: float = 1.0, unit: str = "") -> str:
     return f"{t['a'] / scale:.3f}{unit} -> {t['b'] / scale:.3f}{unit} ({t['delta']:+,})"
 
 
-def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
+def print_diff(d: dict, nodes: bool = False, file=None) -> None:
+    file = file or sys.stdout   # at call time: `-q` redirects it
     from rich.console import Console
     from rich.table import Table
     t = d["totals"]
