@@ -112,8 +112,8 @@ class Templates:
         c = self.items(ctx, body["context"], path + ("context",), scope, x) \
             if "context" in body else x
         out = x
-        if "gate" in body:
-            f = self.items(ctx, body["gate"], path + ("gate",), scope, c)
+        f = self.items(ctx, body["gate"], path + ("gate",), scope, c) if "gate" in body else c
+        if f != c:   # a list whose layers are all switched off (`when: false`) is no gate
             out = self.node(ctx, path + ("gate",), f"{scope}.scale", "mul", {}, [x, f])
         elif "select" in body:
             sel, spath = body["select"], path + ("select",)
@@ -123,8 +123,8 @@ class Templates:
             f = self.items(ctx, sel["layers"], spath + ("layers",), scope, c)
             out = self.node(ctx, spath, f"{scope}.select", "split_select",
                             {"parts": parts, "groups": groups}, [x, f], blame=blame)
-        if "add" in body:
-            g = self.items(ctx, body["add"], path + ("add",), scope, c)
+        g = self.items(ctx, body["add"], path + ("add",), scope, c) if "add" in body else c
+        if g != c:
             out = self.node(ctx, path + ("add",), f"{scope}.add", "add", {"scales": (1.0, 1.0)},
                             [out, g])
         return Composite(scope, "layers", x, out)
