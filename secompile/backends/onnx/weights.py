@@ -71,19 +71,19 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
     """
     state, where = _raw_state(weights, g, seed)
     want = expected_state(g)
-    bad: list[str] = []
+    bad: list[tuple[str, str]] = []   # (key, what is wrong with it)
     out: dict[str, np.ndarray] = {}
     for key, shape in want.items():
         if key not in state:
-            bad.append(f"{key}: missing from the checkpoint (the model expects {_fmt(shape)})")
+            bad.append((key, f"missing from the checkpoint (the model expects {_fmt(shape)})"))
             continue
         arr = _array(state[key])
         if arr is None:
-            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} "
-                       "float tensor in the model")
+            bad.append((key, f"{type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} "
+                             "float tensor in the model"))
         elif tuple(arr.shape) != shape:
-            bad.append(f"{key}: shape {_fmt(arr.shape)} in the checkpoint, "
-                       f"{_fmt(shape)} in the model")
+            bad.append((key, f"shape {_fmt(arr.shape)} in the checkpoint, "
+                             f"{_fmt(shape)} in the model"))
         else:
             out[key] = np.ascontiguousarray(arr, dtype=np.float32)
     for key, v in state.items():
@@ -91,11 +91,11 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
                                     and key.rsplit(".", 1)[0] + ".running_mean" in want):
             shape = getattr(v, "shape", None)
             what = f"shape {_fmt(tuple(shape))}" if shape is not None else type(v).__name__
-            bad.append(f"{key}: in the checkpoint ({what}) but not in the model")
+            bad.append((key, f"in the checkpoint ({what}) but not in the model"))
     if bad:
         more = (f" (and {len(bad) - 1} more mismatching key{'s' if len(bad) > 2 else ''})"
                 if len(bad) > 1 else "")
-        key, _, msg = bad[0].partition(": ")
+        key, msg = bad[0]
         raise SpecError([Problem(Mark(where, 1, 1), key, msg + more)])
     return out
 
