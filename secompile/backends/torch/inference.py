@@ -31,6 +31,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...ir.graph import Graph
@@ -72,6 +73,15 @@ def tracing(x: torch.Tensor) -> bool:
         torch.compiler.is_exporting() or type(x) is not torch.Tensor
 
 
+# IR activation kind -> (its torch module, oneDNN's post-op name); the post-op computed the plain
+# way (traced, autograd, other dtypes): fn(y, inplace)
+FUSED_ACTS = {"relu": (nn.ReLU, "relu"), "silu": (nn.SiLU, "swish"),
+              "hard_swish": (nn.Hardswish, "hardswish")}
+POST_OPS = {"relu": lambda y, inplace: torch.relu_(y) if inplace else torch.relu(y),
+            "swish": lambda y, inplace: F.silu(y, inplace=inplace),
+            "hardswish": lambda y, inplace: F.hardswish(y, inplace=inplace)}
+
+
 class OneDNNConv(nn.Conv2d):
     """conv2d + bias (+ ReLU as a post-op) in one oneDNN call, with the weight reordered once.
 
@@ -82,17 +92,25 @@ class OneDNNConv(nn.Conv2d):
     but a float32 CPU forward without autograd or autocast takes the plain path: conv2d, relu_.
     """
 
-    relu = False
+    act = None     # the oneDNN post-op: "relu", "swish" (SiLU) or "hardswish"
+
+    @property
+    def relu(self) -> bool:
+        return self.act == "relu"
+
+    @relu.setter
+    def relu(self, on: bool) -> None:
+        self.act = "relu" if on else None
 
     def forward(self, x):
         w = self.weight
         if tracing(x):
             y = super().forward(x)
-            return torch.relu(y) if self.relu else y
+            return POST_OPS[self.act](y, False) if self.act else y
         if torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu" or \
                 _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
             y = super().forward(x)
-            return torch.relu_(y) if self.relu else y
+            return POST_OPS[self.act](y, True) if self.act else y
         # oneDNN picks the blocked weight layout for the thread count; a copy packed at another
         # count is reordered again inside every call (2x the time, issue 23): re-pack on a change
         key = (w.data_ptr(), w._version, torch.get_num_threads())
@@ -102,7 +120,7 @@ class OneDNNConv(nn.Conv2d):
             self._packed_key = key
         return torch.ops.mkldnn._convolution_pointwise(
             x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
-            "relu" if self.relu else "none", [None], "")
+            self.act or "none", [None], "")
 
     def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
         state = self.__dict__.copy()
@@ -111,7 +129,7 @@ class OneDNNConv(nn.Conv2d):
         return state
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (", relu=True" if self.relu else "")
+        return super().extra_repr() + (f", act={self.act}" if self.act else "")
 
 
 class MatmulConv(OneDNNConv):
@@ -187,7 +205,7 @@ class InferenceNet(nn.Module):
         r = self.report
         return (f"name={self.name!r}, memory_format={r.get('memory_format')}, "
                 f"bn_folded={r['bn_folded']}, onednn_convs={r['onednn_convs']}, "
-                f"relu_fused={r['relu_fused']}")
+                f"relu_fused={r['relu_fused']}, act_fused={r['act_fused']}")
 
 
 # -- folding -------------------------------------------------------------------------------
@@ -263,13 +281,16 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
         if _plain_conv(m):     # the copy's own conv: same parameters, another forward
             m.__class__ = MatmulConv if matmul_conv(g, p) else OneDNNConv
             report["onednn_convs"] += 1
-    for chain in conv_chains(g):
+    for chain in conv_chains(g, tuple(FUSED_ACTS)):
         conv, act = mods[chain.conv], mods[chain.act]
+        module, post_op = FUSED_ACTS[g.node(chain.act)["attrs"]["kind"]]
+        # MatmulConv (the SE FCs) applies a ReLU only: its other acts stay modules
         if (chain.bn is None or chain.bn in folded) and isinstance(conv, OneDNNConv) \
-                and not conv.relu and type(act) is nn.ReLU:
-            conv.relu = True
-            mods[chain.act] = Folded(chain.conv, "ReLU")
-            report["relu_fused"] += 1
+                and conv.act is None and type(act) is module and \
+                (post_op == "relu" or type(conv) is OneDNNConv):
+            conv.act = post_op
+            mods[chain.act] = Folded(chain.conv, module.__name__)
+            report["relu_fused" if post_op == "relu" else "act_fused"] += 1
 
 
 def _onednn_available() -> bool:
@@ -357,7 +378,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0}
+    report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0, "act_fused": 0}
     _rewrite(net, model.graph, onednn, report)
     fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
     out = InferenceNet(net, fmt, report).eval()

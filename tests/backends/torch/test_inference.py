@@ -105,9 +105,14 @@ def test_zoo_same_outputs(path):
     assert opt.report["bn_folded"] == len(foldable(g))
     assert sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in opt.modules()) == \
         sum(d["op"] == "batchnorm" for _, d in g.nodes()) - len(foldable(g))
-    # and every conv -> [BN] -> ReLU chain of the IR runs as one oneDNN convolution
+    # and every conv -> [BN] -> ReLU chain of the IR runs as one oneDNN convolution; SiLU and
+    # hard-swish too, except after the SE FCs (MatmulConv applies a ReLU only)
     if opt.report["onednn_convs"]:
         assert opt.report["relu_fused"] == len(conv_chains(g))
+        others = [c for c in conv_chains(g, ("silu", "hard_swish"))
+                  if type(opt.get_submodule(c.conv)) is OneDNNConv]
+        assert opt.report["act_fused"] == len(others)
+        assert all(isinstance(opt.get_submodule(c.act), Folded) for c in others)
     # the compiled model is left as it was
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
