@@ -13,8 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-import networkx as nx
-
+from . import digraph as nx  # networkx's DiGraph, without importing networkx
 from . import ops
 
 
