@@ -22,6 +22,7 @@ import re
 
 from .analysis.counts import Counts
 from .analysis.diff import changed_paths, diff_graphs
+from .analysis.numbers import si_unit
 from .api import _gc_paused, build_ir
 from .frontend import attention_modules, expand
 from .ir.ops import CONV_LINEAR_OPS
@@ -294,8 +295,7 @@ def as_dataframe(rows: list[dict]):
 
 
 def _unit(values) -> tuple[float, str]:
-    top = max((abs(v) for v in values), default=0)
-    return next(((d, u) for d, u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if top >= d), (1.0, ""))
+    return si_unit(max((abs(v) for v in values), default=0))
 
 
 def plot(rows: list[dict], path: str, title: str | None = None) -> str:

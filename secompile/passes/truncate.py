@@ -159,9 +159,9 @@ def truncate(g: Graph, last: str) -> Graph:
         st.blocks = [b for b in st.blocks if alive(b)]
     t.units = [u for u in t.units if alive(u)]
     t._index_units()
-    t.blocks = {k: v for k, v in t.blocks.items() if alive(k)}
-    t.composites = {k: v for k, v in t.composites.items() if alive(k)}
-    t.se = {k: v for k, v in t.se.items() if alive(k)}
+    for records in (t.blocks, t.composites, t.scopes, t.attention):
+        for k in [k for k in records if not alive(k)]:
+            del records[k]
     return t
 
 

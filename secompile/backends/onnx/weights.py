@@ -17,6 +17,7 @@ import numpy as np
 from ...ir.graph import Graph
 from ...ir.ops import BN_WEIGHTS, OPS
 from ...lang.errors import Mark, Problem, SpecError
+from ...passes.fold_bn import fold as fold_arrays
 from ...passes.fold_bn import foldable_bn as foldable  # noqa: F401 (the rule lives in passes/)
 from ..checkpoint import read_checkpoint, strip_prefixes
 
@@ -101,16 +102,10 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
 
 def fold(state: dict[str, np.ndarray], g: Graph, bn: str,
          conv: str) -> tuple[np.ndarray, np.ndarray]:
-    """Weight and bias of `conv` with `bn` applied: W * s (per output channel),
-    (b - mean) * s + beta.
-
-    s = gamma / sqrt(var + eps). Computed in float64 so folding adds no error of its own.
-    """
-    eps = g.node(bn)["attrs"]["eps"]
+    """Weight and bias of `conv` with `bn` applied (passes.fold_bn.fold, in float64), float32."""
     gamma, beta, mean, var = (state[f"{bn}.{k}"].astype(np.float64) for k in BN_STATS)
-    s = gamma / np.sqrt(var + eps)
-    w = state[f"{conv}.weight"].astype(np.float64)
     b = state.get(f"{conv}.bias")
-    b = np.zeros_like(mean) if b is None else b.astype(np.float64)
-    w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
-    return w.astype(np.float32), ((b - mean) * s + beta).astype(np.float32)
+    w, b = fold_arrays(state[f"{conv}.weight"].astype(np.float64),
+                       np.zeros_like(mean) if b is None else b.astype(np.float64),
+                       gamma, beta, mean, var, g.node(bn)["attrs"]["eps"])
+    return w.astype(np.float32), b.astype(np.float32)
