@@ -159,7 +159,7 @@ def truncate(g: Graph, last: str) -> Graph:
         st.blocks = [b for b in st.blocks if alive(b)]
     t.units = [u for u in t.units if alive(u)]
     t._index_units()
-    for records in (t.blocks, t.composites, t.scopes, t.attention):
+    for records in (t.blocks, t.composites, t.scopes, t.attention):   # records stay true
         for k in [k for k in records if not alive(k)]:
             del records[k]
     return t
