@@ -130,5 +130,8 @@ def test_public_names_are_listed_and_lazy_ones_resolve():
                  "load_spec", "count", "compile"):
         assert name in secompile.__all__ and name in dir(secompile)
     assert set(secompile.__all__) <= set(dir(secompile))
-    assert callable(secompile.sweep) and callable(secompile.diff)
+    import secompile.sweep as sw
+
+    assert type(sw).__name__ != "function" and sw is secompile.sweep     # the module ...
+    assert callable(secompile.sweep) and callable(secompile.diff)          # ... called as sweep()
     assert secompile.load_spec("se_resnet50").name == secompile.load("se_resnet50").name
