@@ -20,47 +20,29 @@ __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx",
            "Problem", "sweep", "diff", "load_weights", "optimize_for_inference", "__version__"]
 
 
-def _sweep(spec, *args, **kwargs):
-    from .sweep import sweep as run
-    from .zoo import resolve_spec
-    return run(resolve_spec(spec), *args, **kwargs)
-
-
 def _diff(a, b, **kwargs):
     from .sweep import diff as run
-    from .zoo import resolve_spec
-    return run(resolve_spec(a), resolve_spec(b), **kwargs)
-
-
-def _lazy(name):
-    """The object a lazy public name stands for (its module imported now)."""
-    if name == "optimize_for_inference":
-        from .backends.torch.inference import optimize_for_inference
-        return optimize_for_inference
-    if name == "load_weights":
-        from .backends.torch.weights import load_weights
-        return load_weights
-    import functools
-    import importlib
-
-    engine = importlib.import_module(".sweep", __name__)   # binds the attribute `sweep` to it ...
-    wrapper = functools.wraps(getattr(engine, name))({"sweep": _sweep, "diff": _diff}[name])
-    wrapper.__module__ = __name__
-    return wrapper
-
-
-_LAZY = ("optimize_for_inference", "load_weights", "sweep", "diff")
+    return run(a, b, **kwargs)
 
 
 def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'secompile' has no attribute {name!r}")
-    value = _lazy(name)
-    if name in ("sweep", "diff"):     # ... so both functions are set again here
-        globals()["sweep"] = value if name == "sweep" else _lazy("sweep")
-        globals()["diff"] = value if name == "diff" else _lazy("diff")
+    """The names whose modules are imported when first used."""
+    if name == "optimize_for_inference":
+        from .backends.torch.inference import optimize_for_inference as value
+    elif name == "load_weights":
+        from .backends.torch.weights import load_weights as value
+    elif name == "sweep":       # the module, callable as its `sweep` function (sweep.py)
+        import importlib
+        value = importlib.import_module(".sweep", __name__)
+    elif name == "diff":
+        import functools
+        import importlib
+        engine = importlib.import_module(".sweep", __name__)
+        value = functools.wraps(engine.diff)(_diff)
+        value.__module__ = __name__
     else:
-        globals()[name] = value
+        raise AttributeError(f"module 'secompile' has no attribute {name!r}")
+    globals()[name] = value
     return value
 
 

@@ -416,3 +416,16 @@ def _in_se(g, p: str) -> bool:
 __all__ = ["sweep", "diff", "draw_diff", "plot", "as_dataframe", "mark_pareto",
            "join_metrics", "read_metrics",
            "write_variant", "variant_name", "compile_where", "WHERE_NAMES"]
+
+
+class _CallableModule(type(json)):
+    """`secompile.sweep` is this module (`import secompile.sweep as sw` gives it) and is also
+    called as the function: `secompile.sweep(spec, vary=...)`."""
+
+    def __call__(self, *args, **kwargs):
+        return sweep(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule

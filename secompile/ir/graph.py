@@ -14,8 +14,7 @@ import itertools
 import json
 from dataclasses import dataclass, field
 
-import networkx as nx
-
+from . import digraph as nx  # networkx's DiGraph, without importing networkx
 from . import ops
 from .records import AttentionModule, Scope, inside
 

@@ -9,6 +9,7 @@ make_divisible) are allowed; the AST is walked here, never handed to Python's ev
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -62,12 +63,18 @@ def evaluate(text: str, env: dict):
     """Evaluate expression `text` with parameter values `env`. Raises ExprError."""
     if len(text) > MAX_LEN:
         raise ExprError(f"expression longer than {MAX_LEN} characters")
+    return _Eval(env, text).visit(_parse(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ast.expr:
+    """The expression's tree, parsed once per process (templates evaluate the same few
+    expressions for every block; the walker only reads the tree)."""
     src = _NAME.sub(r"\1", text).strip()
     try:
-        tree = ast.parse(src, mode="eval")
+        return ast.parse(src, mode="eval").body
     except SyntaxError as e:
         raise ExprError(f"invalid expression {text!r}: {e.msg}") from None
-    return _Eval(env, text).visit(tree.body)
 
 
 class _Eval:

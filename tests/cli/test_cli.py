@@ -109,3 +109,29 @@ def test_quiet_means_only_errors_in_every_command(tmp_path, capsys):
 @pytest.mark.slow
 def test_quiet_in_the_commands_that_compile(tmp_path, capsys):
     _quiet_is_silent(QUIET_TORCH, tmp_path, capsys)
+
+
+def test_count_imports_only_what_it_needs():
+    """`secompile count` (and `import secompile`) import no torch, numpy, onnx, networkx or
+    sweep engine: the command starts quickly (benchmarks/bench_startup.py)."""
+    code = ("import contextlib, io, sys\nfrom secompile.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert main(['count', 'se_resnet20_cifar']) == 0\n"
+            "print(sorted(m for m in ('torch', 'numpy', 'onnx', 'networkx', 'graphviz', "
+            "'secompile.sweep', 'secompile.backends') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "[]\n", "")
+
+
+def test_public_names_are_listed_and_lazy_ones_resolve():
+    import secompile
+
+    for name in ("load_weights", "optimize_for_inference", "sweep", "diff", "to_dot",
+                 "load_spec", "count", "compile"):
+        assert name in secompile.__all__ and name in dir(secompile)
+    assert set(secompile.__all__) <= set(dir(secompile))
+    import secompile.sweep as sw
+
+    assert type(sw).__name__ != "function" and sw is secompile.sweep     # the module ...
+    assert callable(secompile.sweep) and callable(secompile.diff)          # ... called as sweep()
+    assert secompile.load_spec("se_resnet50").name == secompile.load("se_resnet50").name

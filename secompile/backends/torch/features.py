@@ -28,6 +28,7 @@ from torch import nn
 from ...ir.graph import Graph
 from ...passes.fuse import fuse_scale_add
 from .codegen import _IR, Unit, _build_unit, _unit_nodes, init_weights
+from .inference import InferenceNet
 
 
 class FeatureInfo:
@@ -98,7 +99,7 @@ class FeatureNet(nn.Module):
     def forward(self, x) -> list:
         if self.memory_format is None:
             return self._features(x)
-        with torch.inference_mode():
+        with InferenceNet._mode(x):     # inference_mode, or no_grad where traced (export)
             if x.dim() == 4:
                 x = x.contiguous(memory_format=self.memory_format)
             return self._features(x)

@@ -1,0 +1,62 @@
+"""How quickly `secompile count` answers (issue 23 item 5).
+
+    python benchmarks/bench_startup.py [--spec se_resnext50] [--runs 5]
+
+Prints the median wall (and CPU) time of `python -m secompile count SPEC` from a fresh
+interpreter, and the median time of one `secompile.count(SPEC)` in a warm process. Run from a
+checkout (PYTHONPATH=$PWD), on an otherwise idle machine: the wall time counts the import of
+everything the command touches, so other load on the cores shows up directly.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def command_times(spec: str, runs: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU (user + sys of the child) seconds of each `secompile count SPEC`."""
+    walls, cpus = [], []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "secompile", "count", spec], check=True,
+                       stdout=subprocess.DEVNULL)
+        walls.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return walls, cpus
+
+
+def in_process_times(spec: str, runs: int) -> list[float]:
+    import secompile
+    secompile.count(spec)                          # warm: imports, include cache
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        secompile.count(spec)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", default="se_resnext50")
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args(argv)
+    walls, cpus = command_times(args.spec, args.runs)
+    inproc = in_process_times(args.spec, max(args.runs, 20))
+    print(f"secompile count {args.spec}: median wall {statistics.median(walls) * 1e3:.0f} ms, "
+          f"CPU {statistics.median(cpus) * 1e3:.0f} ms ({args.runs} runs; target: wall < 250 ms)")
+    print(f"secompile.count({args.spec!r}) in process: median "
+          f"{statistics.median(inproc) * 1e3:.1f} ms ({len(inproc)} runs)")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
