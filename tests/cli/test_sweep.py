@@ -53,10 +53,10 @@ def test_se_in_every_stage_but_the_last_and_the_product():
 
 
 def test_variants_differing_only_in_se_share_one_expansion(monkeypatch):
-    sweep_mod = sys.modules["secompile.sweep"]      # `secompile.sweep` is the function
+    from secompile.sweep import engine
     calls = []
-    real = sweep_mod.expand
-    monkeypatch.setattr(sweep_mod, "expand", lambda spec: calls.append(spec.name) or real(spec))
+    real = engine.expand
+    monkeypatch.setattr(engine, "expand", lambda spec: calls.append(spec.name) or real(spec))
     rows = secompile.sweep(SE50, vary={"se.0.reduction": [2, 4, 8, 16, 32], "stages.3.repeat": [2, 3]})
     assert len(rows) == 10 and len(calls) == 2         # one expansion per stages.3.repeat value
     assert rows[0]["base_params"] == rows[2]["base_params"] != rows[1]["base_params"]
@@ -108,8 +108,9 @@ def test_where_filters_with_the_expression_language():
 
 def test_emit_writes_loadable_specs_with_deterministic_names(tmp_path):
     rows = secompile.sweep(SE50, vary={"se.0.reduction": [8, 16]}, emit=str(tmp_path / "variants"))
-    names = sorted(p.name for p in (tmp_path / "variants").iterdir())
+    names = sorted(p.name for p in (tmp_path / "variants").iterdir() if p.name != ".secompile-output")
     assert names == ["se_resnet50-00-se.0.reduction-8.yaml", "se_resnet50-01-se.0.reduction-16.yaml"]
+    assert [r["file"] for r in rows] == [str(tmp_path / "variants" / n) for n in names]
     text = (tmp_path / "variants" / names[0]).read_text()
     assert "#   --set se.0.reduction=8\n" in text
     rep = secompile.count(tmp_path / "variants" / names[0])
