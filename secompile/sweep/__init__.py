@@ -123,9 +123,11 @@ def _sample(sweep, axes, emit, n, seed, pred, max_draws) -> Rows:
     rng = random.Random(seed)
     dists = [as_sampled(a) for a in axes]
     seen, rows = set(), Rows()
+    finite = all(isinstance(a, list) or a.kind in ("range", "choice") for a in axes)
+    space = grid_size(axes) if finite else None     # a small space is exhausted, not redrawn
     s = {"sample": n, "seed": seed, "drawn": 0, "kept": 0, "repeats": 0, "invalid": 0,
          "outside": 0, "max_draws": max_draws, "first_errors": []}
-    while s["drawn"] < max_draws and len(rows) < n:
+    while s["drawn"] < max_draws and len(rows) < n and len(seen) != space:
         combo = tuple(d.draw(rng) for d in dists)
         s["drawn"] += 1
         key = repr([o.value for o in combo])

@@ -74,7 +74,7 @@ def check_size(n: int, limit: int | None, what: str, detail: str = "") -> None:
     if limit is not None and n > limit:
         raise SpecError([Problem(Mark("--vary", 1, 1), "<sweep>",
                                  f"{n:,} {what}{detail} exceed the limit of {limit:,}; pass "
-                                 f"--max-variants {n} (max_variants={n}) to run them all")])
+                                 f"--max-variants {n} to run them all")])
 
 
 def variant_name(base: str, index: int, overrides) -> str:
