@@ -291,6 +291,7 @@ def print_diff(d: dict, nodes: bool = False, file=None) -> None:
 
     def unit_row(u, indent="  "):
         what = ["+SE " + _relpath(x, u["path"]) for x in u["se"]]
+        what += ["SE " + _relpath(x, u["path"]) for x in u.get("se_changed", [])]
         reshaped = []
         for c in u["changed"]:
             if c["path"] in u["rewired"]:
@@ -309,7 +310,7 @@ def print_diff(d: dict, nodes: bool = False, file=None) -> None:
             what.append(f"removed {', '.join(_relpath(p, u['path']) for p in u['removed'][:4])}"
                         + (" …" if len(u["removed"]) > 4 else ""))
         if u["se_removed"]:
-            what.append("SE removed: " + ", ".join(u["se_removed"]))
+            what.append("SE removed: " + ", ".join(u.get("se_removed_text", u["se_removed"])))
         shp = u["output_shape"]
         tab.add_row(indent + u["path"], u["status"], "",
                     _pm(len(u["se_added"]) - len(u["se_removed"])),

@@ -76,19 +76,11 @@ def feature_info(g: Graph, out_indices) -> list[dict]:
 def truncate(g: Graph, last_stage: int) -> Graph:
     """A copy of `g` without its head and without the stages after `last_stage`."""
     keep_out = stage_outputs(g)[last_stage]
-    dropped = ["head"] + [st.path for st in g.stages[last_stage + 1 :]]
-    gone = lambda p: any(p == d or p.startswith(d + ".") for d in dropped)  # noqa: E731
     t = g.copy()
     t.output = keep_out
-    for p in reversed(t.order):
-        if gone(p):
-            t.remove(p)
+    for prefix in ["head"] + [st.path for st in g.stages[last_stage + 1 :]]:
+        t.remove_scope(prefix)
     t.stages = t.stages[: last_stage + 1]
-    t.units = [u for u in t.units if not gone(u)]
-    t._index_units()
-    t.blocks = {k: v for k, v in t.blocks.items() if not gone(k)}
-    t.composites = {k: v for k, v in t.composites.items() if not gone(k)}
-    t.se = {k: v for k, v in t.se.items() if not gone(k)}
     return t
 
 
