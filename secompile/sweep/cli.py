@@ -106,7 +106,7 @@ def cmd_sweep(args) -> int:
         print_sweep_table(rows)
     summary = rows.summary
     if args.sample is not None:
-        print(_sample_note(summary), file=sys.stderr if quiet else sys.stdout)
+        print(_sample_note(summary), file=sys.stderr if args.json else sys.stdout)
     if args.csv:
         with output_option("--csv"):
             write_csv(rows, args.csv)

@@ -23,10 +23,11 @@ from ..analysis.counts import Counts
 from ..api import load
 from ..frontend import attention_modules, expand
 from ..ir.ops import CONV_LINEAR_OPS
-from ..lang.document import Spec, load_spec
+from ..lang.document import Spec
 from ..lang.errors import Mark, Problem, SpecError
 from ..lang.overrides import Override, apply_overrides, exists, format_value, make_override
 from ..passes import insert_se
+from ..zoo.loader import load_spec  # zoo names, and every phase's problems
 from .sampling import parse_axis
 
 MAX_VARIANTS = 10_000        # a sweep larger than this needs max_variants= / --max-variants

@@ -9,8 +9,8 @@ from ..lang.overrides import format_value
 
 
 def _unit(values) -> tuple[float, str]:
-    top = max((abs(v) for v in values), default=0)
-    return next(((d, u) for d, u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if top >= d), (1.0, ""))
+    from ..analysis.numbers import si_unit
+    return si_unit(max((abs(v) for v in values), default=0))
 
 
 def plot(rows: list[dict], path: str, title: str | None = None) -> str:
