@@ -20,29 +20,29 @@ __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx",
            "Problem", "sweep", "diff", "load_weights", "optimize_for_inference", "__version__"]
 
 
-def _diff(a, b, **kwargs):
-    from .sweep import diff as run
-    return run(a, b, **kwargs)
+def _lazy(name):
+    """The object a lazy public name stands for (its module imported now)."""
+    if name == "optimize_for_inference":
+        from .backends.torch.inference import optimize_for_inference
+        return optimize_for_inference
+    if name == "load_weights":
+        from .backends.torch.weights import load_weights
+        return load_weights
+    import importlib
+
+    # the package itself, callable: secompile.sweep(...) is secompile.sweep.run(...), and
+    # `import secompile.sweep as sw` gives the module (secompile/sweep/__init__.py)
+    package = importlib.import_module(".sweep", __name__)
+    return package if name == "sweep" else package.diff
+
+
+_LAZY = ("optimize_for_inference", "load_weights", "sweep", "diff")
 
 
 def __getattr__(name):
-    """The names whose modules are imported when first used."""
-    if name == "optimize_for_inference":
-        from .backends.torch.inference import optimize_for_inference as value
-    elif name == "load_weights":
-        from .backends.torch.weights import load_weights as value
-    elif name == "sweep":       # the module, callable as its `sweep` function (sweep.py)
-        import importlib
-        value = importlib.import_module(".sweep", __name__)
-    elif name == "diff":
-        import functools
-        import importlib
-        engine = importlib.import_module(".sweep", __name__)
-        value = functools.wraps(engine.diff)(_diff)
-        value.__module__ = __name__
-    else:
+    if name not in _LAZY:
         raise AttributeError(f"module 'secompile' has no attribute {name!r}")
-    globals()[name] = value
+    value = globals()[name] = _lazy(name)
     return value
 
 

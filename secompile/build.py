@@ -13,13 +13,16 @@ import sys
 from .analysis.counts import report
 from .api import MAX_MACS, MAX_PARAMS, prepare
 from .ir.graph import Graph
-from .outputs import atomic_write, staged_dir
+from .outputs import check_folder, safe_name, staged_dir
 from .reports import report_markdown
 
 
 def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_macs=MAX_MACS,
           extra_outputs=()) -> dict:
     spec, g, counts = prepare(spec_src, max_params=max_params, max_macs=max_macs)
+    name = safe_name(spec.name)     # a downloaded spec never chooses where files go
+    out_dir = out_dir or os.path.join("out", name)
+    check_folder(out_dir)           # refuse before the work, not after it
     rep = report(g, counts)
     if spec.overrides:
         rep["overrides"] = spec.override_dict()
@@ -31,7 +34,6 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
         raise AssertionError(f"compiled module has {n} parameters, the analysis says "
                              f"{rep['total']['params']}")
 
-    out_dir = out_dir or os.path.join("out", spec.name)
     files = ["report.json", "report.md"]
     with staged_dir(out_dir) as stage:
         with open(os.path.join(stage, "report.json"), "w") as f:
@@ -46,22 +48,20 @@ def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_ma
 
 def diagram_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
     """The block-level diagram `<name>.svg` (or `<name>.dot` without `dot`), into the staging
-    dir."""
+    dir, through the one diagram writer (backends.graphviz.write_diagram)."""
     from .api import note_overrides
-    from .backends.graphviz import DotNotFound, dot_missing_message, dot_source, render
+    from .backends.graphviz import DotNotFound, dot_missing_message, dot_source, write_diagram
     source = note_overrides(dot_source(g, spec, "block", None), spec)
-    svg = os.path.join(stage_dir, f"{spec.name}.svg")
+    name = safe_name(spec.name, quiet=True)    # build() said so already
     try:
-        atomic_write(svg, render(source, "svg"))
-        return [os.path.basename(svg)]
+        return [os.path.basename(write_diagram(source, name, "block", "svg",
+                                               os.path.join(stage_dir, f"{name}.svg")))]
     except DotNotFound:
-        dot_path = os.path.join(stage_dir, f"{spec.name}.dot")
-        atomic_write(dot_path, source)
-        print(dot_missing_message(f"{spec.name}.dot", "svg", f"{spec.name}.svg",
-                                  written=f"{spec.name}.dot in the output directory "
+        print(dot_missing_message(f"{name}.dot", "svg", f"{name}.svg",
+                                  written=f"{name}.dot in the output directory "
                                           f"(run dot there)"),
               file=sys.stderr)
-        return [os.path.basename(dot_path)]
+        return [f"{name}.dot"]
 
 
 def onnx_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
@@ -72,4 +72,4 @@ def onnx_output(spec, g: Graph, model, stage_dir: str) -> list[str]:
     from .backends.onnx.weights import load_state
     m = lower(g, load_state(model, g))
     record_overrides(m, spec)
-    return save(m, os.path.join(stage_dir, f"{spec.name}.onnx"))
+    return save(m, os.path.join(stage_dir, f"{safe_name(spec.name, quiet=True)}.onnx"))

@@ -15,6 +15,7 @@ import sys
 
 from . import __version__
 from .lang.errors import Mark, Problem, SpecError
+from .outputs import output_option
 from .reports import print_summary
 
 
@@ -143,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of the spec language")
     _add_set(*(sub.choices[c] for c in ("validate", "count", "build", "export", "draw")))
-    from .sweep_cli import register  # sweep, diff (secompile/sweep_cli.py)
+    from .sweep.cli import register  # sweep, diff (secompile/sweep/cli.py)
     register(sub)
     _add_common(sub.choices.values())
     for name in ("validate", "count", "build", "export", "draw", "sweep", "diff"):
@@ -193,9 +194,9 @@ def cmd_build(args) -> int:
         writers.append(diagram_output)
     if args.onnx:
         writers.append(onnx_output)
-    rep = build(_spec(args, args.spec), args.output, max_params=args.max_params,
-                max_macs=args.max_macs,
-                extra_outputs=writers)
+    with output_option("-o"):      # a bad output path is named by its option (exit 2)
+        rep = build(_spec(args, args.spec), args.output, max_params=args.max_params,
+                    max_macs=args.max_macs, extra_outputs=writers)
     if not args.quiet:
         print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))
@@ -220,10 +221,11 @@ def cmd_export(args) -> int:
     except ValueError as e:
         print(f"secompile export: --opset: {e}", file=sys.stderr)
         return 2
-    model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed,
-                    fold_bn=args.fold_bn, opset=opset, max_params=args.max_params,
-                    max_macs=args.max_macs, features_only=args.features_only,
-                    out_indices=_out_indices(args))
+    with output_option("-o"):
+        model = to_onnx(_spec(args, args.spec), args.weights, args.output, seed=args.seed,
+                        fold_bn=args.fold_bn, opset=opset, max_params=args.max_params,
+                        max_macs=args.max_macs, features_only=args.features_only,
+                        out_indices=_out_indices(args))
     if not getattr(args, "quiet", False):
         n = sum(math.prod(t.dims) for t in model.graph.initializer)
         outs = len(model.graph.output)
@@ -239,8 +241,9 @@ def cmd_draw(args) -> int:
     from .api import draw
     from .backends.graphviz import DotNotFound
     try:
-        out = draw(_spec(args, args.spec), args.level, args.format, args.output,
-                   scope=getattr(args, "scope", None))
+        with output_option("-o"):
+            out = draw(_spec(args, args.spec), args.level, args.format, args.output,
+                       scope=getattr(args, "scope", None))
     except DotNotFound as e:
         print(e, file=sys.stderr)
         return 2

@@ -120,7 +120,7 @@ def test_diff_every_pair_of_eca_cbam_sk_and_a_plain_net():
 def diff_every_pair(sample):
     import io
 
-    from secompile.sweep_cli import print_diff
+    from secompile.reports import print_diff
     graphs = {n: secompile.build_ir(SPECS / f"{n}.yaml") for n in sample}
     kinds = {n: {m.kind for m in g.attention.values()} for n, g in graphs.items()}
     assert kinds == {n: KINDS[n] for n in sample}

@@ -37,9 +37,11 @@ def test_build_prints_summary():
 def test_build_replaces_previous_output_whole(tmp_path):
     out = tmp_path / "o"
     out.mkdir()
-    (out / "stale.txt").write_text("from an older build")
+    (out / "stale.txt").write_text("from an older build")     # listed in secompile's marker
+    (out / ".secompile-output").write_text("# written by secompile\nstale.txt\n")
     assert main(["-q", "build", str(SPECS / "resnet50.yaml"), "-o", str(out), "--no-draw"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [".secompile-output", "report.json",
+                                                     "report.md"]
     assert [p.name for p in tmp_path.iterdir()] == ["o"]     # no staging leftovers
 
 

@@ -53,10 +53,10 @@ def test_se_in_every_stage_but_the_last_and_the_product():
 
 
 def test_variants_differing_only_in_se_share_one_expansion(monkeypatch):
-    sweep_mod = sys.modules["secompile.sweep"]      # `secompile.sweep` is the function
+    from secompile.sweep import engine
     calls = []
-    real = sweep_mod.expand
-    monkeypatch.setattr(sweep_mod, "expand", lambda spec: calls.append(spec.name) or real(spec))
+    real = engine.expand
+    monkeypatch.setattr(engine, "expand", lambda spec: calls.append(spec.name) or real(spec))
     rows = secompile.sweep(SE50, vary={"se.0.reduction": [2, 4, 8, 16, 32], "stages.3.repeat": [2, 3]})
     assert len(rows) == 10 and len(calls) == 2         # one expansion per stages.3.repeat value
     assert rows[0]["base_params"] == rows[2]["base_params"] != rows[1]["base_params"]
@@ -108,8 +108,9 @@ def test_where_filters_with_the_expression_language():
 
 def test_emit_writes_loadable_specs_with_deterministic_names(tmp_path):
     rows = secompile.sweep(SE50, vary={"se.0.reduction": [8, 16]}, emit=str(tmp_path / "variants"))
-    names = sorted(p.name for p in (tmp_path / "variants").iterdir())
+    names = sorted(p.name for p in (tmp_path / "variants").iterdir() if p.name != ".secompile-output")
     assert names == ["se_resnet50-00-se.0.reduction-8.yaml", "se_resnet50-01-se.0.reduction-16.yaml"]
+    assert [r["file"] for r in rows] == [str(tmp_path / "variants" / n) for n in names]
     text = (tmp_path / "variants" / names[0]).read_text()
     assert "#   --set se.0.reduction=8\n" in text
     rep = secompile.count(tmp_path / "variants" / names[0])
@@ -192,3 +193,160 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch):
         plot(rows, str(tmp_path / "p.svg"))
     assert e.value.messages == ["--plot:1:1: <plot>: plotting needs matplotlib (pip install matplotlib, "
                                 "or pip install 'secompile[plot]')"]
+
+
+# -- the package, limits, streaming (issues 19, 20) -------------------------------------------
+CIFAR = SPECS / "se_resnet20_cifar.yaml"
+
+
+def test_sweep_is_the_package_and_callable():
+    import secompile.sweep as sw
+    assert type(sw).__name__ == "_CallableModule" and sw.__name__ == "secompile.sweep"
+    assert sw.engine.__name__ == "secompile.sweep.engine" and callable(sw)
+    rows = secompile.sweep(CIFAR, vary={"se.0.reduction": [8]})
+    assert rows == sw.run("se_resnet20_cifar", vary={"se.0.reduction": [8]})   # zoo names too
+    assert rows[0]["params"] == secompile.count(CIFAR, overrides={"se.0.reduction": 8})["total"]["params"]
+    assert rows[0]["params"] == 276_884 and secompile.diff is sw.diff
+
+
+def test_too_many_variants_are_refused_before_anything_runs(capsys):
+    from secompile.cli import main
+    vary = [a for k in ("stages.0.repeat", "stages.1.repeat", "stages.2.repeat")
+            for a in ("--vary", f"{k}=range(1, 101)")]
+    assert main(["sweep", str(CIFAR), *vary]) == 2
+    assert capsys.readouterr().err == (
+        "--vary:1:1: <sweep>: 1,000,000 variants (100 x 100 x 100) exceed the limit of 10,000; "
+        "pass --max-variants 1000000 to run them all\n")
+    with pytest.raises(SpecError, match="3 variants exceed the limit of 2"):
+        secompile.sweep(CIFAR, vary={"se.0.reduction": [4, 8, 16]}, max_variants=2)
+    assert len(secompile.sweep(CIFAR, vary={"se.0.reduction": [4, 8, 16]}, max_variants=3)) == 3
+
+
+def test_rows_stream_without_keeping_graphs(monkeypatch):
+    from secompile.sweep import engine
+    monkeypatch.setattr(engine, "KEPT_EXPANSIONS", 2)
+    axes = engine.axes_of(["input.size=[16, 20, 24, 28, 32]"])
+    sweep = engine.Sweep(CIFAR, axes)
+    sizes = []
+    for row in engine.iter_grid(sweep, axes):       # a generator: one row at a time
+        sizes.append(len(sweep.expansions.kept))
+        assert row["ok"]
+    assert sizes == [1, 2, 2, 2, 2]
+
+
+def test_a_sweep_with_no_valid_variant_exits_2(capsys):
+    from secompile.cli import main
+    assert main(["sweep", str(CIFAR), "--vary", "se.0.reduction=[0, -1]", "-q"]) == 2
+    assert capsys.readouterr().err == ("secompile sweep: every variant is invalid (2); the first:\n"
+                                       "--vary:1:17: se[0].reduction: must be >= 1, got 0\n")
+    assert main(["sweep", str(CIFAR), "--vary", "se.0.reduction=[0, 8]", "-q"]) == 0
+
+
+def test_emit_names_stay_inside_the_folder(tmp_path, monkeypatch, capsys):
+    from secompile.cli import main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "resnet.yaml").write_text((SPECS / "blocks" / "resnet.yaml").read_text())
+    (tmp_path / "x.yaml").write_text(CIFAR.read_text().replace("name: se_resnet20_cifar",
+                                                               "name: ../../../x"))
+    (tmp_path / "afile").write_text("mine")
+    assert main(["-q", "sweep", "x.yaml", "--vary", "se.0.reduction=[8, 16]", "--emit", "e/d"]) == 0
+    made = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert made == ["afile", "blocks/resnet.yaml", "e/d/.secompile-output",
+                    "e/d/x-00-se.0.reduction-8.yaml", "e/d/x-01-se.0.reduction-16.yaml", "x.yaml"]
+    assert secompile.count(tmp_path / "e/d/x-00-se.0.reduction-8.yaml")["name"] == \
+        "x-00-se.0.reduction-8"
+    capsys.readouterr()
+    for args in (["--emit", "afile"], ["--emit", "/proc/x"], ["--csv", "/proc/x.csv"],
+                 ["--csv", "e"], ["--plot", "afile/p.svg"]):
+        assert main(["-q", "sweep", "x.yaml", "--vary", "se.0.reduction=[8]", *args]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "--emit:1:1: <output>: afile: exists and is a file, not a folder (give a folder name)",
+        "--emit:1:1: <output>: /proc/x: cannot write in /proc: No such file or directory",
+        "--csv:1:1: <output>: /proc/x.csv: cannot write in /proc: No such file or directory",
+        "--csv:1:1: <output>: e: is a folder; give a file name",
+        f"--plot:1:1: <output>: afile/p.svg: {tmp_path}/afile is a file, not a folder"]
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_diff_draw_with_an_unknown_format_is_refused(tmp_path, capsys):
+    from secompile.cli import main
+    assert main(["diff", "resnet50", "se_resnet50", "--draw", str(tmp_path / "out.xyz"), "-q"]) == 2
+    assert capsys.readouterr().err == (f"--draw:1:1: <output>: {tmp_path}/out.xyz: unknown diagram "
+                                       "format 'xyz': name the file .svg, .png, .pdf or .dot\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- design-space sampling (issue 21 item 6) ----------------------------------------------------
+SPACE = ["stages.0.out=range(8, 64, 8)", "input.size=choice(24, 32, 40)",
+         "se.0.reduction=[4, 8, 16]"]
+
+
+def test_sample_is_reproducible_for_a_seed_and_respects_the_band():
+    rows = secompile.sweep(CIFAR, SPACE, sample=6, seed=7, where="macs >= 40e6 and macs <= 150e6")
+    again = secompile.sweep(CIFAR, SPACE, sample=6, seed=7, where="macs >= 40e6 and macs <= 150e6")
+    other = secompile.sweep(CIFAR, SPACE, sample=6, seed=8, where="macs >= 40e6 and macs <= 150e6")
+    assert rows == again and [r["label"] for r in rows] != [r["label"] for r in other]
+    assert len(rows) == 6 and all(40e6 <= r["macs"] <= 150e6 for r in rows)
+    assert len({r["label"] for r in rows}) == 6                  # distinct models
+    assert [r["index"] for r in rows] == list(range(6))
+    s = rows.summary
+    assert s["kept"] == 6 and s["drawn"] == 6 + s["outside"] + s["invalid"] + s["repeats"]
+    assert s["outside"] > 0                                      # the band rejected some
+    for r in rows:     # each row is exactly the plain count of its overrides
+        o = r["overrides"]
+        assert set(o) == {"stages.0.out", "input.size", "se.0.reduction"}
+        assert o["stages.0.out"] in range(8, 64, 8) and o["input.size"] in (24, 32, 40)
+    r = rows[0]
+    rep = secompile.count(CIFAR, overrides=r["overrides"])
+    assert (rep["total"]["params"], rep["total"]["macs"]) == (r["params"], r["macs"])
+
+
+def test_sample_distributions_and_a_small_space_is_exhausted():
+    rows = secompile.sweep(CIFAR, ["se.0.reduction=loguniform(2, 64, 2)", "input.size=uniform(24, 40, 8)"],
+                           sample=5, seed=1)
+    assert all(r["overrides"]["se.0.reduction"] % 2 == 0 and 2 <= r["overrides"]["se.0.reduction"] <= 64
+               for r in rows)
+    assert all(r["overrides"]["input.size"] in (24, 32, 40) for r in rows)
+    rows = secompile.sweep(CIFAR, ["se.0.reduction=[4, 8]"], sample=5, seed=0)
+    assert sorted(r["overrides"]["se.0.reduction"] for r in rows) == [4, 8]
+    assert rows.summary["kept"] == 2 and rows.summary["drawn"] < 250     # stopped: nothing left
+
+
+@pytest.mark.parametrize("vary, message", [
+    ("stages.0.out=range(8, x)", "--vary:1:14: stages.0.out: range(...) takes numbers, got x"),
+    ("stages.0.out=rnage(8, 16)", "--vary:1:14: stages.0.out: unknown distribution 'rnage': write a "
+                                  "YAML list [a, b, ...] or one of range, choice, uniform, loguniform"),
+    ("stages.0.out=uniform(8, 16)", "--vary:1:14: stages.0.out: uniform(...) is continuous: sample it "
+                                    "with --sample N"),
+    ("stages.0.out=range(8, 8)", "--vary:1:14: stages.0.out: range(8, 8, 1) holds no value"),
+    ("stages.0.out=loguniform(0, 3)", "--vary:1:14: stages.0.out: loguniform(a, b): a must be > 0, got 0"),
+    ("stages.0.out=uniform(9, 3)", "--vary:1:14: stages.0.out: uniform(a, b): a must not exceed b, "
+                                   "got 9 > 3"),
+    ("stagse.0.out=range(8, 16)", "--vary:1:1: stagse: unknown key 'stagse' in the spec (did you mean "
+                                  "'stages'?)"),
+])
+def test_bad_distributions_exit_2_located(vary, message, capsys):
+    from secompile.cli import main
+    assert main(["sweep", str(CIFAR), "--vary", vary]) == 2
+    assert capsys.readouterr().err == message + "\n"
+
+
+def test_sample_cli_csv_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from secompile.cli import main
+    args = ["sweep", str(CIFAR), *[a for v in SPACE for a in ("--vary", v)], "--sample", "12",
+            "--seed", "3", "--where", "macs <= 200e6", "--csv", str(tmp_path / "s.csv"),
+            "--plot", str(tmp_path / "s.svg")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "se_resnet20_cifar: 12 variant(s)" in out
+    assert "sample (seed 3): kept 12 of 12 asked for, " in out
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(lines) == 13 and lines[0].startswith("stages.0.out,input.size,se.0.reduction,index,")
+    svg = (tmp_path / "s.svg").read_text()
+    assert "Pareto front" in svg and "parameters (k)" in svg
+    first = (tmp_path / "s.csv").read_text()
+    assert main(args) == 0 and (tmp_path / "s.csv").read_text() == first     # same seed, same file
+    assert main(["sweep", str(CIFAR), "--vary", SPACE[0], "--seed", "3"]) == 2
+    assert capsys.readouterr().err.endswith("--seed and --max-draws are for --sample N\n")

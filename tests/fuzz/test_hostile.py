@@ -366,7 +366,7 @@ def test_kill_during_onnx_write_of_a_build(work):
     pytest.importorskip("secompile.backends.onnx")
     _run_cli(work, "-q", "build", "valid.yaml", "--no-draw", "-o", "out")      # the previous build
     before = snapshot(work / "out")
-    assert sorted(before) == ["report.json", "report.md"]
+    assert sorted(before) == [".secompile-output", "report.json", "report.md"]
     tmp, size = kill_mid_write(work, ".onnx.", ["-q", "build", "valid.yaml", "--no-draw", "--onnx", "-o", "out"])
     assert tmp.name.startswith(".tiny.onnx.") and tmp.parent.name.endswith(".staging")
     assert snapshot(work / "out") == before
@@ -374,7 +374,8 @@ def test_kill_during_onnx_write_of_a_build(work):
     assert not [p for p in work.rglob("*.onnx")]       # nothing named like a finished model anywhere
     # the next build is not confused by the leftover staging directory
     _run_cli(work, "-q", "build", "valid.yaml", "--no-draw", "--onnx", "-o", "out")
-    assert sorted(snapshot(work / "out")) == ["report.json", "report.md", "tiny.onnx"]
+    assert sorted(snapshot(work / "out")) == [".secompile-output", "report.json", "report.md",
+                                              "tiny.onnx"]
     assert os.path.getsize(work / "out" / "tiny.onnx") == size
 
 

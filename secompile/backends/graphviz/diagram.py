@@ -20,7 +20,7 @@ import graphviz
 
 from ...analysis.counts import Counts
 from ...ir.graph import Graph
-from ...outputs import atomic_write
+from ...outputs import atomic_write, safe_name
 from .levels import LEVELS, block_level, op_level, stage_level
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -71,7 +71,8 @@ def render(source: str, fmt: str) -> bytes:
 
 
 def default_path(name: str, level: str, fmt: str, scope: str | None = None) -> str:
-    return f"{name}{'-' + scope if scope else ''}-{level}.{fmt}"
+    # a spec's name never chooses the folder: one safe file-name component
+    return safe_name(f"{name}{'-' + scope if scope else ''}-{level}") + f".{fmt}"
 
 
 def draw_graph(g: Graph, spec_obj, level: str = "block", format: str = "svg",
