@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph, Stage
+from ..ir.verify import verified
 from ..lang.document import Spec
 from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
@@ -270,6 +271,7 @@ def _repeat(st) -> int:
     return r if isinstance(r, int) and not isinstance(r, bool) else 1
 
 
+@verified
 def expand(spec: Spec) -> Graph:
     """Spec -> IR graph with shapes. Raises SpecError listing every problem."""
     return Expander(spec).run()

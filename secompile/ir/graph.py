@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from . import ops
+from . import ops, verify
 
 
 @dataclass
@@ -188,6 +188,10 @@ class Graph:
         new._unit_set = set(self.units)
         new.se = {k: dict(v) for k, v in self.se.items()}
         return new
+
+    def check(self) -> None:
+        """Re-derive every shape, weight and scope from the ops (ir/verify.py); raises IRError."""
+        verify.check(self)
 
     def to_dict(self) -> dict:
         """A plain, JSON-able description (also what the structural hash covers)."""

@@ -17,12 +17,14 @@ the graph. Without `modules` the paper's SE block is built here, with the same n
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import fnmatch
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph
+from ..ir.verify import verified
 from ..lang.errors import Problem, SpecError, did_you_mean
 from ..lang.loader import SourceMap
 
@@ -257,6 +259,7 @@ def _options(rule: dict) -> SEOptions:
                         if k in ("squeeze", "gate") or not isinstance(v, str)})
 
 
+@verified
 def insert_se(g: Graph, rules: list, smap: SourceMap,
               modules: AttentionModules | None = None) -> Graph:
     """Return a copy of `g` with SE blocks (attention modules) spliced in. Raises SpecError."""
@@ -316,15 +319,25 @@ def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap,
     rank = {p: i for i, p in enumerate(g.order)}
     taken = set(_scopes(g))   # node paths and scopes of the network's own layers
     index = _PathIndex(g)
+    reshaping: dict = {}   # rule -> [its first problem's index, points] (a module that reshapes)
     for pt, (opts, rpath) in sorted(chosen.items(),
                                     key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
         try:
             _splice(g, pt, opts, taken, index, modules, rules[rpath[1]], rpath)
         except _Problem as e:
-            key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
+            if e.about == "module" and rpath in reshaping:   # said once per rule
+                reshaping[rpath][1] += 1
+                continue
+            key = e.about if e.about and e.about in rules[rpath[1]] else None
             problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
+            if e.about == "module":
+                reshaping[rpath] = [len(problems) - 1, 1]
         except SpecError as e:
             problems.extend(e.problems)
+    for i, n in reshaping.values():
+        if n > 1:
+            problems[i] = dataclasses.replace(problems[i], message=f"{problems[i].message} "
+                                              f"(and at {n - 1} more places this rule selects)")
     return problems
 
 
@@ -426,6 +439,10 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set = frozenset(),
                   "squeeze": names.get("squeeze"), "gate": names.get("gate"),
                   "bias": names.get("bias"), "module": name}
         record["reduced"] = g.shape(f"{s}.fc1")[0] if f"{s}.fc1" in g else names.get("width")
+    if g.shape(a) != shape:   # its consumers were shaped for u: it must give u's shape back
+        raise _Problem(f"attention module '{name}' turns {u} {shape} into {g.shape(a)} at {s}; "
+                       "a module an SE rule inserts must keep the shape it is inserted on",
+                       about="module")
     for path in added:
         index.add(path)
     g.rewire(u, a, consumers)

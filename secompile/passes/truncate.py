@@ -11,6 +11,7 @@ truncated graph gives the backbone's cost.
 from __future__ import annotations
 
 from ..ir.graph import Graph
+from ..ir.verify import verified
 
 
 def stage_outputs(g: Graph) -> list[str]:
@@ -73,6 +74,7 @@ def feature_info(g: Graph, out_indices) -> list[dict]:
     return info
 
 
+@verified
 def truncate(g: Graph, last_stage: int) -> Graph:
     """A copy of `g` without its head and without the stages after `last_stage`."""
     keep_out = stage_outputs(g)[last_stage]
