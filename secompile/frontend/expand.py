@@ -237,8 +237,8 @@ class Expander(Binding, Templates):
             if "when" in item and not self.condition(ctx, item["when"], tuple(path) + ("when",)):
                 return x   # a false condition removes the layer
         apath = tuple(path) + ((kind,) if not isinstance(item, str) else ())
-        if kind in COMPOSITES:
-            comp = COMPOSITES[kind](self, ctx, attrs, apath, p, x)
+        if kind in COMPOSITES:   # a level of nesting, as a template instance is
+            comp = COMPOSITES[kind](self, self.deeper(ctx, apath), attrs, apath, p, x)
             if comp.kind != "layers":   # a residual without its skip (skip: auto): a plain sequence
                 self.graph.composites[p] = comp
             return comp.output

@@ -11,6 +11,7 @@ computed from a stage parameter is reported at that parameter.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ..ir.graph import Composite
@@ -21,7 +22,9 @@ from ..lang.errors import SpecError, did_you_mean
 from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
 
-MAX_NESTING = 32        # template instances inside template instances
+# Template instances and composites (residual, parallel, ...) inside one another. Each level
+# costs ~8 Python frames; past ~120 levels the expansion would die of RecursionError.
+MAX_NESTING = 32
 BODIES = ("layers", "residual", "parallel", "gate")
 SHIPPED = os.path.join(SHIPPED_SPECS, "blocks", "attention.yaml")   # installed with the package
 
@@ -67,10 +70,7 @@ class Templates:
 
     def instantiate(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
                     stage=None) -> Composite:
-        if ctx.depth >= MAX_NESTING:
-            self.problem(ctx, path,
-                         f"block templates nested deeper than {MAX_NESTING} (recursive template?)")
-            raise Abort
+        self.deeper(ctx, path)
         env = self.bind(ctx, tmpl, given, path, x, stage is not None, where)
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
         body, bpath = tmpl.body, tmpl.path
@@ -96,8 +96,21 @@ class Templates:
             self.graph.composites[scope] = comp
         return comp
 
+    def deeper(self, ctx: Ctx, path) -> Ctx:
+        """The context one nesting level down; a located problem past MAX_NESTING levels."""
+        if ctx.depth >= MAX_NESTING:
+            self.problem(ctx, path, f"template nesting deeper than {MAX_NESTING} levels "
+                                    "(a template that instantiates itself?)")
+            raise Abort
+        return dataclasses.replace(ctx, depth=ctx.depth + 1)
+
     def gate(self, ctx: Ctx, items: list, path, scope: str, x: str) -> Composite:
         """out = x * f(x), f the layer list, broadcast over the axes it reduced: `<scope>.scale`."""
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            if isinstance(item, dict) and item.get("name") == "scale":
+                self.problem(ctx, tuple(path) + (i, "name"), "a gate's layer cannot be named "
+                             f"'scale': the gate's output is {scope}.scale; rename the layer")
+                raise Abort
         f = self.items(ctx, items, path, scope, x)
         out = self.node(ctx, path, f"{scope}.scale", "mul", {}, [x, f])
         return Composite(scope, "layers", x, out)
