@@ -128,6 +128,13 @@ class Expander(Binding, Templates):
                                                      f"the stages repeat {total} blocks in all; "
                                                      f"the limit is {MAX_BLOCKS} "
                                                      "(refused before building anything)")])
+        for i, st in enumerate(stages):   # templates of templates: a lower bound of the nodes
+            n = (self.min_nodes([{"block": {"template": st["block"]}}], MAX_IR_NODES)
+                 if isinstance(st.get("block"), str) else 0) * repeats[i]
+            if n > MAX_IR_NODES:
+                raise LimitError([self.spec.smap.problem(
+                    ("stages", i, "block"), f"block template '{st['block']}' builds more than "
+                    f"{MAX_IR_NODES} nodes; refusing it (before building anything)")])
 
     def unit(self, ctx, scope, path, items, x):
         self.graph.add_unit(scope)

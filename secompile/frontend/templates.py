@@ -96,6 +96,48 @@ class Templates:
             self.graph.composites[scope] = comp
         return comp
 
+    def min_nodes(self, items, cap: int, _open=None) -> int:
+        """A lower bound of the IR nodes a layer list builds, counted without building it (stops
+        past `cap`): every unconditional layer builds a node, a `block:` layer with a literal
+        template name at least that template's bound. Templates of templates multiply, so a
+        3 KB spec can ask for 10**7 nodes: expand refuses it before building any (fuzz-154)."""
+        _open = {} if _open is None else _open   # template name -> its bound (None: open)
+        total = 0
+        for item in items if isinstance(items, list) else ():
+            if total > cap:
+                break
+            if isinstance(item, str):
+                total += 1
+                continue
+            if not isinstance(item, dict) or "when" in item:
+                continue
+            kinds = [k for k in item if k != "name"]
+            attrs = item[kinds[0]] if len(kinds) == 1 else None
+            if kinds == ["block"] and isinstance(attrs, dict):
+                total += self._template_min(attrs.get("template"), cap, _open)
+            elif len(kinds) == 1 and kinds[0] in COMPOSITES and isinstance(attrs, dict):
+                branches = attrs.get("branches")
+                lists = [attrs.get(k) for k in ("branch", "post", "layers")] + list(
+                    branches.values() if isinstance(branches, dict) else
+                    branches if isinstance(branches, list) else ())
+                total += sum(self.min_nodes(v, cap, _open) for v in lists)
+            elif len(kinds) == 1:
+                total += 1
+        return min(total, cap + 1)
+
+    def _template_min(self, name, cap: int, _open: dict) -> int:
+        tmpl = self.template(name)
+        if tmpl is None or name in _open:   # unknown, or a cycle (refused where it nests)
+            return _open.get(name) or 0
+        _open[name] = None
+        body = tmpl.body
+        n = sum(self.min_nodes(body.get(k), cap, _open) for k in ("layers", "gate"))
+        for kind in COMPOSITES:
+            if isinstance(body.get(kind), dict):
+                n += self.min_nodes([{kind: body[kind]}], cap, _open)
+        _open[name] = n = min(n + ("gate" in body), cap + 1)
+        return n
+
     def deeper(self, ctx: Ctx, path) -> Ctx:
         """The context one nesting level down; a located problem past MAX_NESTING levels."""
         if ctx.depth >= MAX_NESTING:
