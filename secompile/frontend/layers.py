@@ -13,6 +13,7 @@ from ..ir import ops
 from ..ir.graph import Composite
 from ..lang.errors import did_you_mean, format_path
 from .binding import Abort
+from .recording import record_fused
 
 BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
 
@@ -341,6 +342,7 @@ def select_merge(fe, ctx, a, path, p, x, outs) -> Composite:
     where = ctx.where or format_path(path)
     logits = fe.instance(ctx, tmpl, spec, mpath, f"{p}.attn", total, where=where)
     m = fe.node(ctx, mpath, f"{p}.select", "select", {"paths": len(outs)}, [logits, *outs])
+    record_fused(fe.graph, f"{p}.attn", total, m)
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "parallel", x, out, merge=m)
 

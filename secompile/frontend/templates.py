@@ -21,6 +21,7 @@ from ..lang.document import _load_include as load_include
 from ..lang.errors import SpecError, did_you_mean
 from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
+from .recording import record_instance
 
 # Template instances and composites (residual, parallel, ...) inside one another. Each level
 # costs ~8 Python frames; past ~120 levels the expansion would die of RecursionError.
@@ -72,6 +73,7 @@ class Templates:
                     stage=None) -> Composite:
         self.deeper(ctx, path)
         env = self.bind(ctx, tmpl, given, path, x, stage is not None, where)
+        mark = self.graph.node_count()
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
         body, bpath = tmpl.body, tmpl.path
         kinds = [k for k in BODIES if k in body]
@@ -94,6 +96,8 @@ class Templates:
             self.graph.blocks[scope] = comp
         if comp.kind not in ("layers", "gate"):
             self.graph.composites[scope] = comp
+        record_instance(self.graph, tmpl, tmpl is shipped_templates().get(tmpl.name), scope, x,
+                        comp.output, env, mark, stage is not None)
         return comp
 
     def min_nodes(self, items, cap: int, _open=None) -> int:

@@ -168,40 +168,34 @@ def _prefixes(path: str):
 
 
 def _attention(g) -> list[str]:
-    """Each inserted module's scope holds nodes, and its output keeps the input's shape."""
+    """Each attention module and template instance record names nodes of the graph, and a
+    module's output (the tensor its consumers read) has the shape of the tensor it recalibrates."""
     out = []
-    if not g.se:
-        return out
-    inside: dict[str, list] = {s: [] for s in g.se}
-    for p in g.g.nodes:
-        for s in _prefixes(p):
-            if s in inside:
-                inside[s].append(p)
-    for s, rec in g.se.items():
-        u = rec.get("input")
-        if u not in g.g:
-            out.append(f"attention module {s}: its input {u!r} is not a node")
-            continue
-        mine = set(inside[s])
-        exits = {_fused_into(g, p, mine) for p in mine
-                 if p == g.output or any(c not in mine for c in g.g.successors(p))}
-        if len(exits) != 1:
-            out.append(f"attention module {s}: {len(exits)} outputs {sorted(exits)}")
-            continue
-        (exit_,) = exits
-        if g.shape(exit_) != g.shape(u):
+    nodes = g.g
+    attention = getattr(g, "attention", {})
+    # passes/fuse.py folds a module's last multiply into the add it fed, scale_add(other, u, s);
+    # the records keep the multiply's path: that scale_add then gives the module's result
+    fused: dict = {}
+    for p, d in nodes.nodes(data=True) if attention else ():
+        if d["op"] == "scale_add":
+            fused.setdefault(g.attention_of(d["inputs"][2]), []).append(p)
+    for s, rec in getattr(g, "scopes", {}).items():
+        for field in ("entry", "exit"):
+            node = getattr(rec, field)
+            if node not in nodes and not (field == "exit" and g.attention_of(node) in fused):
+                out.append(f"template instance {s}: its {field} {node!r} is not a node")
+    for s, a in attention.items():
+        # a Selective Kernel's result is the select merge of the block around it
+        if a.fusion != "select" and not a.output.startswith(s + "."):
+            out.append(f"attention module {s}: its output {a.output} lies outside it")
+        exit_ = a.output if a.output in nodes else (fused.get(s) or [None])[0]
+        if a.input not in nodes or exit_ is None or len(fused.get(s, ())) > 1:
+            out.append(f"attention module {s}: input {a.input!r} or output {a.output!r} is "
+                       "not a node")
+        elif g.shape(exit_) != g.shape(a.input):
             out.append(f"attention module {s}: output {exit_} has shape "
-                       f"{g.shape(exit_)}, its input {u} {g.shape(u)}")
+                       f"{g.shape(exit_)}, its input {a.input} {g.shape(a.input)}")
     return out
-
-
-def _fused_into(g, p: str, mine: set) -> str:
-    """passes/fuse.py moved a module's last multiply into the add it fed, scale_add(other, u, s):
-    the module's operands then exit into that node, which stands for its output."""
-    cs = [c for c in g.g.successors(p) if c not in mine]
-    if len(cs) == 1 and g.op(cs[0]) == "scale_add" and p in g.inputs(cs[0])[1:]:
-        return cs[0]
-    return p
 
 
 __all__ = ["check", "verified", "IRError", "EVERY_PASS"]

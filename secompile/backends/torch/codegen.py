@@ -186,25 +186,12 @@ def _add_expr(n: _Node) -> str:
     return " + ".join(name if s == 1.0 else f"{name} * {s!r}" for name, s in zip(ins, scales))
 
 
-# Readers of u that have made a new tensor from it (no alias of u survives them).
-_COPYING_READERS = ("global_pool", "conv2d", "linear")
-
-
-def _may_overwrite(n: _Node) -> bool:
-    """May scale_add write into u when autograd is off? Only into a new tensor of this unit
-    (not a view of another value, not the caller's input) that every other reader is done with."""
-    g, p = n.g, n.path
-    other, u, _ = g.inputs(p)
-    if u not in n.pos or other == u or not OPS[g.op(u)].fresh:
-        return False
-    return all(n.pos.get(c, len(n.pos)) < n.pos[p] and g.op(c) in _COPYING_READERS
-               for c in g.consumers(u) if c != p)
-
-
 def _scale_add_expr(n: _Node) -> str:
+    """other + u * s in one pass, into a new tensor whatever the grad mode: u is a module's output
+    (the branch's last BN, or its conv once BN is folded), which a forward hook may hold, so it
+    is never overwritten (issue 19). The allocation costs ~15% of this op (~0.5 ms of 130 ms for
+    SE-ResNeXt-50 at batch 1, 1 thread) and the allocator reuses the block's freed buffers."""
     other, u, s = n.ins
-    if _may_overwrite(n):   # train-4: no fresh output tensor to allocate and first-touch
-        return f"torch.addcmul({other}, {u}, {s}, out=None if torch.is_grad_enabled() else {u})"
     return f"torch.addcmul({other}, {u}, {s})"
 
 
