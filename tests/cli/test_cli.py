@@ -60,7 +60,7 @@ def test_validate_many_and_schema():
 
 
 def test_shipped_schema_json_is_current():
-    shipped = json.loads((ROOT / "secompile" / "spec" / "schema.json").read_text())
+    shipped = json.loads((ROOT / "secompile" / "lang" / "schema.json").read_text())
     assert shipped == json.loads(json.dumps(SCHEMA)), "regenerate: secompile schema > secompile/lang/schema.json"
 
 

@@ -73,8 +73,8 @@ CASES = {
              blocks="blocks:\n  att:\n    gate:\n      - {name: pool, global_pool: {mode: avg}}\n"
                     "      - {name: scale, conv2d: {out: $in_channels}}\n"
                     "      - {name: gate, act: sigmoid}\n"),
-        "t.yaml:8:16: blocks.att.gate[1].name: a gate's layer cannot be named 'scale': the gate's "
-        "output is stages.0.att.scale; rename the layer (in stages[0])"),
+        "t.yaml:8:16: blocks.att.gate[1].name: an attention body's layer cannot be named 'scale': "
+        "stages.0.att.scale is the body's result; rename the layer (in stages[0])"),
     "branch-named-like-the-merge": (
         spec("      - {name: p, parallel: {merge: add, branches: {add: [{conv: {out: 8}}], "
              "b: [{conv: {out: 8}}]}}}"),

@@ -33,7 +33,8 @@ STAGE_CLUSTER = ("#ffffff", "#4d5b6b")
 SCOPE_CLUSTER = ("#ffffff", "#aab4c0")    # nested residual/parallel scopes, stem, head
 
 ACT_NAMES = {"relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid", "hard_sigmoid": "hard sigmoid",
-             "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh"}
+             "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh",
+             "gelu": "GELU"}
 
 # The layers of the `se` template (specs/blocks/attention.yaml), the one place they are named
 # outside it; se_describe names them by their role in the paper (eqs. 2-4, figure 3): squeeze,
@@ -125,6 +126,13 @@ LOOKS: dict[str, OpLook] = {
     "select": OpLook("merge", lambda a, ins: f"select ({a['paths']} paths, softmax)"),
     "channel_slice": OpLook("plain", _slice),
     "drop_path": OpLook("plain", lambda a, ins: f"drop path {a['p']:g}"),
+    "softmax": OpLook("plain", lambda a, ins: f"softmax over {a['axis']}"),
+    "layernorm": OpLook("plain", _text("LayerNorm (channels)")),
+    "attn_pool": OpLook("pool", _text("attention pool (softmax-weighted sum)")),
+    "layer_scale": OpLook("plain", _text("layer scale (channel-wise ×)")),
+    "split_sum": OpLook("pool", lambda a, ins: f"sum of {a['parts']} splits"),
+    "split_select": OpLook("merge", lambda a, ins: f"split select ({a['parts']} splits, softmax)"),
+    "partial_add": OpLook("merge", _text("add to the first channels")),
 }
 FAMILY = {op: look.family for op, look in LOOKS.items() if look.family != "plain"}
 
