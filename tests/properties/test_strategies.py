@@ -14,7 +14,7 @@ from secompile.testing import check_shapes, mutations, specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
-SHIPPED = sorted(SPECS.glob("*.yaml")) + [ROOT / "tests" / "fuzz" / "seeds" / "v2_everything.yaml"]
+SHIPPED = sorted(SPECS.glob("*.yaml")) + sorted((ROOT / "tests" / "fuzz" / "seeds").glob("*.yaml"))
 
 
 def stage_templates(spec):
