@@ -2,7 +2,12 @@ import os
 
 import pytest
 
+import secompile.ir.verify
 from support import SPECS
+
+# verify the IR after the front end and after every pass, here and in subprocesses (CLI tests)
+os.environ["SECOMPILE_VERIFY"] = "1"
+secompile.ir.verify.EVERY_PASS = True
 
 
 @pytest.fixture

@@ -103,3 +103,24 @@ class Binding:
                 if not isinstance(n, int) or n < 1:
                     self.problem(ctx, path + (k,), f"{k} must be a positive integer, got {n!r}")
                     raise Abort
+
+    def number(self, ctx, raw, path, what: str, low=None, high=None, open_low=False,
+               open_high=False) -> float:
+        """A finite real number (literal or expression) within [low, high] (either end open or
+        absent) -> float; else a located problem ('bn eps must be > 0, got -1.0')."""
+        val, blame = self.value(ctx, raw, path)
+        ok = isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
+        if ok and low is not None:
+            ok = val > low if open_low else val >= low
+        if ok and high is not None:
+            ok = val < high if open_high else val <= high
+        if not ok:
+            if low is not None and high is not None:
+                want = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+            elif low is not None:
+                want = f"{'>' if open_low else '>='} {low}"
+            else:
+                want = "a finite number"
+            self.blame(ctx, blame, f"{what} must be {want}, got {_show(val)}")
+            raise Abort
+        return float(val)

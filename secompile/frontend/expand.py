@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..ir import ops
 from ..ir.graph import Composite, Graph, Stage
+from ..ir.verify import verified
 from ..lang.document import Spec
 from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
@@ -127,6 +128,13 @@ class Expander(Binding, Templates):
                                                      f"the stages repeat {total} blocks in all; "
                                                      f"the limit is {MAX_BLOCKS} "
                                                      "(refused before building anything)")])
+        for i, st in enumerate(stages):   # templates of templates: a lower bound of the nodes
+            n = (self.min_nodes([{"block": {"template": st["block"]}}], MAX_IR_NODES)
+                 if isinstance(st.get("block"), str) else 0) * repeats[i]
+            if n > MAX_IR_NODES:
+                raise LimitError([self.spec.smap.problem(
+                    ("stages", i, "block"), f"block template '{st['block']}' builds more than "
+                    f"{MAX_IR_NODES} nodes; refusing it (before building anything)")])
 
     def unit(self, ctx, scope, path, items, x):
         self.graph.add_unit(scope)
@@ -236,8 +244,8 @@ class Expander(Binding, Templates):
             if "when" in item and not self.condition(ctx, item["when"], tuple(path) + ("when",)):
                 return x   # a false condition removes the layer
         apath = tuple(path) + ((kind,) if not isinstance(item, str) else ())
-        if kind in COMPOSITES:
-            comp = COMPOSITES[kind](self, ctx, attrs, apath, p, x)
+        if kind in COMPOSITES:   # a level of nesting, as a template instance is
+            comp = COMPOSITES[kind](self, self.deeper(ctx, apath), attrs, apath, p, x)
             if comp.kind != "layers":   # a residual without its skip (skip: auto): a plain sequence
                 self.graph.composites[p] = comp
             return comp.output
@@ -270,6 +278,7 @@ def _repeat(st) -> int:
     return r if isinstance(r, int) and not isinstance(r, bool) else 1
 
 
+@verified
 def expand(spec: Spec) -> Graph:
     """Spec -> IR graph with shapes. Raises SpecError listing every problem."""
     return Expander(spec).run()

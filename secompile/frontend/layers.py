@@ -80,8 +80,10 @@ def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
 
 def bn(fe, ctx, a, path, p, x) -> str:
     a = a or {}
-    return fe.node(ctx, path, p, "batchnorm", {"eps": a.get("eps", 1e-5),
-                                               "momentum": a.get("momentum", 0.1)}, [x])
+    eps = fe.number(ctx, a.get("eps", 1e-5), path + ("eps",), "bn eps", low=0, open_low=True)
+    momentum = fe.number(ctx, a.get("momentum", 0.1), path + ("momentum",), "bn momentum",
+                         low=0, high=1)
+    return fe.node(ctx, path, p, "batchnorm", {"eps": eps, "momentum": momentum}, [x])
 
 
 def act(kind):
@@ -301,10 +303,7 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
             short = fe.items(ctx, layers, lp, f"{p}.shortcut", x)
         else:
             short = projection(fe, ctx, path, p, x, branch)
-    scale = fe.value(ctx, a.get("scale", 1.0), path + ("scale",))[0]
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
-        fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
-        raise Abort
+    scale = fe.number(ctx, a.get("scale", 1.0), path + ("scale",), "residual scale")
     m = _merge(fe, ctx, path, p, merge, short, branch, scale)
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=short, merge=m)
@@ -329,10 +328,7 @@ def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
     if not (keep if skip == "auto" else skip):
         out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", branch)
         return Composite(p, "layers", x, out)   # plain: SE positions standard/identity refuse it
-    scale = fe.value(ctx, a.get("scale", 1.0), path + ("scale",))[0]
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
-        fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
-        raise Abort
+    scale = fe.number(ctx, a.get("scale", 1.0), path + ("scale",), "residual scale")
     m = _merge(fe, ctx, path, p, merge, x, branch, scale)
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=x, merge=m)
@@ -340,6 +336,11 @@ def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
 
 def projection(fe, ctx, path, p, x, branch) -> str:
     """The `auto` shortcut when shapes differ: 1x1 conv (stride from the sizes) + BN."""
+    if len(fe.graph.shape(x)) != 3 or len(fe.graph.shape(branch)) != 3:   # a vector
+        fe.problem(ctx, path, f"the auto shortcut (a 1x1 conv) needs feature maps, but the block "
+                              f"maps {fe.graph.shape(x)} to {fe.graph.shape(branch)}; give the "
+                              "shortcut layers explicitly")
+        raise Abort
     (_, hi, wi), (co, ho, wo) = fe.graph.shape(x), fe.graph.shape(branch)
     sh, sw = -(-hi // ho), -(-wi // wo)   # the stride s with ceil(n / s) == out, if any
     if ops.conv_out(hi, 1, sh, 0) != ho or ops.conv_out(wi, 1, sw, 0) != wo:

@@ -11,6 +11,7 @@ computed from a stage parameter is reported at that parameter.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ..ir.graph import Composite
@@ -22,7 +23,9 @@ from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
 from .recording import record_instance
 
-MAX_NESTING = 32        # template instances inside template instances
+# Template instances and composites (residual, parallel, ...) inside one another. Each level
+# costs ~8 Python frames; past ~120 levels the expansion would die of RecursionError.
+MAX_NESTING = 32
 BODIES = ("layers", "residual", "parallel", "gate")
 # An attention module's body (docs/spec-language.md): `gate` (x * f), `select` (split attention's
 # weighted sum of the splits of x) and/or `add` (+ g), f and g read x or the shared `context`.
@@ -71,10 +74,7 @@ class Templates:
 
     def instantiate(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
                     stage=None) -> Composite:
-        if ctx.depth >= MAX_NESTING:
-            self.problem(ctx, path,
-                         f"block templates nested deeper than {MAX_NESTING} (recursive template?)")
-            raise Abort
+        self.deeper(ctx, path)
         env = self.bind(ctx, tmpl, given, path, x, stage is not None, where)
         mark = self.graph.node_count()
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
@@ -105,11 +105,73 @@ class Templates:
                         comp.output, env, mark, stage is not None)
         return comp
 
+    def min_nodes(self, items, cap: int, _open=None) -> int:
+        """A lower bound of the IR nodes a layer list builds, counted without building it (stops
+        past `cap`): every unconditional layer builds a node, a `block:` layer with a literal
+        template name at least that template's bound. Templates of templates multiply, so a
+        3 KB spec can ask for 10**7 nodes: expand refuses it before building any (fuzz-154)."""
+        _open = {} if _open is None else _open   # template name -> its bound (None: open)
+        total = 0
+        for item in items if isinstance(items, list) else ():
+            if total > cap:
+                break
+            if isinstance(item, str):
+                total += 1
+                continue
+            if not isinstance(item, dict) or "when" in item:
+                continue
+            kinds = [k for k in item if k != "name"]
+            attrs = item[kinds[0]] if len(kinds) == 1 else None
+            if kinds == ["block"] and isinstance(attrs, dict):
+                total += self._template_min(attrs.get("template"), cap, _open)
+            elif len(kinds) == 1 and kinds[0] in COMPOSITES and isinstance(attrs, dict):
+                branches = attrs.get("branches")
+                lists = [attrs.get(k) for k in ("branch", "post", "layers")] + list(
+                    branches.values() if isinstance(branches, dict) else
+                    branches if isinstance(branches, list) else ())
+                total += sum(self.min_nodes(v, cap, _open) for v in lists)
+            elif len(kinds) == 1:
+                total += 1
+        return min(total, cap + 1)
+
+    def _template_min(self, name, cap: int, _open: dict) -> int:
+        tmpl = self.template(name)
+        if tmpl is None or name in _open:   # unknown, or a cycle (refused where it nests)
+            return _open.get(name) or 0
+        _open[name] = None
+        body = tmpl.body
+        n = sum(self.min_nodes(body.get(k), cap, _open) for k in ("layers", "gate"))
+        for kind in COMPOSITES:
+            if isinstance(body.get(kind), dict):
+                n += self.min_nodes([{kind: body[kind]}], cap, _open)
+        _open[name] = n = min(n + ("gate" in body), cap + 1)
+        return n
+
+    def deeper(self, ctx: Ctx, path) -> Ctx:
+        """The context one nesting level down; a located problem past MAX_NESTING levels."""
+        if ctx.depth >= MAX_NESTING:
+            self.problem(ctx, path, f"template nesting deeper than {MAX_NESTING} levels "
+                                    "(a template that instantiates itself?)")
+            raise Abort
+        return dataclasses.replace(ctx, depth=ctx.depth + 1)
+
     def attention(self, ctx: Ctx, body: dict, path, scope: str, x: str) -> Composite:
         """c = context(x) (x without one); out = x * f(c) (`gate`, node `<scope>.scale`, f
         broadcast over the axes it reduced) or split_select(x, f(c)) (`select`, `<scope>.select`),
         then out + g(c) (`add`, `<scope>.add`, broadcast: GC's fuse_add). Layers of the three
         lists share the scope, so their names differ."""
+        for key, node in (("context", None), ("gate", "scale"), ("select", "select"),
+                          ("add", "add")):   # a layer named like a node the body adds
+            items = body.get(key)
+            items = items.get("layers") if key == "select" and isinstance(items, dict) else items
+            for i, item in enumerate(items if isinstance(items, list) else ()):
+                name = item.get("name") if isinstance(item, dict) else None
+                if name in ("scale", "select", "add") and (node == name or key == "context"):
+                    where = path + ((key, "layers") if key == "select" else (key,))
+                    self.problem(ctx, where + (i, "name"), f"an attention body's layer cannot "
+                                 f"be named '{name}': {scope}.{name} is the body's result; "
+                                 "rename the layer")
+                    raise Abort
         if "gate" in body and "select" in body:
             self.problem(ctx, path + ("select",), "give either gate or select, not both", key=True)
             raise Abort

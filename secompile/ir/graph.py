@@ -15,8 +15,13 @@ import json
 from dataclasses import dataclass, field
 
 from . import digraph as nx  # networkx's DiGraph, without importing networkx
-from . import ops
+from . import ops, verify
 from .records import AttentionModule, Scope, inside
+
+
+class PathTaken(ops.OpError):
+    """A node path that names a node already, or a scope of nodes, or lies inside a node (the
+    torch backend nests modules by path): a user's layer names clash."""
 
 
 @dataclass
@@ -62,13 +67,13 @@ class Graph:
         self.attention: dict[str, AttentionModule] = {}   # scope -> module, outermost only
         self._unit_set: set = set()
         self.output: str | None = None
+        self._scopes: set = set()   # every proper prefix of a node path
 
     # -- construction ----------------------------------------------------------------
     def add(self, path: str, op: str, attrs: dict, inputs: list[str],
             after: str | None = None) -> str:
         """Add a node, inferring its shape (raises ops.OpError). Returns its path."""
-        if path in self.g:
-            raise ValueError(f"duplicate IR node path {path}")
+        self._claim(path)
         ops.check_attrs(op, attrs)
         shape = ops.infer(op, attrs, [self.shape(i) for i in inputs])
         self.g.add_node(path, op=op, attrs=attrs, inputs=list(inputs), shape=shape)
@@ -83,6 +88,18 @@ class Graph:
             self._rank[path] = self._rank[after] + (self._inserted,)
             self._order = None
         return path
+
+    def _claim(self, path: str) -> None:
+        if path in self.g:
+            raise PathTaken("two layers get this name")
+        if path in self._scopes:
+            raise PathTaken("a layer gets the name of a scope holding other layers")
+        parts = path.split(".")
+        prefixes = [".".join(parts[:i]) for i in range(1, len(parts))]
+        inside = next((q for q in prefixes if q in self.g), None)
+        if inside is not None:
+            raise PathTaken(f"a layer would be inside the layer {inside}")
+        self._scopes.update(prefixes)
 
     @property
     def order(self) -> list[str]:
@@ -272,6 +289,7 @@ class Graph:
                              for p, d in self.g.nodes(data=True))
         new.g.add_edges_from(self.g.edges(data=True))
         new._rank = dict(self._rank)
+        new._scopes = set(self._scopes)
         new._order = list(self._order) if self._order is not None else None
         new.blocks = {k: dataclasses.replace(v) for k, v in self.blocks.items()}
         new.composites = {k: new.blocks.get(k) or dataclasses.replace(v)
@@ -282,6 +300,10 @@ class Graph:
         new.scopes = dict(self.scopes)          # records are frozen: shared until replaced
         new.attention = dict(self.attention)
         return new
+
+    def check(self) -> None:
+        """Re-derive every shape, weight and scope from the ops (ir/verify.py); raises IRError."""
+        verify.check(self)
 
     def to_dict(self) -> dict:
         """A plain, JSON-able description (also what the structural hash covers)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import yaml
@@ -283,26 +284,30 @@ def load_yaml_text(text: str, file: str = "<string>"):
 
 
 def load_yaml_file(path: str):
-    """Read and parse a YAML file, refusing oversized files before reading them whole."""
+    """Read and parse a YAML file: a regular file only (a FIFO or a device could block or never
+    end), read up to MAX_BYTES + 1 bytes, whatever its size claims (/proc files say 0)."""
     rel = os.path.relpath(path)
     shown = rel if not rel.startswith("..") else os.path.abspath(path)
+
+    def refuse(message, error=SpecError):
+        return error([Problem(Mark(shown, 1, 1), "<file>", message)])
     try:
-        size = os.path.getsize(path)
+        # O_NONBLOCK: opening a FIFO with no writer returns at once (and is then refused)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise SpecError([Problem(Mark(shown, 1, 1), "<file>",
-                                 f"cannot read: {e.strerror}")]) from None
-    if size > MAX_BYTES:
-        raise LimitError([Problem(Mark(shown, 1, 1), "<file>",
-                                  f"file is {size / 2**20:.1f} MiB, larger than the "
-                                  f"{MAX_BYTES // 2**20} MiB limit; refusing it")])
+        raise refuse(f"cannot read: {e.strerror}") from None
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                kind = "a directory" if os.path.isdir(path) else "not a regular file"
+                raise refuse(f"cannot read: {kind} (a spec is a YAML file)")
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise refuse(f"file is larger than the {MAX_BYTES // 2**20} MiB limit; refusing it",
+                         LimitError)
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError([Problem(Mark(shown, 1, 1), "<file>",
-                                 f"not UTF-8 text ({e.reason} at byte {e.start})")]) from None
+        raise refuse(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
-        raise SpecError([Problem(Mark(shown, 1, 1), "<file>",
-                                 f"cannot read: {e.strerror}")]) from None
+        raise refuse(f"cannot read: {e.strerror}") from None
     return load_yaml_text(text, shown)

@@ -12,6 +12,7 @@ backend lowers the fused one.
 from __future__ import annotations
 
 from ..ir.graph import Graph
+from ..ir.verify import verified
 
 
 def _fusable_scale(g: Graph, add: str) -> str | None:
@@ -28,6 +29,7 @@ def _fusable_scale(g: Graph, add: str) -> str | None:
     return None
 
 
+@verified
 def fuse_scale_add(g: Graph) -> Graph:
     """A copy of `g` with every fusable (SE scale, add) pair as one scale_add node."""
     out = g.copy()

@@ -18,10 +18,12 @@ A rule's `module:` names a block template (default `se`). This pass does not rea
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from typing import Protocol
 
 from ..ir.graph import Composite, Graph
 from ..ir.records import AttentionModule, attention_kind
+from ..ir.verify import verified
 from ..lang.errors import Problem, SpecError, did_you_mean
 from ..lang.loader import SourceMap
 from .se_rules import (  # noqa: F401 (glob_match, SEOptions: this module's public names)
@@ -52,6 +54,7 @@ class AttentionModules(Protocol):
 
 
 
+@verified
 def insert_se(g: Graph, rules: list, smap: SourceMap, modules: AttentionModules) -> Graph:
     """Return a copy of `g` with SE blocks (attention modules) spliced in. Raises SpecError."""
     _need(modules)
@@ -112,15 +115,25 @@ def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap,
     rank = {p: i for i, p in enumerate(g.order)}
     taken = set(scopes(g))   # node paths and scopes of the network's own layers
     index = _PathIndex(g)
+    reshaping: dict = {}   # rule -> [its first problem's index, points] (a module that reshapes)
     for pt, (opts, rpath) in sorted(chosen.items(),
                                     key=lambda kv: (rank.get(kv[0].target, 0), kv[0].position)):
         try:
             _splice(g, pt, opts, taken, index, modules, rules[rpath[1]], rpath)
         except _Problem as e:
-            key = "reduction" if e.about == "reduction" and "reduction" in rules[rpath[1]] else None
+            if e.about == "module" and rpath in reshaping:   # said once per rule
+                reshaping[rpath][1] += 1
+                continue
+            key = e.about if e.about and e.about in rules[rpath[1]] else None
             problems.append(smap.problem(rpath + ((key,) if key else ()), str(e)))
+            if e.about == "module":
+                reshaping[rpath] = [len(problems) - 1, 1]
         except SpecError as e:
             problems.extend(e.problems)
+    for i, n in reshaping.values():
+        if n > 1:
+            problems[i] = dataclasses.replace(problems[i], message=f"{problems[i].message} "
+                                              f"(and at {n - 1} more places this rule selects)")
     return problems
 
 
@@ -211,6 +224,10 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set, index: _PathIndex,
                        about="reduction")
     params = {k: v for k, v in rule.items() if k not in RULE_KEYS}
     a, added, names = modules.build(g, name, u, s, params, rpath, _enclosing_block(g, s))
+    if g.shape(a) != shape:   # its consumers were shaped for u: it must give u's shape back
+        raise _Problem(f"attention module '{name}' turns {u} {shape} into {g.shape(a)} at {s}; "
+                       "a module an SE rule inserts must keep the shape it is inserted on",
+                       about="module")
     for path in added:
         index.add(path)
     g.insert_between(u, a, consumers, s, owner=comp.path if comp is not None else None)

@@ -18,6 +18,7 @@ path with dots as underscores ('stem', 'stages_0'; a layer's path where a featur
 from __future__ import annotations
 
 from ..ir.graph import Graph
+from ..ir.verify import verified
 from ..lang.errors import Mark, Problem, SpecError
 
 _STRIDED = ("conv2d", "maxpool2d", "avgpool2d")
@@ -138,6 +139,7 @@ def feature_info(levels: list[dict], out_indices) -> list[dict]:
     return [{k: v for k, v in levels[i].items() if k != "node"} for i in out_indices]
 
 
+@verified
 def truncate(g: Graph, last: str) -> Graph:
     """A copy of `g` keeping only `last` and what it reads: no head, nothing after it."""
     keep = {last}

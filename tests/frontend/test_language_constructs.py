@@ -237,7 +237,7 @@ def test_residual_scaling_and_multi_branch_residual():
 
 
 def test_residual_scale_must_be_a_number():
-    with pytest.raises(SpecError, match="scale must be a number"):
+    with pytest.raises(SpecError, match="scale must be a finite number"):
         build(spec("""
 blocks:
   r: {params: {s: half}, residual: {branch: [{conv: {out: 8, kernel: 1}}], scale: $s}}

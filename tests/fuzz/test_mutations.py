@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 import secompile
 from secompile.analysis.counts import report
 from secompile.cli import main
+from secompile.testing import check_shapes
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -49,6 +50,9 @@ HARD_WALL_S = 300            # faulthandler backstop for a hang inside C code (n
 MEMORY_HEADROOM = 2 * 2**30  # address space allowed on top of what the process already maps
 CI_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_CI_EXAMPLES", "250"))
 THOROUGH_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_EXAMPLES", "20000"))
+SHAPE_CHECK_MAX_PARAMS = 300_000   # "small": compiled and run within a second or two
+SHAPE_CHECK_MAX_MACS = 100_000_000
+V2_SHAPE_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_V2_SHAPES", "1000"))
 CLI_EVERY = 10               # every 10th case also goes through `secompile validate` in-process
 
 
@@ -175,8 +179,8 @@ OPS = ["bitflip", "replace_char", "insert", "delete", "truncate", "delete_line",
 op_st = st.tuples(st.sampled_from(OPS), st.integers(0, 2**24), st.integers(0, 2**24))
 case_st = st.tuples(st.integers(0, len(TARGETS) - 1), st.integers(0, 2**16), st.lists(op_st, min_size=1, max_size=4))
 # language v2: the specs using its constructs, and the attention-module templates they include
-V2_TARGETS = ["v2_everything.yaml", "mbconv_demo.yaml", "eca_resnet50.yaml", "cbam_resnet50.yaml",
-              "blocks/attention.yaml"]
+V2_TARGETS = ["v2_everything.yaml", "v2_modules_everywhere.yaml", "mbconv_demo.yaml",
+              "eca_resnet50.yaml", "cbam_resnet50.yaml", "skresnet18.yaml", "blocks/attention.yaml"]
 V2_CI_EXAMPLES = int(os.environ.get("SECOMPILE_FUZZ_V2_CI_EXAMPLES", "120"))
 v2_case_st = st.tuples(st.sampled_from([TARGETS.index(t) for t in V2_TARGETS]),
                        st.integers(0, 2**16), st.lists(op_st, min_size=1, max_size=4))
@@ -194,12 +198,14 @@ class Stats:
         self.ops: Counter = Counter()
         self.texts: set = set()
         self.cli = 0
+        self.shapes = 0
         self.slowest = (0.0, None)
 
     def summary(self) -> str:
         return (f"{self.cases} mutated specs ({len(self.texts)} distinct texts): "
                 f"{self.outcomes['spec_error']} refused with SpecError, {self.outcomes['valid']} still valid, "
                 f"{self.outcomes['unchanged']} unchanged by their mutations; {self.cli} also through the CLI; "
+                f"{self.shapes} compiled and run in train and eval with torch's shapes == the IR's; "
                 f"0 uncaught exceptions, 0 hangs (> {PER_CASE_CPU_S} s CPU); slowest case {self.slowest[0]:.2f} s CPU ({self.slowest[1]}); "
                 f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
                 f"ops {dict(sorted(self.ops.items()))}")
@@ -250,10 +256,11 @@ def memory_cap(headroom):
 
 
 class Campaign:
-    def __init__(self, tree: pathlib.Path):
+    def __init__(self, tree: pathlib.Path, shapes: int = 0):
         self.tree = tree
         self.stats = Stats()
         self.mtime = time.time_ns()
+        self.shapes_left = shapes   # small valid networks also compiled and run (check_shapes)
 
     def write(self, rel: str, data: bytes):
         path = self.tree / rel
@@ -292,12 +299,17 @@ class Campaign:
 
     def check(self, spec):
         try:
-            g = secompile.build_ir(spec)
+            g = secompile.build_ir(spec)   # the IR verifier runs after the front end and each pass
         except secompile.SpecError as e:
             _check_located(e)
             return "spec_error", e.messages
         rep = report(g)   # a still-valid network must also count
         assert rep["total"]["params"] >= 0 and rep["total"]["macs"] >= 0
+        if self.shapes_left > 0 and rep["total"]["params"] <= SHAPE_CHECK_MAX_PARAMS \
+                and rep["total"]["macs"] <= SHAPE_CHECK_MAX_MACS:
+            self.shapes_left -= 1
+            self.stats.shapes += 1
+            check_shapes(spec)   # torch's shape at every node == the IR's, train and eval
         return "valid", None
 
     def check_cli(self, spec, messages):
@@ -321,8 +333,8 @@ def tree(tmp_path, monkeypatch):
     return tmp_path / "specs"
 
 
-def _campaign(tree, examples, derandomize, seed_value=None, cases=case_st):
-    camp = Campaign(tree)
+def _campaign(tree, examples, derandomize, seed_value=None, cases=case_st, shapes=0):
+    camp = Campaign(tree, shapes)
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
@@ -381,4 +393,20 @@ def test_mutated_specs_thorough(tree, capsys):
     stats = _campaign(tree, THOROUGH_EXAMPLES, derandomize=False, seed_value=seed_value)
     with capsys.disabled():
         print("[fuzz thorough] " + stats.summary())
+    assert stats.cases >= THOROUGH_EXAMPLES
+
+
+@pytest.mark.thorough
+def test_mutated_v2_specs_thorough(tree, capsys):
+    """SECOMPILE_FUZZ_EXAMPLES (20,000) mutated v2 specs through validate + count with the IR
+    verifier on after every pass (an IRError is an uncaught exception: a failure), and up to
+    SECOMPILE_FUZZ_V2_SHAPES (1,000) of the small valid ones compiled and run in train and eval
+    with torch's shape == the IR's at every node (secompile.testing.check_shapes)."""
+    seed_value = int(os.environ.get("SECOMPILE_FUZZ_SEED", random.randrange(2**32)))
+    with capsys.disabled():
+        print(f"\n[fuzz v2 thorough] seed {seed_value}, {THOROUGH_EXAMPLES} examples")
+    stats = _campaign(tree, THOROUGH_EXAMPLES, derandomize=False, seed_value=seed_value,
+                      cases=v2_case_st, shapes=V2_SHAPE_EXAMPLES)
+    with capsys.disabled():
+        print("[fuzz v2 thorough] " + stats.summary())
     assert stats.cases >= THOROUGH_EXAMPLES

@@ -150,3 +150,41 @@ def test_cli_validate_with_set():
 def test_resnet50_with_se_rules_by_override_is_se_resnet50():
     rep = secompile.count(load_spec(SPECS / "resnet50.yaml", overrides=["se=[{where: {stages: all}}]"]))
     assert rep["total"] == secompile.count(SE50)["total"]
+
+
+# An override whose last segment is a list index replaces that item whole: the network equals
+# the one of an edited copy of the file, and differs from the unedited one (a dropped override
+# would build the original and fail here).
+R50 = SPECS / "resnet50.yaml"
+LIST_ITEM_EDITS = [
+    ("stages.3", "{block: bottleneck, out: 1024, width: 128, repeat: 1, stride: 2}",
+     "  - {block: bottleneck, repeat: 3, out: 2048, width: 512, stride: 2}",
+     "  - {block: bottleneck, out: 1024, width: 128, repeat: 1, stride: 2}"),
+    ("stages.-1", "{block: bottleneck, repeat: 2, out: 2048, width: 256, stride: 2}",
+     "  - {block: bottleneck, repeat: 3, out: 2048, width: 512, stride: 2}",
+     "  - {block: bottleneck, repeat: 2, out: 2048, width: 256, stride: 2}"),
+    ("head.1", "{name: fc, linear: {out: 7}}",
+     "  - {name: fc, linear: {out: 1000}}", "  - {name: fc, linear: {out: 7}}"),
+]
+
+
+@pytest.mark.parametrize("key, value, line, edited_line", LIST_ITEM_EDITS,
+                         ids=[e[0] for e in LIST_ITEM_EDITS])
+def test_list_index_override_equals_an_edited_copy(tmp_path, key, value, line, edited_line):
+    text = R50.read_text()
+    assert line in text
+    edited = tmp_path / "resnet50.yaml"
+    edited.write_text(text.replace(line, edited_line)
+                      .replace("include: [blocks/resnet.yaml]",
+                               f"include: [{SPECS / 'blocks' / 'resnet.yaml'}]"))
+    by_override = secompile.build_ir(R50, overrides=[f"{key}={value}"])
+    assert by_override.structural_hash() == secompile.build_ir(edited).structural_hash()
+    assert by_override.structural_hash() != secompile.build_ir(R50).structural_hash()
+
+
+def test_list_index_override_through_the_cli():
+    out = run("count", "specs/resnet50.yaml", "--json", "--set",
+              "stages.3={block: bottleneck, out: 1024, width: 128, repeat: 1, stride: 2}")
+    assert out.returncode == 0, out.stderr
+    assert '"params": 11031080' in out.stdout
+    assert secompile.count(R50)["total"]["params"] != 11031080

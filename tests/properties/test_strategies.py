@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from profiles import PROFILE, scaled
 
 import secompile
-from secompile.testing import mutations, specs
+from secompile.testing import check_shapes, mutations, specs
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
-SHIPPED = sorted(SPECS.glob("*.yaml")) + [ROOT / "tests" / "fuzz" / "seeds" / "v2_everything.yaml"]
+SHIPPED = sorted(SPECS.glob("*.yaml")) + sorted((ROOT / "tests" / "fuzz" / "seeds").glob("*.yaml"))
 
 
 def stage_templates(spec):
@@ -44,8 +44,17 @@ def test_block_kinds_se_and_include(spec):
 @scaled(0.5)
 @given(specs(names="all", max_stages=1, se=False))
 def test_any_layer_name_compiles(spec):
-    """Layer names that are attributes of torch.nn.Module ('training', 'forward', 'to', ...)."""
-    secompile.compile(spec)
+    """Layer names that are attributes of torch.nn.Module ('training', 'forward', 'to', ...):
+    the network compiles, runs forward in train and eval, with the IR's shape at every node."""
+    check_shapes(spec)
+
+
+@scaled(0.25)
+@given(specs(max_stages=2, v2=True, attention=True, input_size=(8, 24), max_width=24))
+def test_ir_shapes_are_torchs_at_every_node(spec):
+    """The verifier passes on every generated spec (v2 stages, attention modules as layers and
+    SE rules, gate templates, `when:`), and torch computes the IR's shape at every node."""
+    check_shapes(spec)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
