@@ -331,3 +331,19 @@ def test_export_weights_refuses_unusable_tensors_with_exit_2(tmp_path, capsys):
         f"{path}:1:1: {key}: a sparse tensor (torch.sparse_coo): a state_dict holds dense "
         "tensors with values")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("order", ["timm", "alphabetical"])
+def test_backbone_loads_all_but_the_head_in_either_order(order):
+    sd = stored_state_dict("efficientnet_b0")
+    if order == "alphabetical":
+        sd = dict(sorted(sd.items()))
+    with torch.device("meta"):
+        model = secompile.compile("efficientnet_b0", features_only=True)
+    _, report = map_state_dict(model, sd)
+    assert report.missing == [] and len(report.loaded) == len(model.state_dict())
+    assert report.unexpected == ["bn2.bias", "bn2.num_batches_tracked", "bn2.running_mean",
+                                 "bn2.running_var", "bn2.weight", "classifier.bias",
+                                 "classifier.weight", "conv_head.weight"]
+    assert ("blocks.6.0.bn3.running_var", "stages_6.blocks.0.branch.conv_pwl.bn.running_var") \
+        in report.loaded
