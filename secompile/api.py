@@ -168,11 +168,13 @@ def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
 
 
 def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = None, input_size=None,
-          features_only: bool = False, out_indices=None) -> dict:
+          features_only: bool = False, out_indices=None, batch: int | None = None,
+          dtype: str = "fp32", optimizer: str = "sgd") -> dict:
     """The analytic report: multiply-adds and parameters per stage and in total (with
     features_only, of the backbone: no head, nothing after the last selected feature). The
     report lists the overrides applied (`overrides`) and the features (`features`) where there
-    are any."""
+    are any. With `batch`, also `memory`: activation bytes per node and in total, the inference
+    peak and the training peak (`dtype` fp32/bf16/fp16 autocast, `optimizer` sgd/adamw/none)."""
     spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size)
     g = build_ir(spec, se=se)
     g, levels, idx = _features(g, features_only, out_indices, num_classes)
@@ -182,6 +184,9 @@ def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = No
         rep["overrides"] = spec.override_dict()
     if idx:
         rep["features"] = feature_info(levels, idx)
+    if batch is not None:   # activation memory and peaks (analysis/memory.py)
+        from .analysis.memory import memory, report_section
+        rep["memory"] = report_section(memory(g, batch, dtype, optimizer))
     return rep
 
 

@@ -18,12 +18,15 @@ from .reports import report_markdown
 
 
 def build(spec_src, out_dir: str | None = None, *, max_params=MAX_PARAMS, max_macs=MAX_MACS,
-          extra_outputs=()) -> dict:
+          extra_outputs=(), batch: int | None = None) -> dict:
     spec, g, counts = prepare(spec_src, max_params=max_params, max_macs=max_macs)
     name = safe_name(spec.name)     # a downloaded spec never chooses where files go
     out_dir = out_dir or os.path.join("out", name)
     check_folder(out_dir)           # refuse before the work, not after it
     rep = report(g, counts)
+    if batch is not None:   # activation memory and peaks in report.json/md
+        from .analysis.memory import memory, report_section
+        rep["memory"] = report_section(memory(g, batch))
     if spec.overrides:
         rep["overrides"] = spec.override_dict()
 

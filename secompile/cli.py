@@ -99,12 +99,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report object as JSON")
     p.add_argument("--no-se", action="store_true", help="count the network without its SE blocks")
     _add_features(p, "count")
+    p.add_argument("--batch", type=_positive, metavar="N",
+                   help="also count memory for N images: activations, inference and training peak")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="with --batch: fp32, or bf16/fp16 autocast (default fp32)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw", "none"], default="sgd",
+                   help="with --batch: optimizer state in the training peak (sgd = with momentum)")
 
     p = sub.add_parser("build",
                        help="validate, count and compile a spec; write reports (and other outputs)")
     p.add_argument("spec", metavar="SPEC", type=pathlib.Path)
     p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: out/<name>)")
     p.add_argument("--onnx", action="store_true", help="also write DIR/<name>.onnx")
+    p.add_argument("--batch", type=_positive, metavar="N",
+                   help="add memory at batch N (fp32, SGD) to report.json/md")
     p.add_argument("--no-draw", action="store_true",
                    help="do not write the block-level diagram DIR/<name>.svg")
     p.add_argument("--inference", action="store_true",
@@ -169,10 +177,17 @@ def cmd_validate(args) -> int:
     return 2 if problems else 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a positive whole number, not {text!r}")
+    return int(text)
+
+
 def cmd_count(args) -> int:
     from .api import count
     rep = count(_spec(args, args.spec), se=not args.no_se, features_only=args.features_only,
-                out_indices=_out_indices(args))
+                out_indices=_out_indices(args), batch=args.batch, dtype=args.dtype,
+                optimizer=args.optimizer)
     if args.json:
         print(json.dumps(rep, indent=2))
     else:
@@ -196,7 +211,7 @@ def cmd_build(args) -> int:
         writers.append(onnx_output)
     with output_option("-o"):      # a bad output path is named by its option (exit 2)
         rep = build(_spec(args, args.spec), args.output, max_params=args.max_params,
-                    max_macs=args.max_macs, extra_outputs=writers)
+                    max_macs=args.max_macs, extra_outputs=writers, batch=args.batch)
     if not args.quiet:
         print_summary(rep)
         print(f"wrote {rep['_output_dir']}/: " + ", ".join(rep["_files"]))

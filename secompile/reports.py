@@ -54,6 +54,8 @@ def print_summary(rep: dict, file=None) -> None:
     print(f"multiply-adds {tot['macs']:,} (conv+fc {tot['conv_linear_macs']:,}); parameters "
           f"{tot['params']:,}; SE: {rep['se']['blocks']} blocks, +{rep['se']['params']:,} "
           "params", file=file)
+    if rep.get("memory"):
+        print(memory_line(rep["memory"]), file=file)
     if rep.get("features"):
         print("features (channels, reduction): " + ", ".join(
             f"{f['module']} {f['num_chs']} /{f['reduction']}" for f in rep["features"]), file=file)
@@ -61,6 +63,16 @@ def print_summary(rep: dict, file=None) -> None:
         from .lang.overrides import format_value
         applied = ", ".join(f"{k}={format_value(v)}" for k, v in rep["overrides"].items())
         print(f"overrides: {applied}", file=file)
+
+
+def memory_line(mem: dict) -> str:
+    """One line for `count --batch N` and report.md (analysis/memory.py)."""
+    from .analysis.memory import format_bytes as b
+    return (f"memory at batch {mem['batch']} ({mem['dtype']}): activations "
+            f"{b(mem['activations'])}; inference peak {b(mem['inference_peak'])}; training peak "
+            f"{b(mem['train_peak'])} ({mem['optimizer']}: weights {b(mem['params'])}, gradients "
+            f"{b(mem['gradients'])}, optimizer state {b(mem['optimizer_state'])}, kept for "
+            f"backward {b(mem['saved_for_backward'])})")
 
 
 def report_markdown(rep: dict) -> str:
@@ -80,6 +92,8 @@ def report_markdown(rep: dict) -> str:
               f"**{t['params']:,}** |", "",
               f"Conv + fc multiply-adds: {t['conv_linear_macs']:,}. SE blocks add "
               f"{rep['se']['params']:,} parameters and {rep['se']['macs']:,} multiply-adds.", ""]
+    if rep.get("memory"):
+        lines += [memory_line(rep["memory"]) + ".", ""]
     return "\n".join(lines)
 
 

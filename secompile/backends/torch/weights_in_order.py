@@ -168,6 +168,7 @@ class _Search:
         self.sigs = [d.signature() for d in dst]
         self.roles = [_role(d.name) for d in dst]
         self.by_name = by_name     # a sorted file: named children in natural order (b2 < b10)
+        self.partial_root: _Node | None = None
         self.budget = SEARCH_BUDGET
         self.furthest = 0          # the model position no arrangement got past
         self.memo: dict = {}
@@ -181,7 +182,10 @@ class _Search:
 
     def _fits(self, node: _Node, pos: int) -> list | None:
         end = pos + node.leaves
-        if end > len(self.dst) or Counter(self.sigs[pos:end]) != node.sigs:
+        if node is self.partial_root:     # a backbone: the model takes a part of the checkpoint
+            if Counter(self.sigs) - node.sigs:
+                return None
+        elif end > len(self.dst) or Counter(self.sigs[pos:end]) != node.sigs:
             self.furthest = max(self.furthest, pos)
             return None
         self.budget -= 1
@@ -197,6 +201,8 @@ class _Search:
 
     def _arrange(self, node, named, numbered, start, pos, used) -> list | None:
         """Place the children not in `used` from `pos`: any named one, or the next number."""
+        if node is self.partial_root and pos == len(self.dst):
+            return []                     # the rest of the checkpoint stays unpaired
         eligible = [kc for kc in named if kc[0] not in used]
         nxt = next((kc for kc in numbered if kc[0] not in used), None)
         if nxt is not None:
@@ -243,14 +249,24 @@ def pair_by_structure(src: list[Module], dst: list[Module]) -> tuple[list, str |
     """Like pair_in_order, but where the file's order does not fit, the checkpoint's module
     tree is searched for an arrangement that does (module docstring)."""
     pairs, difference, n = pair_in_order(src, dst)
-    if difference is None or len(src) != len(dst):
+    if difference is None and len(src) == len(dst) or len(src) < len(dst):
         return pairs, difference, n
+    if difference is not None and not difference.startswith("module #") and n == len(dst):
+        return pairs, difference, n       # the model is a prefix of the file: a backbone
     search = _Search(dst, sorted_by_name(src))
+    root = _tree(src)
+    if len(src) > len(dst):
+        search.partial_root = root
     try:
-        found = search.fits(_tree(src), 0)
+        found = search.fits(root, 0)
     except _OutOfBudget:
         found = None
     if found is not None:
+        if len(found) < len(src):         # a backbone: pairs found, the rest left over
+            rest = {m.name for m, _ in found}
+            extra = [m for m in src if m.name not in rest]
+            return found, (f"the checkpoint has {len(extra)} more modules than the model "
+                           f"({len(src)} vs {len(dst)}), from {extra[0].describe()}"), len(found)
         return found, None, len(found)
     if not sorted_by_name(src):
         return pairs, difference, n
