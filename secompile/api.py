@@ -13,7 +13,7 @@ import gc
 import json
 
 from .analysis.counts import Counts, report
-from .frontend import attention_modules
+from .frontend import attention_modules, se_rules
 from .frontend.expand import expand_partial
 from .ir.graph import Graph
 from .lang.document import LATER_CHECKS, Spec, load_spec
@@ -103,7 +103,7 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=No
         if problems:   # the SE rules are checked too, where the graph was built
             raise SpecError(problems + (_se_problems(spec, g, unknown) if se else []))
         if se and spec.data.get("se"):
-            g = insert_se(g, spec.data["se"], spec.smap, modules=attention_modules(spec))
+            g = insert_se(g, se_rules(spec), spec.smap, modules=attention_modules(spec))
         return _features(g, features_only, out_indices)[0]
 
 
@@ -118,7 +118,10 @@ def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
             return False
         name = rule.get("module", "se") if isinstance(rule, dict) else None
         return partial.skips("se", i) or (name not in modules and partial.may_define(name))
-    rules = [None if refused(i, r) else r for i, r in enumerate(rules)]
+    try:   # a rule whose `when:` is false is left out
+        rules = se_rules(spec, [None if refused(i, r) else r for i, r in enumerate(rules)])
+    except SpecError as e:
+        return list(e.problems)
     return check_se(g, rules, spec.smap, unknown, modules=modules)
 
 

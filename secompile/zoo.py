@@ -86,15 +86,49 @@ def _zoo_index(directory: str) -> dict:
     return index
 
 
+@functools.lru_cache(maxsize=4)
+def _variant_index(directory: str) -> dict:
+    """{variant name: family file} for the family files (specs with `variants:`) of the zoo."""
+    import yaml
+    index = {}
+    for f in spec_files(directory) if os.path.isdir(directory) else []:
+        with open(f, encoding="utf-8") as fh:
+            text = fh.read()
+        if "\nvariants:" not in text:
+            continue
+        variants = (yaml.safe_load(text) or {}).get("variants")
+        for name in variants if isinstance(variants, dict) else ():
+            index.setdefault(str(name), f)
+    return index
+
+
+def _names(directory: str) -> list[str]:
+    """The models of a zoo folder: each spec's file stem, a family file's variants instead."""
+    variants = _variant_index(directory)
+    families = set(variants.values())
+    return sorted([spec_stem(f) for f in spec_files(directory) if f not in families]
+                  + list(variants))
+
+
 def list_models(pattern: str | None = None) -> list[str]:
-    """The shipped zoo's spec names (file stems), sorted; `pattern` is a glob ('se_resnet*')."""
-    names = sorted(spec_stem(f) for f in spec_files(ZOO_DIR))
-    return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+    """The shipped zoo's model names (file stems; a family file's variants), sorted; `pattern`
+    is a glob ('se_resnet*')."""
+    return [n for n in _names(ZOO_DIR) if pattern is None or fnmatch.fnmatchcase(n, pattern)]
 
 
 def model_path(name: str) -> str | None:
-    """The shipped spec file of a zoo name (file stem or the spec's `name:`), or None."""
-    return _zoo_index(ZOO_DIR).get(name)
+    """The shipped spec file of a zoo name (file stem, the spec's `name:` or a variant of a
+    family file), or None."""
+    return _zoo_index(ZOO_DIR).get(name) or _variant_index(ZOO_DIR).get(name)
+
+
+def load_variant(name: str, directory: str = ZOO_DIR):
+    """A variant of a family file as a Spec (its params and input size applied), or None."""
+    path = _variant_index(os.fspath(directory)).get(name)
+    if path is None:
+        return None
+    from .lang.document import load_spec
+    return load_spec(path, variant=name)
 
 
 _BARE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
@@ -114,6 +148,9 @@ def resolve_spec(source):
         return pathlib.Path(text)        # a file, whatever its name ends with
     if os.path.exists(text):
         return source
+    member = load_variant(text)
+    if member is not None:
+        return member                    # a family's variant: the Spec
     found = model_path(text)
     if found is not None:
         return found
@@ -140,15 +177,19 @@ def zoo_table(directory=ZOO_DIR) -> list[dict]:
     the plain spec in %, None without one), error (None, or the spec's problems as text).
     """
     files = spec_files(directory)
+    variants = _variant_index(os.fspath(directory))
+    members = [(path, None) for path in files if path not in variants.values()] + \
+        [(path, name) for name, path in variants.items()]
     rows: dict[str, dict] = {}
-    for path in files:
-        stem = spec_stem(path)
+    for path, variant in members:
+        stem = variant or spec_stem(path)
         row = {"name": stem, "file": os.path.basename(path), "input": None,
                "output": None, "macs": None,
                "conv_linear_macs": None, "params": None, "se_blocks": None, "plain": None,
                "se_macs_pct": None, "se_params_pct": None, "error": None}
         try:
-            _, g, counts = prepare(path, max_params=None, max_macs=None)   # nothing is allocated
+            source = path if variant is None else load_variant(variant, directory)
+            _, g, counts = prepare(source, max_params=None, max_macs=None)   # nothing allocated
             rep = report(g, counts)
         except SpecError as e:
             row["error"] = "\n".join(e.messages)
