@@ -39,17 +39,21 @@ def _gc_paused():
             gc.enable()
 
 
-def load(spec, *, overrides=None, num_classes: int | None = None, input_size=None,
+def load(spec, *, overrides=None, params=None, num_classes: int | None = None,
+         input_size=None,
          base_dir: str | None = None) -> Spec:
     """Spec source (path, zoo name, YAML text, dict or Spec) -> Spec with the overrides applied.
 
     `overrides`: {KEY: value} or 'KEY=VALUE' strings (secompile/lang/overrides.py), applied in
-    order; then `input_size` (int or (H, W)) sets input.size and `num_classes` the `out` of the
-    head's last linear layer. Problems they cause are reported at them (SpecError).
+    order; `params` ({NAME: value}) sets network parameters (= overrides of params.NAME); then
+    `input_size` (int or (H, W)) sets input.size and `num_classes` the `out` of the head's last
+    linear layer. Problems they cause are reported at them (SpecError).
     """
     from .zoo import resolve_spec
     spec = load_spec(resolve_spec(spec), base_dir)
     extra = list(as_overrides(overrides))
+    # network parameters ({NAME: value}): overrides of params.NAME, recorded as such
+    extra += [make_override(f"params.{k}", v, file="<params>") for k, v in (params or {}).items()]
     if input_size is not None:
         size = list(input_size) if isinstance(input_size, (tuple, list)) else input_size
         key = "input.size" if isinstance(spec.data.get("input"), dict) else "input"
@@ -91,13 +95,15 @@ def _features(g: Graph, features_only: bool, out_indices) -> tuple[Graph, tuple]
 
 
 def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=None,
+             params=None,
              num_classes: int | None = None, input_size=None, features_only: bool = False,
              out_indices=None) -> Graph:
     """Spec (path, zoo name, YAML text, dict or Spec) -> typed IR graph with SE blocks inserted
     (a secompile.ir.graph.Graph); with features_only, without the head and the stages after the
     last of out_indices (passes/truncate.py)."""
     with _gc_paused():
-        spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size,
+        spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
+                    input_size=input_size,
                     base_dir=base_dir)
         g, unknown, problems = expand_partial(spec)
         if problems:   # the SE rules are checked too, where the graph was built
@@ -154,7 +160,8 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
 
 
 def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
-            base_dir: str | None = None, overrides=None, num_classes: int | None = None,
+            base_dir: str | None = None, overrides=None, params=None,
+            num_classes: int | None = None,
             input_size=None, features_only: bool = False,
             out_indices=None) -> tuple[Spec, Graph, Counts]:
     """The front door: spec -> (Spec, IR with SE blocks, its Counts), limits checked.
@@ -162,18 +169,21 @@ def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
     Pass max_params=None, max_macs=None where nothing is allocated (drawing, tables).
     Raises SpecError (LimitError) with every problem found.
     """
-    spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size,
+    spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
+                input_size=input_size,
                 base_dir=base_dir)
     g = build_ir(spec, se=se, features_only=features_only, out_indices=out_indices)
     return spec, g, check_limits(spec, g, max_params, max_macs)
 
 
-def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = None, input_size=None,
+def count(spec, *, se: bool = True, overrides=None, params=None,
+          num_classes: int | None = None, input_size=None,
           features_only: bool = False, out_indices=None) -> dict:
     """The analytic report: multiply-adds and parameters per stage and in total (with
     features_only, of the backbone: no head, no stage after the last selected one). The report
     lists the overrides applied (`overrides`) and the features (`features`) where there are any."""
-    spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size)
+    spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
+                input_size=input_size)
     g = build_ir(spec, se=se)
     g, idx = _features(g, features_only, out_indices)
     with _gc_paused():
@@ -191,8 +201,9 @@ def _annotate(rep: dict, spec: Spec, g: Graph, idx: tuple) -> dict:
 
 def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
             max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None, overrides=None,
-            num_classes: int | None = None, input_size=None, features_only: bool = False,
-            out_indices=None, inference: bool = False, example_input=None):
+            params=None, num_classes: int | None = None, input_size=None,
+            features_only: bool = False, out_indices=None, inference: bool = False,
+            example_input=None):
     """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed).
 
     With features_only, a backbone (backends/features.py FeatureNet) whose forward returns the
@@ -201,7 +212,8 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
     inference=True: the eval-mode module through `optimize_for_inference(model, example_input)`.
     """
     _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir,
-                      overrides=overrides, num_classes=num_classes, input_size=input_size)
+                      overrides=overrides, params=params, num_classes=num_classes,
+                      input_size=input_size)
     g, idx = _features(g, features_only, out_indices)
     from .backends.torch import lower  # torch only when a module is asked for
     model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
@@ -216,7 +228,7 @@ def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
 
 def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False,
             opset: int | None = None,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None,
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None, params=None,
             num_classes: int | None = None, input_size=None, features_only: bool = False,
             out_indices=None):
     """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
@@ -231,6 +243,7 @@ def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = Fal
     opset = onnx.DEFAULT_OPSET if opset is None else opset
     onnx.check_opset(opset)
     s, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, overrides=overrides,
+                      params=params,
                       num_classes=num_classes, input_size=input_size)
     state = load_state(weights, g, seed)
     outputs = None

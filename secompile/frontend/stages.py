@@ -25,7 +25,7 @@ from ..lang.errors import did_you_mean, format_path
 from .binding import Abort, Ctx, Param
 
 MAX_GENERATED_STAGES = 64        # stages one `foreach:` may produce
-STAGE_KEYS = ("block", "repeat", "name", "blocks", "when")   # a block stage's keys that are no parameter
+STAGE_KEYS = ("block", "repeat", "name", "blocks", "when")   # not template parameters
 
 
 @dataclass
