@@ -67,6 +67,8 @@ class Binding:
         in_template = smap is not self.spec.smap or tuple(path)[:1] == ("blocks",)
         if ctx.entry and not in_template:   # a line of a `foreach:` stage: say which entry
             return f" (in {ctx.entry})"
+        if "[entry " in ctx.where and not in_template:   # blamed at it from inside a template
+            return f" (in {ctx.where})"
         return f" (in {ctx.where})" if ctx.where and in_template else ""
 
     def value(self, ctx: Ctx, raw, path, want=None):

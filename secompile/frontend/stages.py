@@ -76,7 +76,10 @@ class Stages:
             ctx = Ctx(root.smap, {**root.env, name_as: Param(item, root.smap, fpath)},
                       root.where, root.depth, entry=label)
             name = f"{body['name']}{k + 1}" if isinstance(body.get("name"), str) else None
+            before = len(self.problems)
             out.append(self.entry(ctx, body, path, name, label))
+            if len(self.problems) > before:   # the same line fails for the next entries too
+                break
         return [e for e in out if e is not None]
 
     def entry(self, ctx: Ctx, st: dict, path, name, label) -> StageEntry | None:
