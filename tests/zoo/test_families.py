@@ -242,10 +242,10 @@ def test_generated_stage_problems_name_the_entry():
     assert _errors(text) == ["<string>:9:76: blocks.unit.layers[1].conv.groups: groups must be a "
                              "positive integer, got 0 (in stages[0][entry 0].blocks[0])"]
     text = GENERATED.replace("$s.depth", "$s.dept")
-    assert _errors(text) == ["<string>:14:13: stages[0].repeat: no field 'dept' in expression "
+    assert _errors(text) == ["<string>:15:13: stages[0].repeat: no field 'dept' in expression "
                              "'$s.dept' (the entry has width, depth, group_width, "
                              "bottleneck_width, index) (did you mean 'depth'?) "
                              "(in stages[0][entry 0])"]
     text = GENERATED.replace("wm: 2.49", "wm: 0.5")
-    assert _errors(text) == ["<string>:10:16: stages[0].foreach: regnet_stages(): needs wa >= 0, "
+    assert _errors(text) == ["<string>:11:14: stages[0].foreach: regnet_stages(): needs wa >= 0, "
                              "wm > 1 and w0 a multiple of 8 (pycls), got wa=36.44, wm=0.5, w0=24"]
