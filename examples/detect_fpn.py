@@ -2,13 +2,14 @@
 
     python examples/detect_fpn.py --steps 50 --size 128           # synthetic boxes and masks
 
-The backbone is `secompile.compile(spec, features_only=True)`: its forward returns the four
-stages' outputs (strides 4, 8, 16, 32) and its `feature_info` gives their channels, which is
-all the neck needs. The neck is a feature pyramid (lateral 1x1 convs, top-down nearest
-upsampling and add, 3x3 smoothing); the head is dense and anchor-free (FCOS-like): on every
-pyramid level, per location an objectness logit and the distances to the box's four sides;
-a mask head segments on the finest level. The data are synthetic: bright rectangles on noise,
-with their boxes and masks, so the example runs anywhere in seconds.
+The backbone is `secompile.compile(spec, features_only=True, out_indices=4)`: its forward
+returns timm's last four features, the stages' outputs (strides 4, 8, 16, 32), and its
+`feature_info` gives their channels, which is all the neck needs. The neck is a feature
+pyramid (lateral 1x1 convs, top-down nearest upsampling and add, 3x3 smoothing); the head
+is dense and anchor-free (FCOS-like): on every pyramid level, per location an objectness
+logit and the distances to the box's four sides; a mask head segments on the finest level.
+The data are synthetic: bright rectangles on noise, with their boxes and masks, so the
+example runs anywhere in seconds.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class Detector(nn.Module):
 
     def __init__(self, spec: str = "se_resnet50", input_size: int = 128, width: int = 64):
         super().__init__()
-        self.backbone = secompile.compile(spec, features_only=True, input_size=input_size, seed=0)
+        self.backbone = secompile.compile(spec, features_only=True, out_indices=4,
+                                          input_size=input_size, seed=0)
         info = self.backbone.feature_info
         self.strides = info.reduction()
         self.fpn = FPN(info.channels(), width)

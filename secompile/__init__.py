@@ -3,40 +3,66 @@
     model = secompile.compile("se_resnext50")                       # a zoo name, or a spec file
     report = secompile.count("specs/se_resnext50.yaml")             # analytic MACs / params
     places = secompile.compile("se_resnet50", num_classes=365, input_size=320)
-    backbone = secompile.compile("se_resnet50", features_only=True)  # stage outputs, feature_info
+    backbone = secompile.compile("se_resnet50", features_only=True)  # timm-style feature maps
     secompile.list_models("se_*")                                   # the shipped zoo
+
+`import secompile` imports neither torch, onnx, graphviz nor the sweep engine: the names below
+that need one (`load_weights`, `optimize_for_inference`, `sweep`, `diff`) import it when first
+used (module `__getattr__`), so `secompile count` starts quickly.
 """
-import functools as _functools
-
-from . import sweep as _sweep_module
 from ._version import __version__
-from .api import build_ir, check_limits, compile, count, draw, load, prepare, to_onnx
-from .lang import LimitError, Problem, Spec, SpecError, load_spec
-from .zoo import list_models, model_path
+from .api import build_ir, check_limits, compile, count, draw, load, prepare, to_dot, to_onnx
+from .lang import LimitError, Problem, Spec, SpecError
+from .zoo import list_models, load_spec, model_path
+
+__all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "to_dot", "draw",
+           "load", "load_spec", "list_models", "model_path", "Spec", "SpecError", "LimitError",
+           "Problem", "sweep", "diff", "load_weights", "optimize_for_inference", "__version__"]
 
 
-@_functools.wraps(_sweep_module.sweep)
-def sweep(spec, *args, **kwargs):   # design-space sweeps (secompile/sweep.py), zoo names too
+def _sweep(spec, *args, **kwargs):
+    from .sweep import sweep as run
     from .zoo import resolve_spec
-    return _sweep_module.sweep(resolve_spec(spec), *args, **kwargs)
+    return run(resolve_spec(spec), *args, **kwargs)
 
 
-@_functools.wraps(_sweep_module.diff)
-def diff(a, b, **kwargs):           # spec diffs (secompile/sweep.py), zoo names too
+def _diff(a, b, **kwargs):
+    from .sweep import diff as run
     from .zoo import resolve_spec
-    return _sweep_module.diff(resolve_spec(a), resolve_spec(b), **kwargs)
+    return run(resolve_spec(a), resolve_spec(b), **kwargs)
 
 
-__all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "draw", "load",
-           "load_spec", "list_models", "model_path", "Spec", "SpecError", "LimitError", "Problem",
-           "sweep", "diff", "__version__"]
-
-
-def __getattr__(name):  # the torch backend is imported only when a module is asked for
+def _lazy(name):
+    """The object a lazy public name stands for (its module imported now)."""
     if name == "optimize_for_inference":
         from .backends.torch.inference import optimize_for_inference
         return optimize_for_inference
     if name == "load_weights":
         from .backends.torch.weights import load_weights
         return load_weights
-    raise AttributeError(f"module 'secompile' has no attribute {name!r}")
+    import functools
+    import importlib
+
+    engine = importlib.import_module(".sweep", __name__)   # binds the attribute `sweep` to it ...
+    wrapper = functools.wraps(getattr(engine, name))({"sweep": _sweep, "diff": _diff}[name])
+    wrapper.__module__ = __name__
+    return wrapper
+
+
+_LAZY = ("optimize_for_inference", "load_weights", "sweep", "diff")
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'secompile' has no attribute {name!r}")
+    value = _lazy(name)
+    if name in ("sweep", "diff"):     # ... so both functions are set again here
+        globals()["sweep"] = value if name == "sweep" else _lazy("sweep")
+        globals()["diff"] = value if name == "diff" else _lazy("diff")
+    else:
+        globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -16,12 +16,12 @@ from .analysis.counts import Counts, report
 from .frontend import attention_modules, se_rules
 from .frontend.expand import expand_partial
 from .ir.graph import Graph
-from .lang.document import LATER_CHECKS, Spec, load_spec
-from .lang.errors import LimitError, Mark, Problem, SpecError
+from .lang.document import Spec
+from .lang.errors import LimitError, Problem, SpecError
 from .lang.overrides import as_overrides, make_override
 from .passes import insert_se
-from .passes.insert_se import check as check_se
-from .passes.truncate import feature_info, normalise_indices, stage_outputs, truncate
+from .passes.truncate import feature_info, feature_levels, normalise_indices, truncate
+from .zoo.loader import load_spec, se_problems
 
 MAX_PARAMS = 2_000_000_000      # ~8 GB of fp32 weights: more than this machine should allocate
 MAX_MACS = 2_000_000_000_000
@@ -39,21 +39,24 @@ def _gc_paused():
             gc.enable()
 
 
-def load(spec, *, overrides=None, params=None, num_classes: int | None = None,
-         input_size=None,
-         base_dir: str | None = None) -> Spec:
+def load(spec, *, overrides=None, params=None, num_classes: int | None = None, input_size=None,
+         drop_path_rate: float | None = None, base_dir: str | None = None) -> Spec:
     """Spec source (path, zoo name, YAML text, dict or Spec) -> Spec with the overrides applied.
 
     `overrides`: {KEY: value} or 'KEY=VALUE' strings (secompile/lang/overrides.py), applied in
     order; `params` ({NAME: value}) sets network parameters (= overrides of params.NAME); then
-    `input_size` (int or (H, W)) sets input.size and `num_classes` the `out` of the head's last
-    linear layer. Problems they cause are reported at them (SpecError).
+    `input_size` (int or (H, W)) sets input.size, `drop_path_rate` the parameter of
+    that name of every block template the spec defines (timm's stochastic depth), and
+    `num_classes` the `out` of the head's last linear layer. Problems they cause are reported at
+    them (SpecError).
     """
-    from .zoo import resolve_spec
-    spec = load_spec(resolve_spec(spec), base_dir)
+    spec = load_spec(spec, base_dir)
     extra = list(as_overrides(overrides))
     # network parameters ({NAME: value}): overrides of params.NAME, recorded as such
     extra += [make_override(f"params.{k}", v, file="<params>") for k, v in (params or {}).items()]
+    if drop_path_rate is not None:
+        extra += [make_override(key, drop_path_rate, file="<drop_path_rate>")
+                  for key in _drop_path_keys(spec)]
     if input_size is not None:
         size = list(input_size) if isinstance(input_size, (tuple, list)) else input_size
         key = "input.size" if isinstance(spec.data.get("input"), dict) else "input"
@@ -65,6 +68,20 @@ def load(spec, *, overrides=None, params=None, num_classes: int | None = None,
         spec = load_spec(spec, overrides=[make_override(_classifier_key(spec), num_classes,
                                                         file="<num_classes>")])
     return spec
+
+
+def _drop_path_keys(spec: Spec) -> list[str]:
+    """The override keys of the `drop_path_rate` parameters of the spec's own block templates
+    (and of the network's `params`, where it declares one)."""
+    keys = [f"blocks.{name}.params.drop_path_rate" for name, t in spec.templates.items()
+            if t.smap is spec.smap and "drop_path_rate" in t.params]
+    if isinstance(spec.data.get("params"), dict) and "drop_path_rate" in spec.data["params"]:
+        keys.append("params.drop_path_rate")
+    if not keys:
+        raise SpecError([Problem(spec.smap.mark(("name",)), "drop_path_rate",
+                                 f"{spec.name} has no drop_path_rate parameter: none of its block "
+                                 "templates declares one")])
+    return keys
 
 
 def _classifier_key(spec: Spec) -> str:
@@ -80,64 +97,37 @@ def _classifier_key(spec: Spec) -> str:
                              "with overrides instead")])
 
 
-def _features(g: Graph, features_only: bool, out_indices) -> tuple[Graph, tuple]:
-    """-> (the graph, truncated after the last selected stage when features_only; the indices)."""
+def _features(g: Graph, features_only: bool, out_indices,
+              num_classes=None) -> tuple[Graph, list[dict], tuple]:
+    """-> (the graph, truncated after the last selected feature when features_only; timm's
+    feature levels up to it (passes/truncate.py); the selected indices)."""
     if not features_only:
         if out_indices is not None:
             raise ValueError("out_indices is for features_only=True")
-        return g, ()
-    try:
-        idx = normalise_indices(g, out_indices)
-    except ValueError as e:
-        raise SpecError([Problem(Mark("<out_indices>", 1, 1), "out_indices",
-                                 str(e).partition(": ")[2])]) from None
-    return truncate(g, idx[-1]), idx
+        return g, [], ()
+    if num_classes is not None:
+        raise ValueError("num_classes is for a classifier: a features_only backbone has no head")
+    levels = feature_levels(g)
+    idx = normalise_indices(len(levels), out_indices, g.name)
+    return truncate(g, levels[idx[-1]]["node"]), levels[: idx[-1] + 1], idx
 
 
-def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=None,
-             params=None,
-             num_classes: int | None = None, input_size=None, features_only: bool = False,
-             out_indices=None) -> Graph:
+def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=None, params=None,
+             num_classes: int | None = None, input_size=None, drop_path_rate=None,
+             features_only: bool = False, out_indices=None) -> Graph:
     """Spec (path, zoo name, YAML text, dict or Spec) -> typed IR graph with SE blocks inserted
-    (a secompile.ir.graph.Graph); with features_only, without the head and the stages after the
-    last of out_indices (passes/truncate.py)."""
+    (a secompile.ir.graph.Graph); with features_only, without the head and what follows the
+    last feature of out_indices (passes/truncate.py)."""
     with _gc_paused():
         spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
                     input_size=input_size,
-                    base_dir=base_dir)
+                    drop_path_rate=drop_path_rate, base_dir=base_dir)
         g, unknown, problems = expand_partial(spec)
         if problems:   # the SE rules are checked too, where the graph was built
-            raise SpecError(problems + (_se_problems(spec, g, unknown) if se else []))
+            raise SpecError(problems + (se_problems(spec, g, unknown) if se else []))
         if se and spec.data.get("se"):
             g = insert_se(g, se_rules(spec), spec.smap, modules=attention_modules(spec))
-        return _features(g, features_only, out_indices)[0]
-
-
-def _se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
-    rules = spec.data.get("se")
-    if not isinstance(rules, list) or (spec.partial and spec.partial.skips("se")):
-        return []
-    partial, modules = spec.partial, attention_modules(spec)
-
-    def refused(i, rule) -> bool:   # the rule, or the template its module names, was refused
-        if partial is None:
-            return False
-        name = rule.get("module", "se") if isinstance(rule, dict) else None
-        return partial.skips("se", i) or (name not in modules and partial.may_define(name))
-    try:   # a rule whose `when:` is false is left out
-        rules = se_rules(spec, [None if refused(i, r) else r for i, r in enumerate(rules)])
-    except SpecError as e:
-        return list(e.problems)
-    return check_se(g, rules, spec.smap, unknown, modules=modules)
-
-
-def _problems_after_schema(spec: Spec) -> list[Problem]:
-    """Every problem of the parts of `spec` that the schema accepted (see spec.document.Partial)."""
-    g, unknown, problems = expand_partial(spec)
-    return problems + _se_problems(spec, g, unknown)
-
-
-LATER_CHECKS.append(_problems_after_schema)
+        return _features(g, features_only, out_indices, num_classes)[0]
 
 
 def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS) -> Counts:
@@ -162,7 +152,7 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
 def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
             base_dir: str | None = None, overrides=None, params=None,
             num_classes: int | None = None,
-            input_size=None, features_only: bool = False,
+            input_size=None, drop_path_rate=None, features_only: bool = False,
             out_indices=None) -> tuple[Spec, Graph, Counts]:
     """The front door: spec -> (Spec, IR with SE blocks, its Counts), limits checked.
 
@@ -171,8 +161,9 @@ def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
     """
     spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
                 input_size=input_size,
-                base_dir=base_dir)
-    g = build_ir(spec, se=se, features_only=features_only, out_indices=out_indices)
+                drop_path_rate=drop_path_rate, base_dir=base_dir)
+    g = build_ir(spec, se=se)
+    g = _features(g, features_only, out_indices, num_classes)[0]
     return spec, g, check_limits(spec, g, max_params, max_macs)
 
 
@@ -180,46 +171,51 @@ def count(spec, *, se: bool = True, overrides=None, params=None,
           num_classes: int | None = None, input_size=None,
           features_only: bool = False, out_indices=None) -> dict:
     """The analytic report: multiply-adds and parameters per stage and in total (with
-    features_only, of the backbone: no head, no stage after the last selected one). The report
-    lists the overrides applied (`overrides`) and the features (`features`) where there are any."""
+    features_only, of the backbone: no head, nothing after the last selected feature). The
+    report lists the overrides applied (`overrides`) and the features (`features`) where there
+    are any."""
     spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
                 input_size=input_size)
     g = build_ir(spec, se=se)
-    g, idx = _features(g, features_only, out_indices)
+    g, levels, idx = _features(g, features_only, out_indices, num_classes)
     with _gc_paused():
         rep = report(g)
-    return _annotate(rep, spec, g, idx)
-
-
-def _annotate(rep: dict, spec: Spec, g: Graph, idx: tuple) -> dict:
     if spec.overrides:
         rep["overrides"] = spec.override_dict()
     if idx:
-        rep["features"] = feature_info(g, idx)
+        rep["features"] = feature_info(levels, idx)
     return rep
 
 
-def compile(spec, *, seed: int | None = None, zero_init_last_bn: bool = False,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None, overrides=None,
-            params=None, num_classes: int | None = None, input_size=None,
+def compile(spec, *, seed: int | None = 0, zero_init_last_bn: bool = False,
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None,
+            overrides=None, params=None,
+            num_classes: int | None = None, input_size=None, drop_path_rate: float | None = None,
             features_only: bool = False, out_indices=None, inference: bool = False,
             example_input=None):
-    """Spec -> torch.nn.Module (He-initialised, deterministic for a given seed).
+    """Spec -> torch.nn.Module, He-initialised from `seed` (default 0, as `to_onnx` and
+    `secompile export`: the same spec gives the same weights; None draws from torch's global
+    generator).
 
-    With features_only, a backbone (backends/features.py FeatureNet) whose forward returns the
-    outputs of the stages in out_indices (default: every stage) as a list, and whose
-    `feature_info` follows timm (channels(), reduction(), module_name()).
-    inference=True: the eval-mode module through `optimize_for_inference(model, example_input)`.
+    With features_only, a backbone (backends/torch/features.py FeatureNet) whose forward returns
+    timm's features as a list (one per reduction, out_indices as in timm: indices into that
+    list, an int n the last n), with timm's `feature_info` (channels(), reduction(),
+    module_name(): names of its children, which torchvision's IntermediateLayerGetter takes).
+    drop_path_rate: timm's stochastic-depth rate (the block templates' parameter of that name).
+    inference=True: an inference-only module with BN folded (`optimize_for_inference(model,
+    example_input)`; with features_only, the backbone's own).
     """
     _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir,
                       overrides=overrides, params=params, num_classes=num_classes,
-                      input_size=input_size)
-    g, idx = _features(g, features_only, out_indices)
-    from .backends.torch import lower  # torch only when a module is asked for
-    model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
+                      input_size=input_size,
+                      drop_path_rate=drop_path_rate)
+    g, levels, idx = _features(g, features_only, out_indices, num_classes)
     if features_only:
         from .backends.torch.features import feature_net
-        model = feature_net(model, g, idx)
+        model = feature_net(g, levels, idx, seed=seed, zero_init_last_bn=zero_init_last_bn)
+        return model.optimized(example_input) if inference else model
+    from .backends.torch import lower  # torch only when a module is asked for
+    model = lower(g, seed=seed, zero_init_last_bn=zero_init_last_bn)
     if inference:
         from .backends.torch.inference import optimize_for_inference
         return optimize_for_inference(model.eval(), example_input)
@@ -233,7 +229,7 @@ def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = Fal
             out_indices=None):
     """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
     backend's initialisation for `seed`. Writes `path` atomically when given (opset: default 17).
-    With features_only, one output per selected stage (`feature_<i>`); `weights` are those of
+    With features_only, one output per selected feature (`feature_<i>`); `weights` are those of
     the whole network. The overrides applied are recorded in the metadata (secompile.overrides).
 
     Raises SpecError for spec problems and for weights that do not fit the spec.
@@ -244,15 +240,15 @@ def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = Fal
     onnx.check_opset(opset)
     s, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, overrides=overrides,
                       params=params,
-                      num_classes=num_classes, input_size=input_size)
+                      num_classes=num_classes if not features_only else None,
+                      input_size=input_size)
     state = load_state(weights, g, seed)
     outputs = None
     if features_only:
-        t, idx = _features(g, True, out_indices)
+        t, levels, idx = _features(g, True, out_indices, num_classes)
         keep = expected_state(t)
         state = {k: v for k, v in state.items() if k in keep}
-        outs = stage_outputs(t)
-        g, outputs = t, {f"feature_{i}": outs[i] for i in idx}
+        g, outputs = t, {f"feature_{i}": levels[i]["node"] for i in idx}
     model = onnx.lower(g, state, fold_bn=fold_bn, opset=opset, outputs=outputs)
     record_overrides(model, s)
     if path is not None:

@@ -6,6 +6,7 @@ stderr), 1 internal errors (a short message; `--debug` shows the traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -34,13 +35,11 @@ def _add_set(*parsers):
 
 
 def _spec(args, path):
-    """The spec to hand to the API: the path (a zoo name replaced by its shipped file), or the
-    Spec with the --set overrides applied."""
-    from .zoo import resolve_spec
-    path = resolve_spec(path)
+    """The spec to hand to the API: the path (zoo names are resolved by the API's loader), or
+    the Spec with the --set overrides applied."""
     if not getattr(args, "set", None):
         return path
-    from .lang.document import load_spec
+    from .zoo import load_spec
     return load_spec(path, overrides=args.set)
 
 
@@ -48,15 +47,16 @@ def _indices(text: str) -> tuple:
     try:
         return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected stage indices like 1,2,3, got {text!r}") \
+        raise argparse.ArgumentTypeError(f"expected feature indices like 1,2,3, got {text!r}") \
             from None
 
 
 def _add_features(p, what):
     p.add_argument("--features-only", action="store_true",
-                   help=f"{what} the backbone: no head, one feature per selected stage")
+                   help=f"{what} the backbone: no head; timm's features, one per reduction")
     p.add_argument("--out-indices", type=_indices, default=None, metavar="I,J,...",
-                   help="the stages giving features (with --features-only; default: every stage)")
+                   help="the features to give, indices into timm's list (with --features-only; "
+                        "default: every feature)")
 
 
 def _add_common(parsers):
@@ -68,10 +68,17 @@ def _add_common(parsers):
                            help="show tracebacks of internal errors")
         if "-q" not in have and "--quiet" not in have:
             p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                           help="print only errors")
+                           help=QUIET_HELP)
 
 
 SPEC_HELP = "a spec file, or a zoo name (`secompile zoo` lists them)"
+QUIET_HELP = "print only errors (and the output --json, --markdown or `schema` asks for)"
+
+
+def _asked_for_output(args) -> bool:
+    """Output a flag asks for is what the command is run for: -q leaves it on stdout."""
+    return bool(getattr(args, "json", False) or getattr(args, "markdown", False)
+                or args.command == "schema")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
                                              "count, draw and compile YAML network specs.")
     ap.add_argument("--version", action="version", version=f"secompile {__version__}")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    ap.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check specs (schema + semantics) and report every problem")
@@ -247,8 +254,8 @@ def cmd_draw(args) -> int:
 
 def cmd_zoo(args) -> int:
     """`secompile zoo [DIR] [--json|--markdown]`: 0, or 2 when a spec has problems."""
-    from .reports import print_zoo, zoo_markdown
-    from .zoo import ZOO_DIR, zoo_table
+    from .reports import print_zoo, zoo_markdown, zoo_table
+    from .zoo import ZOO_DIR
     directory = args.directory if args.directory is not None else ZOO_DIR
     if not os.path.isdir(directory):
         print(f"secompile zoo: {directory}: not a directory", file=sys.stderr)
@@ -290,6 +297,9 @@ def main(argv=None) -> int:
         handler = getattr(args, "handler", None) or {   # handler: subcommands added by register()
             "validate": cmd_validate, "count": cmd_count, "build": cmd_build, "export": cmd_export,
             "draw": cmd_draw, "zoo": cmd_zoo, "schema": cmd_schema}[args.command]
+        if args.quiet and not _asked_for_output(args):   # -q: the same in every command
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                return handler(args)
         return handler(args)
     except SpecError as e:
         for m in e.messages:

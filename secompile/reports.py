@@ -10,7 +10,15 @@ from __future__ import annotations
 import os
 import sys
 
-from .zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, spec_stem
+from .lang.errors import SpecError
+from .zoo import (
+    CAFFE_README_EXTRA_PARAMS,
+    CAFFE_REFERENCE,
+    PAPER_TABLE2,
+    ZOO_DIR,
+    spec_stem,
+)
+from .zoo.names import members
 
 ZOO_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "zoo.md.in")
 TABLES_MARK = "<!-- secompile zoo: the generated tables go here -->\n"
@@ -76,6 +84,54 @@ def report_markdown(rep: dict) -> str:
 
 
 # -- the zoo -------------------------------------------------------------------------------
+def _family_key(stem: str) -> tuple:
+    base = stem[3:] if stem.startswith("se_") else stem
+    return (base, stem.startswith("se_"))
+
+
+def zoo_table(directory=ZOO_DIR) -> list[dict]:
+    """The model zoo table: one row per spec of `directory`, plain networks before their SE
+    variant, counted from the IR (no torch). `secompile zoo` prints it; docs/zoo.md is
+    `zoo_markdown(zoo_table())`.
+
+    Row keys: name, file, variant (of a family file, else None), input (C, H, W), output, macs,
+    conv_linear_macs, params, se_blocks,
+    plain (file of the paired plain spec or None), se_macs_pct, se_params_pct (overhead over
+    the plain spec in %, None without one), error (None, or the spec's problems as text). An
+    SE spec `se_X.yaml` is paired with the plain spec `X.yaml` of the same directory.
+    """
+    from .analysis.counts import report
+    from .api import prepare
+    rows: dict[str, dict] = {}
+    for stem, entry in members(directory):     # a family file: one row per variant
+        path = entry.file
+        row = {"name": stem, "file": os.path.basename(path), "input": None,
+               "output": None, "macs": None,
+               "conv_linear_macs": None, "params": None, "se_blocks": None, "plain": None,
+               "se_macs_pct": None, "se_params_pct": None, "error": None,
+               "variant": entry.variant}
+        try:
+            source = path if entry.variant is None else entry
+            _, g, counts = prepare(source, max_params=None, max_macs=None)   # nothing allocated
+            rep = report(g, counts)
+        except SpecError as e:
+            row["error"] = "\n".join(e.messages)
+        else:
+            row.update(name=rep["name"], input=tuple(rep["input"]), output=tuple(rep["output"]),
+                       macs=rep["total"]["macs"], conv_linear_macs=rep["total"]["conv_linear_macs"],
+                       params=rep["total"]["params"], se_blocks=rep["se"]["blocks"])
+        rows[stem] = row
+    for stem, row in rows.items():
+        plain = rows.get(stem[3:]) if stem.startswith("se_") else None
+        if plain is None:
+            continue
+        row["plain"] = plain["file"]
+        if row["error"] is None and plain["error"] is None:
+            row["se_macs_pct"] = 100.0 * (row["macs"] - plain["macs"]) / plain["macs"]
+            row["se_params_pct"] = 100.0 * (row["params"] - plain["params"]) / plain["params"]
+    return [rows[s] for s in sorted(rows, key=_family_key)]
+
+
 def _g(n) -> str:
     return "" if n is None else f"{n / 1e9:.3f}"
 
@@ -187,10 +243,10 @@ def print_zoo(rows: list[dict], directory, file=None) -> None:
         if r["error"] is not None:
             t.add_row(r["file"], "error", "", "", "", "", "", "", style="red")
             continue
-        t.add_row(spec_stem(r["file"]), _size(r), _g(r["macs"]),
+        t.add_row(r.get("variant") or spec_stem(r["file"]), _size(r), _g(r["macs"]),
                   _g(r["conv_linear_macs"]), _m(r["params"]),
                   str(r["se_blocks"]), _pct(r["se_macs_pct"]), _pct(r["se_params_pct"]))
     Console(file=file or sys.stdout, width=120).print(t)
 
 
-__all__ = ["print_summary", "report_markdown", "zoo_markdown", "print_zoo"]
+__all__ = ["print_summary", "report_markdown", "zoo_table", "zoo_markdown", "print_zoo"]

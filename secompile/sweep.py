@@ -22,11 +22,12 @@ import re
 
 from .analysis.counts import Counts
 from .analysis.diff import changed_paths, diff_graphs
+from .analysis.numbers import si_unit
 from .api import _gc_paused, build_ir
 from .frontend import attention_modules, expand, se_rules
 from .ir.ops import CONV_LINEAR_OPS
 from .lang import expr
-from .lang.document import Spec, load_spec
+from .lang.document import Spec
 from .lang.errors import Mark, Problem, SpecError
 from .lang.overrides import (
     Override,
@@ -37,6 +38,7 @@ from .lang.overrides import (
     parse_vary,
 )
 from .passes import insert_se
+from .zoo.loader import load_spec  # zoo names, and every phase's problems
 
 # names a --where expression can use (None where a row has no value, e.g. acc without --metrics)
 WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_params", "se_macs",
@@ -293,8 +295,7 @@ def as_dataframe(rows: list[dict]):
 
 
 def _unit(values) -> tuple[float, str]:
-    top = max((abs(v) for v in values), default=0)
-    return next(((d, u) for d, u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if top >= d), (1.0, ""))
+    return si_unit(max((abs(v) for v in values), default=0))
 
 
 def plot(rows: list[dict], path: str, title: str | None = None) -> str:

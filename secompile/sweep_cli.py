@@ -13,6 +13,8 @@ import json
 import pathlib
 import sys
 
+from .analysis.numbers import si
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -57,11 +59,7 @@ def register(subparsers) -> None:
 # -- sweep ---------------------------------------------------------------------------------
 def _si(n) -> str:
     """3,871,627,264 -> '3.872G', 289,562 -> '289.6k': four significant digits (--json is exact)."""
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            v = n / div
-            return f"{v:.{max(0, 4 - len(str(int(abs(v)))))}f}{unit}"
-    return str(n)
+    return si(n, 4, trim=False)
 
 
 def _rel(x) -> str:
@@ -77,7 +75,8 @@ def _fmt(v) -> str:
     return format_value(v)
 
 
-def print_table(rows: list[dict], file=sys.stdout) -> None:
+def print_table(rows: list[dict], file=None) -> None:
+    file = file or sys.stdout   # at call time: `-q` redirects it
     from rich.console import Console
     from rich.table import Table
     keys = _keys(rows)
@@ -158,7 +157,8 @@ def _delta(t: dict, scale: float = 1.0, unit: str = "") -> str:
     return f"{t['a'] / scale:.3f}{unit} -> {t['b'] / scale:.3f}{unit} ({t['delta']:+,})"
 
 
-def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
+def print_diff(d: dict, nodes: bool = False, file=None) -> None:
+    file = file or sys.stdout   # at call time: `-q` redirects it
     from rich.console import Console
     from rich.table import Table
     t = d["totals"]
@@ -191,6 +191,7 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
 
     def unit_row(u, indent="  "):
         what = ["+SE " + _relpath(x, u["path"]) for x in u["se"]]
+        what += ["SE " + _relpath(x, u["path"]) for x in u.get("se_changed", [])]
         reshaped = []
         for c in u["changed"]:
             if c["path"] in u["rewired"]:
@@ -209,7 +210,7 @@ def print_diff(d: dict, nodes: bool = False, file=sys.stdout) -> None:
             what.append(f"removed {', '.join(_relpath(p, u['path']) for p in u['removed'][:4])}"
                         + (" …" if len(u["removed"]) > 4 else ""))
         if u["se_removed"]:
-            what.append("SE removed: " + ", ".join(u["se_removed"]))
+            what.append("SE removed: " + ", ".join(u.get("se_removed_text", u["se_removed"])))
         shp = u["output_shape"]
         tab.add_row(indent + u["path"], u["status"], "",
                     _pm(len(u["se_added"]) - len(u["se_removed"])),

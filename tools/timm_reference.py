@@ -42,7 +42,7 @@ from torch import nn
 MODELS = [
     "seresnet18", "seresnet34", "seresnext26d_32x4d", "efficientnet_b0",
     "mobilenetv3_large_100", "mobilenetv3_small_100", "regnety_008", "regnety_032",
-    "ecaresnet50d", "skresnet18",
+    "ecaresnet50d", "skresnet18", "gcresnet50t", "resnest14d", "resnest50d", "rexnet_100",
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

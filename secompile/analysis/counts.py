@@ -55,14 +55,8 @@ class Counts:
         return sum((c for p, c in self.nodes.items() if self.graph.op(p) in op_names), Cost())
 
     def se(self) -> Cost:
-        return sum((self.scope(s) for s in self.graph.se), Cost())
-
-
-def _scope_output_shape(g: Graph, prefix: str) -> list:
-    for p in reversed(g.order):
-        if p == prefix or p.startswith(prefix + "."):
-            return list(g.shape(p))
-    return []
+        """What the attention modules (SE blocks and their kin) cost, all together."""
+        return sum((self.scope(s) for s in self.graph.attention), Cost())
 
 
 def report(g: Graph, counts: Counts | None = None) -> dict:
@@ -74,13 +68,13 @@ def report(g: Graph, counts: Counts | None = None) -> dict:
     def part(prefix, name):
         cost = c.scope(prefix)
         return {"name": name, "path": prefix, "macs": cost.macs, "params": cost.params,
-                "output_shape": _scope_output_shape(g, prefix)}
+                "output_shape": g.scope_output_shape(prefix)}
 
     stages = []
     for st in g.stages:
         d = part(st.path, st.name)
         d["blocks"] = len(st.blocks)
-        d["se_blocks"] = sum(1 for s in g.se if s.startswith(st.path + "."))
+        d["se_blocks"] = sum(1 for s in g.attention if s.startswith(st.path + "."))
         stages.append(d)
     se = c.se()
     return {
@@ -92,5 +86,5 @@ def report(g: Graph, counts: Counts | None = None) -> dict:
         "stem": part("stem", "stem") if any(p.startswith("stem.") for p in g.order) else None,
         "stages": stages,
         "head": part("head", "head") if any(p.startswith("head.") for p in g.order) else None,
-        "se": {"blocks": len(g.se), "macs": se.macs, "params": se.params},
+        "se": {"blocks": len(g.attention), "macs": se.macs, "params": se.params},
     }

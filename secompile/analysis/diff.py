@@ -66,7 +66,7 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
         u = _unit(b, path) if path in pb else _unit(a, path)
         if u not in units:
             units[u] = {"path": u, "status": "changed", "added": [], "removed": [], "changed": [],
-                        "se_added": [], "se_removed": []}
+                        "se_added": [], "se_removed": [], "se_changed": []}
         return units[u]
 
     for p in b.order:
@@ -79,12 +79,16 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
             ch = _node_changes(a.node(p), b.node(p))
             if ch:
                 unit(p)["changed"].append({"path": p, **ch})
-    se_added = [s for s in b.se if s not in a.se]
-    se_removed = [s for s in a.se if s not in b.se]
+    se_added = [s for s in b.attention if s not in a.attention]
+    se_removed = [s for s in a.attention if s not in b.attention]
+    se_changed = [s for s in b.attention if s in a.attention
+                  and a.attention[s].module != b.attention[s].module]
     for s in se_added:
         unit(s)["se_added"].append(s)
     for s in se_removed:
         unit(s)["se_removed"].append(s)
+    for s in se_changed:
+        unit(s)["se_changed"].append(f"{s}: {_module_text(a, s)} -> {_module_text(b, s)}")
     units_a, units_b = set(a.units) | {"input"}, set(b.units) | {"input"}
     order = list(dict.fromkeys(["input"] + list(b.units) + list(a.units)))
     rank = {u: i for i, u in enumerate(order)}
@@ -95,8 +99,9 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
                        "removed" if u in units_a and u not in units_b else "changed")
         d["macs"] = _triple(ca.scope(u).macs, cb.scope(u).macs)
         d["params"] = _triple(ca.scope(u).params, cb.scope(u).params)
-        d["output_shape"] = [_out_shape(a, u), _out_shape(b, u)]
+        d["output_shape"] = [a.scope_output_shape(u), b.scope_output_shape(u)]
         d["se"] = [_se_text(b, s) for s in d["se_added"]]
+        d["se_removed_text"] = [_se_text(a, s) for s in d["se_removed"]]
         # nodes changed only because they now read an added SE scale (the rewired merge)
         d["rewired"] = [c["path"] for c in d["changed"] if set(c) == {"path", "inputs"}]
         out_units.append(d)
@@ -107,8 +112,8 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
     for sp in dict.fromkeys([s.path for s in b.stages] + [s.path for s in a.stages]):
         sa, sb = names_a.get(sp), names_b.get(sp)
         mine = [d for d in out_units if _stage_of(d["path"]) == sp]
-        se_a = sum(1 for s in a.se if s.startswith(sp + "."))
-        se_b = sum(1 for s in b.se if s.startswith(sp + "."))
+        se_a = sum(1 for s in a.attention if s.startswith(sp + "."))
+        se_b = sum(1 for s in b.attention if s.startswith(sp + "."))
         entry = {"path": sp, "name": (sb or sa).name,
                  "status": "added" if sa is None else "removed" if sb is None else
                  ("changed" if mine else "same"),
@@ -116,7 +121,7 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
                  "se_blocks": _triple(se_a, se_b),
                  "macs": _triple(ca.scope(sp).macs, cb.scope(sp).macs),
                  "params": _triple(ca.scope(sp).params, cb.scope(sp).params),
-                 "output_shape": [_out_shape(a, sp), _out_shape(b, sp)],
+                 "output_shape": [a.scope_output_shape(sp), b.scope_output_shape(sp)],
                  "units": [d["path"] for d in mine]}
         stages.append(entry)
 
@@ -129,7 +134,7 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
         "totals": {"macs": _triple(ta.macs, tb.macs), "params": _triple(ta.params, tb.params),
                    "conv_linear_macs": _triple(cla.macs, clb.macs),
                    "nodes": _triple(len(a), len(b)),
-                   "se_blocks": _triple(len(a.se), len(b.se)),
+                   "se_blocks": _triple(len(a.attention), len(b.attention)),
                    "se_params": _triple(ca.se().params, cb.se().params),
                    "se_macs": _triple(ca.se().macs, cb.se().macs),
                    "nodes_added": sum(len(d["added"]) for d in out_units),
@@ -137,7 +142,9 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
                    "nodes_changed": n_changed},
         "input": [list(a.input_shape), list(b.input_shape)],
         "output": [list(a.shape(a.output)), list(b.shape(b.output))],
-        "se": {"added": se_added, "removed": se_removed,
+        "se": {"added": se_added, "removed": se_removed, "changed": se_changed,
+               "kinds": [sorted({m.kind for m in a.attention.values()}),
+                         sorted({m.kind for m in b.attention.values()})],
                "params_added": sum(cb.scope(s).params for s in se_added),
                "params_removed": sum(ca.scope(s).params for s in se_removed),
                "macs_added": sum(cb.scope(s).macs for s in se_added),
@@ -147,16 +154,19 @@ def diff_graphs(a, b, counts_a: Counts | None = None, counts_b: Counts | None = 
     }
 
 
-def _out_shape(g, prefix: str) -> list:
-    for p in reversed(g.order):
-        if p == prefix or p.startswith(prefix + "."):
-            return list(g.shape(p))
-    return []
+def _module_text(g, s: str) -> str:
+    """'eca', 'effective_se (se)': the module and, where its name does not say it, its kind."""
+    m = g.attention[s]
+    return m.module if m.module == m.kind else f"{m.module} ({m.kind})"
 
 
 def _se_text(g, s: str) -> str:
-    c, r = g.shape(f"{s}.fc2")[0], g.shape(f"{s}.fc1")[0]
-    return f"{s}: {c}->{r}->{c}"
+    """'stages.0.blocks.0.se: 256->16->256' for the paper's SE (as always); any other module
+    is named: '...se: eca, 256 channels', '...se: cbam 256->16->256'."""
+    m = g.attention[s]
+    c = g.shape(m.input)[0]
+    width = f"{c}->{m.width}->{c}" if m.width else f"{c} channels"
+    return f"{s}: {width}" if m.module == "se" else f"{s}: {_module_text(g, s)}, {width}"
 
 
 def changed_paths(d: dict) -> dict[str, str]:

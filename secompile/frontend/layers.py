@@ -13,6 +13,7 @@ from ..ir import ops
 from ..ir.graph import Composite
 from ..lang.errors import did_you_mean, format_path
 from .binding import Abort
+from .recording import record_fused
 
 BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
 
@@ -199,6 +200,50 @@ def drop_path(fe, ctx, a, path, p, x) -> str:
     return fe.node(ctx, path, p, "drop_path", {"p": float(pr)}, [x])
 
 
+# -- global context, split attention, layer scale (issue 22) --------------------------------
+def softmax(fe, ctx, a, path, p, x) -> str:
+    """`softmax: {axis: channels|positions}`."""
+    axis = _opt(fe, ctx, a, path, "axis", "channels")
+    if axis not in ops.SOFTMAX_AXES:
+        fe.problem(ctx, path + ("axis",), f"softmax axis must be one of "
+                   f"{', '.join(ops.SOFTMAX_AXES)}, got {axis!r}"
+                   f"{did_you_mean(str(axis), ops.SOFTMAX_AXES)}")
+        raise Abort
+    return fe.node(ctx, path, p, "softmax", {"axis": axis}, [x])
+
+
+def layernorm(fe, ctx, a, path, p, x) -> str:
+    """`layernorm: {eps: E}`: LayerNorm over the channels at each position (timm LayerNorm2d)."""
+    eps = _opt(fe, ctx, a or {}, path, "eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
+        fe.problem(ctx, path + ("eps",), f"eps must be a positive number, got {eps!r}")
+        raise Abort
+    return fe.node(ctx, path, p, "layernorm", {"eps": float(eps)}, [x])
+
+
+def attn_pool(fe, ctx, a, path, p, x) -> str:
+    """`attn_pool: {weights: [layers]}`: the layers map x to weights (1, H, W) (GC: a 1x1 conv to
+    one channel, softmax over positions), nodes `<p>.<name>`; `<p>.pool` is sum_hw x * w."""
+    w = fe.items(ctx, a["weights"], path + ("weights",), p, x)
+    return fe.node(ctx, path, f"{p}.pool", "attn_pool", {}, [x, w])
+
+
+def layer_scale(fe, ctx, a, path, p, x) -> str:
+    """`layer_scale: {init: V}`: a learned per-channel multiply, gamma starting at V."""
+    init = _opt(fe, ctx, a or {}, path, "init", 1e-5)
+    if isinstance(init, bool) or not isinstance(init, (int, float)):
+        fe.problem(ctx, path + ("init",), f"init must be a number, got {init!r}")
+        raise Abort
+    return fe.node(ctx, path, p, "layer_scale", {"init": float(init)}, [x])
+
+
+def split_sum(fe, ctx, a, path, p, x) -> str:
+    """`split_sum: {parts: P}`: (P * C, H, W) -> (C, H, W), the sum of the P channel splits."""
+    parts, blame = fe.value(ctx, a["parts"], path + ("parts",), int)
+    fe.positive(ctx, path, {"parts": parts}, ("parts",))
+    return fe.node(ctx, path, p, "split_sum", {"parts": parts}, [x], blame=blame)
+
+
 LAYERS = {
     "conv": conv, "bn": bn,
     **{kind: act(kind) for kind in ops.ACTIVATIONS},
@@ -211,7 +256,26 @@ LAYERS = {
     "channel_slice": channel_slice, "drop_path": drop_path,
     # raw layers of attention templates (one node each, named by the layer): v2 language core
     "conv2d": conv2d, "act": act_layer, "global_pool": global_pool_layer,
+    "softmax": softmax, "layernorm": layernorm, "attn_pool": attn_pool,
+    "layer_scale": layer_scale, "split_sum": split_sum,
 }
+MERGES = ("add", "concat", "partial_add")   # a residual's; partial_add: ReXNet (docs)
+
+
+def _agree(merge, xs, bs) -> bool:
+    """Can the input be merged with the branch as it is (else the shortcut projects)?"""
+    if merge == "add":
+        return xs == bs
+    return xs[1:] == bs[1:] and (merge == "concat" or xs[0] <= bs[0])
+
+
+def _merge(fe, ctx, path, p, merge, short, branch, scale) -> str:
+    """The residual's merge node; inputs in the order (shortcut, branch): concat puts the
+    shortcut's channels first, partial_add adds it to the branch's first channels."""
+    if merge == "add":
+        return fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0, float(scale))},
+                       [short, branch])
+    return fe.node(ctx, path, f"{p}.{merge}", merge, {}, [short, branch])
 
 
 # -- composites ----------------------------------------------------------------------------
@@ -219,8 +283,9 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
     g = fe.graph
     branch = fe.items(ctx, a["branch"], path + ("branch",), f"{p}.branch", x)
     merge = fe.value(ctx, a.get("merge", "add"), path + ("merge",))[0]
-    if merge not in ("add", "concat"):
-        fe.problem(ctx, path + ("merge",), f"merge must be add or concat, got {merge!r}")
+    if merge not in MERGES:
+        fe.problem(ctx, path + ("merge",), f"merge must be one of {', '.join(MERGES)}, "
+                                           f"got {merge!r}")
         raise Abort
     if "skip" in a:
         return _skip_residual(fe, ctx, a, path, p, x, branch, merge)
@@ -228,7 +293,7 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
     when, layers = ("auto", None) if sc == "auto" else ("never", None) if sc == "identity" else \
         ("always", sc) if isinstance(sc, list) else (sc.get("when", "auto"), sc["layers"])
     xs, bs = g.shape(x), g.shape(branch)
-    agree = xs == bs if merge == "add" else xs[1:] == bs[1:]
+    agree = _agree(merge, xs, bs)
     short = x
     if when == "always" or (when == "auto" and not agree):
         if layers is not None:
@@ -240,10 +305,7 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
         raise Abort
-    if merge == "add":
-        m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0, float(scale))}, [short, branch])
-    else:
-        m = fe.node(ctx, path, f"{p}.concat", "concat", {}, [short, branch])
+    m = _merge(fe, ctx, path, p, merge, short, branch, scale)
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=short, merge=m)
 
@@ -256,7 +318,7 @@ def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
         fe.problem(ctx, path + ("skip",), "give either skip or shortcut, not both", key=True)
         raise Abort
     xs, bs = g.shape(x), g.shape(branch)
-    keep = xs == bs if merge == "add" else xs[1:] == bs[1:]
+    keep = _agree(merge, xs, bs)
     skip = a["skip"]
     if skip != "auto":
         skip = fe.value(ctx, skip, path + ("skip",), bool)[0]
@@ -271,10 +333,7 @@ def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         fe.problem(ctx, path + ("scale",), f"scale must be a number, got {scale!r}")
         raise Abort
-    if merge == "add":
-        m = fe.node(ctx, path, f"{p}.add", "add", {"scales": (1.0, float(scale))}, [x, branch])
-    else:
-        m = fe.node(ctx, path, f"{p}.concat", "concat", {}, [x, branch])
+    m = _merge(fe, ctx, path, p, merge, x, branch, scale)
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "residual", x, out, branch_out=branch, shortcut_out=x, merge=m)
 
@@ -340,6 +399,7 @@ def select_merge(fe, ctx, a, path, p, x, outs) -> Composite:
     where = ctx.where or format_path(path)
     logits = fe.instance(ctx, tmpl, spec, mpath, f"{p}.attn", total, where=where)
     m = fe.node(ctx, mpath, f"{p}.select", "select", {"paths": len(outs)}, [logits, *outs])
+    record_fused(fe.graph, f"{p}.attn", total, m)
     out = fe.items(ctx, a.get("post") or [], path + ("post",), f"{p}.post", m)
     return Composite(p, "parallel", x, out, merge=m)
 

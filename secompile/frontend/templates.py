@@ -20,9 +20,13 @@ from ..lang.document import _load_include as load_include
 from ..lang.errors import SpecError, did_you_mean
 from .binding import Abort, Ctx, Param
 from .layers import COMPOSITES
+from .recording import record_instance
 
 MAX_NESTING = 32        # template instances inside template instances
 BODIES = ("layers", "residual", "parallel", "gate")
+# An attention module's body (docs/spec-language.md): `gate` (x * f), `select` (split attention's
+# weighted sum of the splits of x) and/or `add` (+ g), f and g read x or the shared `context`.
+ATTENTION = ("gate", "select", "add")
 SHIPPED = os.path.join(SHIPPED_SPECS, "blocks", "attention.yaml")   # installed with the package
 
 
@@ -72,9 +76,12 @@ class Templates:
                          f"block templates nested deeper than {MAX_NESTING} (recursive template?)")
             raise Abort
         env = self.bind(ctx, tmpl, given, path, x, stage is not None, where, paths)
+        mark = self.graph.node_count()
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
         body, bpath = tmpl.body, tmpl.path
-        kinds = [k for k in BODIES if k in body]
+        kinds = [k for k in BODIES if k in body and k not in ATTENTION]
+        if any(k in body for k in ATTENTION):
+            kinds.append("gate")
         if len(kinds) != 1:
             self.problem(inner, bpath, f"a block template has exactly one of {', '.join(BODIES)}")
             raise Abort
@@ -83,7 +90,7 @@ class Templates:
             out = self.items(inner, body["layers"], bpath + ("layers",), scope, x)
             comp = Composite(scope, "layers", x, out)
         elif kind == "gate":
-            comp = self.gate(inner, body["gate"], bpath + ("gate",), scope, x)
+            comp = self.attention(inner, body, bpath, scope, x)
         else:
             comp = COMPOSITES[kind](self, inner, body[kind], bpath + (kind,), scope, x)
         self.bound = env   # after the body: an outer instance overwrites its inner ones
@@ -94,12 +101,36 @@ class Templates:
             self.graph.blocks[scope] = comp
         if comp.kind not in ("layers", "gate"):
             self.graph.composites[scope] = comp
+        record_instance(self.graph, tmpl, tmpl is shipped_templates().get(tmpl.name), scope, x,
+                        comp.output, env, mark, stage is not None)
         return comp
 
-    def gate(self, ctx: Ctx, items: list, path, scope: str, x: str) -> Composite:
-        """out = x * f(x), f the layer list, broadcast over the axes it reduced: `<scope>.scale`."""
-        f = self.items(ctx, items, path, scope, x)
-        out = self.node(ctx, path, f"{scope}.scale", "mul", {}, [x, f])
+    def attention(self, ctx: Ctx, body: dict, path, scope: str, x: str) -> Composite:
+        """c = context(x) (x without one); out = x * f(c) (`gate`, node `<scope>.scale`, f
+        broadcast over the axes it reduced) or split_select(x, f(c)) (`select`, `<scope>.select`),
+        then out + g(c) (`add`, `<scope>.add`, broadcast: GC's fuse_add). Layers of the three
+        lists share the scope, so their names differ."""
+        if "gate" in body and "select" in body:
+            self.problem(ctx, path + ("select",), "give either gate or select, not both", key=True)
+            raise Abort
+        c = self.items(ctx, body["context"], path + ("context",), scope, x) \
+            if "context" in body else x
+        out = x
+        f = self.items(ctx, body["gate"], path + ("gate",), scope, c) if "gate" in body else c
+        if f != c:   # a list whose layers are all switched off (`when: false`) is no gate
+            out = self.node(ctx, path + ("gate",), f"{scope}.scale", "mul", {}, [x, f])
+        elif "select" in body:
+            sel, spath = body["select"], path + ("select",)
+            parts, blame = self.value(ctx, sel.get("parts", 2), spath + ("parts",), int)
+            groups = self.value(ctx, sel.get("groups", 1), spath + ("groups",), int)[0]
+            self.positive(ctx, spath, {"parts": parts, "groups": groups}, ("parts", "groups"))
+            f = self.items(ctx, sel["layers"], spath + ("layers",), scope, c)
+            out = self.node(ctx, spath, f"{scope}.select", "split_select",
+                            {"parts": parts, "groups": groups}, [x, f], blame=blame)
+        g = self.items(ctx, body["add"], path + ("add",), scope, c) if "add" in body else c
+        if g != c:
+            out = self.node(ctx, path + ("add",), f"{scope}.add", "add", {"scales": (1.0, 1.0)},
+                            [out, g])
         return Composite(scope, "layers", x, out)
 
     def bind(self, ctx: Ctx, tmpl: Template, given: dict, path, x, in_stage: bool,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 
 import networkx as nx
 
 from . import ops
+from .records import AttentionModule, Scope, inside
 
 
 @dataclass
@@ -57,7 +59,8 @@ class Graph:
         self.stages: list[Stage] = []
         # top-level scopes: stem, blocks, layer stages, head
         self.units: list[str] = []
-        self.se: dict[str, dict] = {}               # SE scope path -> what was inserted where
+        self.scopes: dict[str, Scope] = {}          # every template instance, any depth
+        self.attention: dict[str, AttentionModule] = {}   # scope -> module, outermost only
         self._unit_set: set = set()
         self.output: str | None = None
 
@@ -104,6 +107,37 @@ class Graph:
         if self.output == old:
             self.output = new
 
+    def insert_between(self, u: str, out: str, consumers: list[str], scope: str,
+                       owner: str | None = None) -> None:
+        """Put the nodes of `scope` (added already, reading `u`, giving `out`) between `u` and
+        `consumers`, keeping the records true: a scope a consumer sits in that began at `u` now
+        begins at `out` (a shortcut or branch ending at `u` ends at `out`), and a scope around
+        `scope` that ended at `u` now ends at `out`. `owner`, the block the pass put `scope`
+        into, keeps its own input, branch and shortcut."""
+        self.rewire(u, out, consumers)
+        for consumer in consumers:
+            for prefix in _prefixes(consumer, proper=False):
+                for other in (self.blocks.get(prefix), self.composites.get(prefix)):
+                    if other is None or other.path == owner:
+                        continue
+                    if other.input == u:
+                        other.input = out
+                    if other.merge == consumer:
+                        if other.shortcut_out == u:
+                            other.shortcut_out = out
+                        if other.branch_out == u:
+                            other.branch_out = out
+                rec = self.scopes.get(prefix)
+                if rec is not None and prefix != owner and rec.entry == u:
+                    self.scopes[prefix] = dataclasses.replace(rec, entry=out)
+        for prefix in _prefixes(scope):
+            for other in (self.blocks.get(prefix), self.composites.get(prefix)):
+                if other is not None and other.output == u:
+                    other.output = out
+            rec = self.scopes.get(prefix)
+            if rec is not None and rec.exit == u:
+                self.scopes[prefix] = dataclasses.replace(rec, exit=out)
+
     def replace(self, path: str, op: str, attrs: dict, inputs: list[str]) -> None:
         """Make node `path` another op over other inputs (a fusion); its value, consumers and
         place in the order stay, so its output shape must too."""
@@ -126,6 +160,66 @@ class Graph:
         self.g.remove_node(path)
         del self._rank[path]
         self._order = None
+
+    def remove_scope(self, prefix: str) -> None:
+        """Drop every node under `prefix` (nothing outside may read them) and every record of
+        a scope there: units, blocks, composites, template instances, attention modules."""
+        for p in reversed(self.order):
+            if inside(p, prefix):
+                self.remove(p)
+        self.units = [u for u in self.units if not inside(u, prefix)]
+        self._index_units()
+        for records in (self.blocks, self.composites, self.scopes, self.attention):
+            for k in [k for k in records if inside(k, prefix)]:
+                del records[k]
+
+    # -- records ---------------------------------------------------------------------
+    def node_count(self) -> int:
+        """A mark for `nodes_since`: how many nodes the graph holds now."""
+        return self.g.number_of_nodes()
+
+    def nodes_since(self, mark: int) -> list[str]:
+        """The nodes added after `node_count()` gave `mark` (networkx keeps insertion order)."""
+        return list(itertools.islice(self.g.nodes, mark, None))
+
+    def add_scope(self, scope: Scope) -> None:
+        self.scopes[scope.path] = scope
+
+    def add_attention(self, module: AttentionModule) -> None:
+        """Record an attention module; modules recorded inside its scope were its parts (CBAM's
+        two gates) and are dropped: a module is counted once, at its outermost scope."""
+        for k in [k for k in self.attention if k.startswith(module.scope + ".")]:
+            del self.attention[k]
+        self.attention[module.scope] = module
+        rec = self.scopes.get(module.scope)
+        if rec is not None:
+            self.scopes[module.scope] = dataclasses.replace(rec, kind="attention")
+
+    def param_count(self, paths) -> int:
+        nodes = self.g.nodes
+        return sum(ops.params(nodes[p]["op"], nodes[p]["attrs"],
+                              [nodes[i]["shape"] for i in nodes[p]["inputs"]]) for p in paths)
+
+    @property
+    def se(self) -> dict[str, dict]:
+        """Attention scope -> its facts as a flat dict (position, input, channels, reduced,
+        module, kind, ...), in record order: the view `graph.se` has always been."""
+        return {s: a.facts(self.scopes[s].params if s in self.scopes else {})
+                for s, a in self.attention.items()}
+
+    def attention_of(self, path: str) -> str | None:
+        """The attention scope a node or scope lies in, or None."""
+        for prefix in _prefixes(path, proper=False):
+            if prefix in self.attention:
+                return prefix
+        return None
+
+    def scope_output_shape(self, prefix: str) -> list:
+        """The shape of the last node (in order) under `prefix`, [] when there is none."""
+        for p in reversed(self.order):
+            if inside(p, prefix):
+                return list(self.shape(p))
+        return []
 
     # -- queries ---------------------------------------------------------------------
     def __contains__(self, path) -> bool:
@@ -186,7 +280,8 @@ class Graph:
         new.stages = [Stage(s.path, s.name, list(s.blocks)) for s in self.stages]
         new.units = list(self.units)
         new._unit_set = set(self.units)
-        new.se = {k: dict(v) for k, v in self.se.items()}
+        new.scopes = dict(self.scopes)          # records are frozen: shared until replaced
+        new.attention = dict(self.attention)
         return new
 
     def to_dict(self) -> dict:
@@ -205,6 +300,12 @@ class Graph:
         d.pop("name")
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+def _prefixes(path: str, proper: bool = True):
+    """'a.b.c' -> 'a', 'a.b' (and 'a.b.c' unless proper)."""
+    parts = path.split(".")
+    return (".".join(parts[:i]) for i in range(1, len(parts) + (0 if proper else 1)))
 
 
 def _jsonable(attrs: dict) -> dict:

@@ -20,7 +20,15 @@ Counting rules (docs/counting.md):
 - spatial_sum: one add per element read (C * h * w)
 - select:   Selective Kernel merge, one multiply-add per path and output element (P * C * H * W)
 - channel_slice, drop_path: 0 (a view; per-sample stochastic depth is training-only)
-- add:      a plain add is 0; a scaled input (residual scaling) is one multiply-add per element
+- add:      a plain add is 0; a scaled input (residual scaling) is one multiply-add per element;
+            inputs broadcast ((C, 1, 1) or (1, H, W) against (C, H, W): GC's add fusion)
+- partial_add: ReXNet's partial residual, cat(branch[:Cs] + shortcut, branch[Cs:]): 0, as add
+- softmax, layernorm: 0 (normalisations, like BatchNorm); layernorm has 2 * C parameters
+- attn_pool: GC's context, the softmax-weighted sum of positions, one multiply-add per element
+  of x (C * H * W; a matmul in timm, not a conv or fc)
+- layer_scale: a learned per-channel multiply, one per element (C * H * W), C parameters
+- split_sum: split attention's sum of the radix parts, one add per element read (P * C * H * W)
+- split_select: split attention's weighted sum of the parts, P * C * H * W, as select
 - scale_add: the fused SE scale + add (passes/fuse.py): the multiply of `mul`, C * H * W
 - batchnorm, activations, max pooling, concat, shuffle, flatten, dropout, identity: 0 MACs
   (BatchNorm folds into the convolution at inference; max and activations are not
@@ -32,7 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-ACTIVATIONS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
+ACTIVATIONS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh", "gelu")
+SOFTMAX_AXES = ("channels", "positions")   # softmax over C, or over the H * W positions
 POOL_MODES = ("avg", "max")
 REQUIRED = object()   # an attribute without a default
 
@@ -134,11 +143,23 @@ def shape_same(a, ins):
 
 
 def shape_add(a, ins):
-    first = tuple(ins[0])
+    """Equal shapes, or broadcasting ones (each size equal or 1: x + (C, 1, 1), GC's fusion)."""
+    out = tuple(ins[0])
     for s in ins[1:]:
-        if tuple(s) != first:
-            raise OpError(f"add needs equal shapes, got {first} and {tuple(s)}")
-    return first
+        s = tuple(s)
+        if len(s) != len(out) or any(i != j and 1 not in (i, j) for i, j in zip(out, s)):
+            raise OpError(f"add needs equal shapes, got {tuple(ins[0])} and {s}")
+        out = tuple(max(i, j) for i, j in zip(out, s))
+    return out
+
+
+def shape_partial_add(a, ins):
+    """cat(branch[:Cs] + shortcut, branch[Cs:]) (ReXNet): the shortcut adds to the first Cs."""
+    s, b = (_spatial(t, "partial_add") for t in ins)
+    if s[1:] != b[1:] or s[0] > b[0]:
+        raise OpError(f"partial_add needs a shortcut of at most the branch's channels and the same "
+                      f"size, got {tuple(s)} and {tuple(b)}")
+    return tuple(b)
 
 
 def shape_concat(a, ins):
@@ -217,6 +238,49 @@ def shape_select(a, ins):
     return first
 
 
+def shape_softmax(a, ins):
+    s = tuple(ins[0])
+    if a["axis"] not in SOFTMAX_AXES:
+        raise OpError(f"softmax axis must be one of {', '.join(SOFTMAX_AXES)}, got {a['axis']!r}")
+    if a["axis"] == "positions":
+        _spatial(s, "softmax over positions")
+    return s
+
+
+def shape_layernorm(a, ins):
+    s = tuple(ins[0])
+    if len(s) not in (1, 3):
+        raise OpError(f"layernorm needs (C, H, W) or (C,), got shape {s}")
+    return s
+
+
+def shape_attn_pool(a, ins):
+    """sum over positions of x * w: x (C, H, W), w (1, H, W) -> (C, 1, 1)."""
+    x, w = (tuple(t) for t in ins)
+    if len(x) != 3 or w != (1, *x[1:]):
+        raise OpError(f"attn_pool needs (C, H, W) and weights (1, H, W), got {x} and {w}")
+    return (x[0], 1, 1)
+
+
+def shape_split_sum(a, ins):
+    c, h, w = _spatial(ins[0], "split_sum")
+    if a["parts"] < 1 or c % a["parts"]:
+        raise OpError(f"split_sum parts={a['parts']} must divide the {c} channels")
+    return (c // a["parts"], h, w)
+
+
+def shape_split_select(a, ins):
+    """x (P * C, H, W) and logits (P * C, 1, 1) -> (C, H, W)."""
+    out = shape_split_sum(a, ins[:1])
+    logits, groups = tuple(ins[1]), a["groups"]
+    if logits != (ins[0][0], 1, 1):
+        raise OpError(f"split_select needs logits ({ins[0][0]}, 1, 1) for {tuple(ins[0])}, "
+                      f"got {logits}")
+    if groups < 1 or out[0] % groups:
+        raise OpError(f"split_select groups={groups} must divide the {out[0]} channels")
+    return out
+
+
 def shape_channel_slice(a, ins):
     c, h, w = _spatial(ins[0], "channel_slice")
     start, size = a["start"], a["size"]
@@ -246,6 +310,9 @@ BN_WEIGHTS = (Weight("weight", _channels), Weight("bias", _channels),
               Weight("running_mean", _channels, buffer=True),
               Weight("running_var", _channels, buffer=True),
               Weight("num_batches_tracked", lambda a, ins: (), buffer=True, inference=False))
+
+LN_WEIGHTS = (Weight("weight", _channels), Weight("bias", _channels))
+LAYER_SCALE_WEIGHTS = (Weight("gamma", _channels),)   # timm LayerScale2d
 
 POOL_ATTRS = {"kernel": REQUIRED, "stride": REQUIRED, "padding": (0, 0), "ceil_mode": False}
 
@@ -307,6 +374,18 @@ _DEFS = (
           macs=lambda a, ins, out: a["paths"] * _numel(out)),
     OpDef("channel_slice", shape_channel_slice, attrs={"start": REQUIRED, "size": REQUIRED}),
     OpDef("drop_path", shape_same, attrs={"p": REQUIRED}),   # stochastic depth; a view in eval
+    # global context, split attention, partial residuals, layer scale (issue 22)
+    OpDef("softmax", shape_softmax, fresh=True, attrs={"axis": REQUIRED}),   # one of SOFTMAX_AXES
+    OpDef("layernorm", shape_layernorm, fresh=True, weights=LN_WEIGHTS,
+          attrs={"eps": 1e-5}),   # over the channels at each position (timm LayerNorm2d)
+    OpDef("attn_pool", shape_attn_pool, fresh=True, macs=_first_numel),
+    OpDef("layer_scale", shape_same, fresh=True, weights=LAYER_SCALE_WEIGHTS,
+          attrs={"init": 1e-5}, macs=lambda a, ins, out: _numel(out)),
+    OpDef("split_sum", shape_split_sum, fresh=True, attrs={"parts": REQUIRED}, macs=_first_numel),
+    OpDef("split_select", shape_split_select, fresh=True,
+          attrs={"parts": REQUIRED, "groups": 1},   # groups: cardinality of timm's RadixSoftmax
+          macs=_first_numel),
+    OpDef("partial_add", shape_partial_add, fresh=True),
 )
 OPS: dict[str, OpDef] = {d.name: d for d in _DEFS}
 
@@ -348,8 +427,9 @@ def same_padding(kernel: int, dilation: int = 1) -> int:
 CONV_LINEAR_OPS = ("conv2d", "channel_conv", "linear")
 
 # What the spec schema's enums are generated from (schema_gen.py writes spec/op_enums.json).
-SCHEMA_ENUMS = {"activations": list(ACTIVATIONS), "pool_modes": list(POOL_MODES)}
+SCHEMA_ENUMS = {"activations": list(ACTIVATIONS), "pool_modes": list(POOL_MODES),
+                "softmax_axes": list(SOFTMAX_AXES)}
 
 __all__ = ["OPS", "OpDef", "Weight", "OpError", "REQUIRED", "check_attrs", "infer", "params",
            "macs", "conv_out", "same_padding", "eca_padding", "CONV_LINEAR_OPS", "ACTIVATIONS",
-           "POOL_MODES", "SCHEMA_ENUMS"]
+           "POOL_MODES", "SOFTMAX_AXES", "SCHEMA_ENUMS"]

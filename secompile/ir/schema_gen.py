@@ -1,7 +1,7 @@
 """Regenerate the spec schema's op-derived data from the op registry.
 
     python -m secompile.ir.schema_gen          # rewrite the files
-    python -m secompile.ir.schema_gen --check  # exit 1 when they are stale (tests/ir/test_registry.py)
+    python -m secompile.ir.schema_gen --check # exit 1 when stale (tests/ir/test_registry.py)
 
 The spec layer sits below the IR and must not import it, so the registry's enums (ops.SCHEMA_ENUMS:
 activation kinds, pool modes) reach `spec/schema.py` through a generated `spec/op_enums.json`;

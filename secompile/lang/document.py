@@ -2,8 +2,9 @@
 
 `load_spec` accepts a path, YAML text, a dict or a Spec, follows `include:` (relative
 to the including file), validates every document against the schema and reports all
-problems at once: after schema problems it still runs LATER_CHECKS (the front end, the SE
-rules) on the parts that validated (see `Partial`), so one run reports every phase's problems.
+problems at once. After schema problems its SpecError carries the parts that validated
+(`error.partial`, a Spec with `Partial` set): the loader above (secompile/zoo/loader.py) runs
+the front end and the SE rules on them, so one run reports every phase's problems.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .errors import LimitError, Mark, Problem, SpecError, format_path
+from .errors import Mark, Problem, SpecError, format_path
 from .family import apply_variant, param_problems
 from .loader import SourceMap, load_yaml_file, load_yaml_text
 from .schema import located, validate
@@ -73,12 +74,6 @@ def _part(path: tuple) -> tuple:
     return tuple(path[:2]) if path[:1] in (("stages",), ("se",), ("blocks",)) else tuple(path[:1])
 
 
-# Checks after the schema (the front end and the SE rules), run on the parts of a spec that
-# validated so that one run reports every problem. secompile.api registers them: it sits above
-# this layer, which imports nothing of the front end.
-LATER_CHECKS: list = []
-
-
 @dataclass
 class Spec:
     name: str
@@ -87,7 +82,7 @@ class Spec:
     templates: dict = field(default_factory=dict)   # name -> Template
     base_dir: str = "."
     overrides: tuple = ()           # spec.overrides.Override applied by load_spec(overrides=...)
-    partial: Partial | None = None  # set only on the spec LATER_CHECKS see after schema problems
+    partial: Partial | None = None  # set only on SpecError.partial, after schema problems
     declared: dict | None = None    # the network parameters the file declares: name -> default
     variant: str | None = None      # the family member this spec is (load_spec(variant=...))
 
@@ -183,10 +178,10 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None,
 
 def _all_problems(problems, found, included_failed, data, smap, templates, base,
                   applied, declared=None) -> SpecError:
-    """The schema's problems and those the later checks find in the parts that validated. A
-    misspelt key is left out of its part (which is then built without it); a part with any other
-    schema problem is skipped."""
-    if not LATER_CHECKS or not isinstance(data.get("stages"), list):
+    """The schema's problems, with the parts that validated (`SpecError.partial`) for the later
+    checks. A misspelt key is left out of its part (which is then built without it); a part
+    with any other schema problem is skipped."""
+    if not isinstance(data.get("stages"), list):
         return SpecError(problems)
     data = copy.deepcopy(data)
     for path, _, unknown_key in found:
@@ -211,14 +206,7 @@ def _all_problems(problems, found, included_failed, data, smap, templates, base,
     name = data.get("name") if isinstance(data.get("name"), str) else ""
     spec = Spec(name=name, data=data, smap=smap, templates=templates, base_dir=base,
                 overrides=applied, partial=partial, declared=declared)
-    error = SpecError
-    for check in LATER_CHECKS:
-        try:
-            later = check(spec)
-        except LimitError as e:
-            later, error = e.problems, LimitError
-        problems = problems + [p for p in later if not partial.hides(p)]
-    return error(problems)
+    return SpecError(problems, partial=spec)
 
 
 def _add_templates(data, smap, templates, origin, problems, own=False):

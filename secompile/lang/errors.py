@@ -52,10 +52,14 @@ def _oneline(text: str) -> str:
 
 
 class SpecError(Exception):
-    """One or more problems with a spec (user error: exit code 2)."""
+    """One or more problems with a spec (user error: exit code 2).
 
-    def __init__(self, problems: Iterable[Problem]):
+    `partial`: after schema problems, the spec's parts that validated (a lang.document.Spec with
+    `partial` set), for the checks of the layers above (secompile/zoo/loader.py); else None."""
+
+    def __init__(self, problems: Iterable[Problem], *, partial=None):
         self.problems = sorted(set(problems), key=lambda p: (p.mark, p.path, p.message))
+        self.partial = partial
         super().__init__("\n".join(str(p) for p in self.problems))
 
     @property

@@ -5,7 +5,7 @@ Both are decisions about the graph alone (op kinds and consumers), so every back
 same ones: the ONNX backend folds `foldable_bn(g)` into its Conv/Gemm initialisers
 (`to_onnx(fold_bn=True)`), `optimize_for_inference` folds the same BNs into the torch module's
 convolutions and fuses `conv_chains(g)` into oneDNN convolutions. Neither changes the graph:
-analyses and the unfused backends keep reading every node.
+analyses and the unfused backends keep reading every node. `fold` is the arithmetic both use.
 """
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ def foldable_bn(g: Graph) -> dict[str, str]:
         if g.op(src) in FOLD_INTO and g.consumers(src) == [p] and src != g.output:
             out[p] = src
     return out
+
+
+def fold(weight, bias, gamma, beta, mean, var, eps: float):
+    """The weight and bias of the conv/linear computing bn(layer(x)): W * s per output channel and
+    (b - mean) * s + beta, with s = gamma / sqrt(var + eps). Arrays of numpy (ONNX backend) or
+    torch (optimize_for_inference), given in float64 so folding adds no rounding of its own; a
+    missing bias, gamma or beta is passed as zeros / ones by the caller."""
+    s = gamma / (var + eps) ** 0.5
+    return weight * s.reshape((-1,) + (1,) * (weight.ndim - 1)), (bias - mean) * s + beta
 
 
 class ConvChain(NamedTuple):

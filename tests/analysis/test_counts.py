@@ -3,6 +3,7 @@ import pytest
 
 import secompile
 from secompile.analysis import Counts
+from secompile.analysis.counts import report
 from support import SPECS
 
 # (spec, conv+fc MACs and params of the reference layouts (senet-paper.md), paper Table 2 GMACs)
@@ -84,3 +85,24 @@ def test_counting_imports_no_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=SPECS.parent, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_attention_written_as_a_layer_counts_as_an_se_block():
+    # mbconv_demo writes its SE as a layer (`block: {template: se}`, as ReXNet does): no rule
+    g = secompile.build_ir(SPECS / "mbconv_demo.yaml")
+    rep = report(g)
+    mods = list(g.attention.values())
+    assert rep["se"]["blocks"] == len(mods) == 16
+    assert {(m.module, m.kind, m.fusion, m.rule) for m in mods} == {("se", "se", "mul", None)}
+    assert rep["se"]["params"] == sum(m.param_count for m in mods) == sum(
+        Counts(g).scope(m.scope).params for m in mods)
+    assert sum(s["se_blocks"] for s in rep["stages"]) == 16
+    # SK attention (a select merge's template) is one module per selective-kernel conv
+    sk = secompile.build_ir(SPECS / "skresnet18.yaml")
+    assert [(m.kind, m.fusion) for m in sk.attention.values()] == [("sk", "select")] * 8
+    assert all(sk.shape(m.output) == sk.shape(m.input) for m in sk.attention.values())
+    # CBAM's two gates are one module
+    cbam = secompile.build_ir(SPECS / "cbam_resnet50.yaml")
+    assert {m.module for m in cbam.attention.values()} == {"cbam"} and len(cbam.attention) == 16
+    assert {s.template for p, s in cbam.scopes.items() if p.startswith("stages.0.blocks.0.se.")} \
+        == {"cbam_channel", "cbam_spatial"}

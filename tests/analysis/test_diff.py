@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import secompile
 from secompile.analysis.diff import changed_paths, diff_graphs
 from support import ROOT, SPECS
@@ -92,3 +94,69 @@ def test_cli_diff_text_json_and_draw(tmp_path):
 def test_cli_diff_bad_spec_exits_2():
     out = run("diff", "specs/resnet50.yaml", "specs/nope.yaml")
     assert out.returncode == 2 and out.stderr == "specs/nope.yaml:1:1: <file>: cannot read: No such file or directory\n"
+
+
+# Every pair of a sample mixing SE, ECA, CBAM, SK, MBConv (a layer-written SE), plain nets.
+PAIR_SAMPLE = ("resnet50", "se_resnet50", "eca_resnet50", "cbam_resnet50", "skresnet18",
+               "efficientnet_b0", "mbconv_demo", "seresnet18", "mobilenetv3_small_100",
+               "se_shufflenet_v1_g3")
+
+
+KINDS = {"resnet50": set(), "se_resnet50": {"se"}, "eca_resnet50": {"eca"},
+         "cbam_resnet50": {"cbam"}, "skresnet18": {"sk"}, "efficientnet_b0": {"se"},
+         "mbconv_demo": {"se"}, "seresnet18": {"se"}, "mobilenetv3_small_100": {"se"},
+         "se_shufflenet_v1_g3": {"se"}}
+
+
+@pytest.mark.slow
+def test_diff_every_pair_of_a_zoo_sample_names_the_attention_modules():
+    diff_every_pair(PAIR_SAMPLE)
+
+
+def test_diff_every_pair_of_eca_cbam_sk_and_a_plain_net():
+    diff_every_pair(("seresnet18", "skresnet18", "eca_resnet50", "cbam_resnet50"))
+
+
+def diff_every_pair(sample):
+    import io
+
+    from secompile.sweep_cli import print_diff
+    graphs = {n: secompile.build_ir(SPECS / f"{n}.yaml") for n in sample}
+    kinds = {n: {m.kind for m in g.attention.values()} for n, g in graphs.items()}
+    assert kinds == {n: KINDS[n] for n in sample}
+    for a in sample:
+        for b in sample:
+            if a == b:
+                continue
+            d = diff_graphs(graphs[a], graphs[b])
+            assert d["totals"]["se_blocks"] == {"a": len(graphs[a].attention),
+                                                "b": len(graphs[b].attention),
+                                                "delta": len(graphs[b].attention)
+                                                - len(graphs[a].attention)}
+            assert d["se"]["kinds"] == [sorted(kinds[a]), sorted(kinds[b])]
+            out = io.StringIO()
+            print_diff(d, file=out)
+            # each module added or removed is a row naming what it is (the paper's SE: '+SE')
+            text = out.getvalue()
+            rows = [t for u in d["units"] for t in u["se"]]
+            assert len(rows) == len(d["se"]["added"])
+            for s, row in zip([s for u in d["units"] for s in u["se_added"]], rows):
+                m = graphs[b].attention[s]
+                assert row.startswith(f"{s}: " + ("" if m.module == "se" else m.module)), row
+            removed = [t for u in d["units"] for t in u["se_removed_text"]]
+            assert len(removed) == len(d["se"]["removed"])
+            assert ("+SE" in text) == bool(rows)
+
+
+def test_cli_diff_resnet50_to_eca_and_cbam_names_the_module():
+    r = run("diff", "resnet50", "eca_resnet50")
+    assert r.returncode == 0 and "+SE se: eca, 256 channels" in r.stdout, r.stderr
+    d = secompile.diff(R50, SPECS / "cbam_resnet50.yaml")
+    assert d["units"][1]["se"][0] == "stages.0.blocks.0.se: cbam, 256 channels"
+    d = secompile.diff(R50, SPECS / "skresnet18.yaml")
+    assert d["units"][1]["se"][0] == (
+        "stages.0.blocks.0.branch.conv1.attn: sk_attention (sk), 64->16->64")
+    d = secompile.diff(SE50, SPECS / "eca_resnet50.yaml")
+    assert len(d["se"]["changed"]) == 16 and d["se"]["added"] == []
+    u = next(u for u in d["units"] if u["se_changed"])
+    assert u["se_changed"] == ["stages.0.blocks.0.se: se -> eca"]

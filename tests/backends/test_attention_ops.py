@@ -475,3 +475,92 @@ def test_cuda_drop_path_training_step():
     loss = model(x).square().mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+# -- issue 22: global context, split attention, partial residual, layer scale, GELU ----------
+NEW_BLOCKS = """
+name: new_blocks
+input: {channels: 3, size: [12, 12]}
+blocks:
+  rex:
+    params: {out: int}
+    residual:
+      branch:
+        - {name: conv, conv: {out: $out, kernel: 3, act: gelu}}
+        - {name: ls, layer_scale: {init: 0.5}}
+      skip: auto
+      merge: partial_add
+stem:
+  - {name: conv, conv: {out: 16, kernel: 3}}
+stages:
+  - layers:
+      - {name: gc, block: {template: global_context, fuse_scale: true}}
+      - {name: sa, block: {template: split_attention, out: 8, radix: 2}}
+      - {name: sa4, block: {template: split_attention, out: 8, radix: 4, cardinality: 2}}
+      - {name: rex, block: {template: rex, out: 12}}
+      - {name: sm, softmax: {axis: channels}}
+head:
+  - {name: pool, global_avgpool: {}}
+  - {name: ln, layernorm: {eps: 1.0e-6}}
+"""
+
+
+def _new_blocks_model():
+    from secompile.lang import load_spec
+    s = load_spec(NEW_BLOCKS)
+    model = secompile.compile(s, seed=0).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.2, generator=gen)
+            if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+                m.bias.normal_(0, 0.5, generator=gen)
+    return s, model
+
+
+def test_new_blocks_graph():
+    g = secompile.build_ir(secompile.load_spec(NEW_BLOCKS))
+    assert g.op("stages.0.gc.add") == "add" and g.op("stages.0.gc.scale") == "mul"
+    assert g.inputs("stages.0.gc.add") == ["stages.0.gc.scale", "stages.0.gc.mlp_add.fc2"]
+    assert g.shape("stages.0.gc.pool.pool") == (16, 1, 1)
+    assert g.node("stages.0.sa4.attn.select")["attrs"] == {"parts": 4, "groups": 2}
+    assert g.shape("stages.0.sa4.conv") == (32, 12, 12) and g.shape("stages.0.sa4.attn.sum") == \
+        (8, 12, 12)
+    assert g.op("stages.0.rex.partial_add") == "partial_add"
+    assert g.inputs("stages.0.rex.partial_add") == ["stages.0.sa4.attn.select",
+                                                    "stages.0.rex.branch.ls"]
+    assert g.shape("stages.0.rex.partial_add") == (12, 12, 12)
+
+
+def test_new_blocks_equal_their_definitions():
+    """split_select with groups: timm's RadixSoftmax; partial_add: x[:, :C] += shortcut."""
+    _, model = _new_blocks_model()
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    rec = {}
+    for u in (m for m in model.modules() if hasattr(m, "_probe")):
+        r = {}
+        x = u._probe(u, x, r)
+        rec.update({f"{u.path}.{k}": v for k, v in r.items()})
+    xs, logits = rec["stages.0.sa4.act0"], rec["stages.0.sa4.attn.fc2"]
+    b, rc, h, w = xs.shape
+    att = logits.view(b, 2, 4, -1).transpose(1, 2).softmax(1).reshape(b, -1)   # timm RadixSoftmax
+    want = (xs.reshape(b, 4, rc // 4, h, w) * att.reshape(b, 4, rc // 4, 1, 1)).sum(1)
+    torch.testing.assert_close(rec["stages.0.sa4.attn.select"], want)
+    short, branch = rec["stages.0.sa4.attn.select"], rec["stages.0.rex.branch.ls"]
+    want = torch.cat([branch[:, :8] + short, branch[:, 8:]], 1)
+    torch.testing.assert_close(rec["stages.0.rex.partial_add"], want)
+
+
+def test_new_blocks_onnx_equals_torch():
+    import onnxruntime as ort
+    s, model = _new_blocks_model()
+    sess = ort.InferenceSession(secompile.to_onnx(s, model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = sess.run(["output"], {"input": x.numpy()})[0]
+    assert np.abs(want).max() > 0.1
+    assert np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))) <= 1e-5

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import jsonschema
+import pytest
 
 from secompile.cli import main
 from secompile.lang.schema import SCHEMA
@@ -59,7 +60,7 @@ def test_validate_many_and_schema():
 
 
 def test_shipped_schema_json_is_current():
-    shipped = json.loads((ROOT / "secompile" / "spec" / "schema.json").read_text())
+    shipped = json.loads((ROOT / "secompile" / "lang" / "schema.json").read_text())
     assert shipped == json.loads(json.dumps(SCHEMA)), "regenerate: secompile schema > secompile/lang/schema.json"
 
 
@@ -73,3 +74,38 @@ def test_python_m_and_console_script_agree():
     a = run("count", "specs/resnet50.yaml", "--json")
     b = subprocess.run(["secompile", "count", "specs/resnet50.yaml", "--json"], cwd=ROOT, capture_output=True, text=True)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+
+
+QUIET_FAST = [["count", "se_resnet20_cifar"], ["validate", "se_resnet20_cifar"],
+              ["diff", "se_resnet20_cifar", "resnet50"],
+              ["sweep", "se_resnet20_cifar", "--vary", "se.0.reduction=[4,8]"],
+              ["draw", "se_resnet20_cifar", "--format", "dot", "-o", "{tmp}/n.dot"]]
+QUIET_TORCH = [["export", "se_resnet20_cifar", "-o", "{tmp}/n.onnx"],
+               ["build", "se_resnet20_cifar", "-o", "{tmp}/b", "--no-draw"]]
+
+
+def _quiet_is_silent(commands, tmp_path, capsys):
+    for argv in ([a.format(tmp=tmp_path) for a in argv] for argv in commands):
+        for quiet in (["-q", *argv], [*argv, "-q"]):
+            assert main(quiet) == 0, quiet
+            assert capsys.readouterr().out == "", quiet
+        assert main(argv) == 0 and capsys.readouterr().out != "", argv
+
+
+def test_quiet_means_only_errors_in_every_command(tmp_path, capsys):
+    """-q (before or after the command) leaves stdout empty, except for the output --json,
+    --markdown or `schema` asks for; errors still reach stderr."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "se_resnet20_cifar.yaml").write_text((SPECS / "se_resnet20_cifar.yaml").read_text())
+    _quiet_is_silent(QUIET_FAST + [["zoo", str(zoo)]], tmp_path, capsys)
+    for argv in (["count", "se_resnet20_cifar", "--json"], ["zoo", str(zoo), "--markdown"],
+                 ["schema"]):
+        assert main(["-q", *argv]) == 0 and capsys.readouterr().out != "", argv
+    assert main(["-q", "count", "no_such_model"]) == 2
+    assert capsys.readouterr().err.startswith("no_such_model:")
+
+
+@pytest.mark.slow
+def test_quiet_in_the_commands_that_compile(tmp_path, capsys):
+    _quiet_is_silent(QUIET_TORCH, tmp_path, capsys)

@@ -35,7 +35,7 @@ def test_schema_is_generated_from_the_registry():
 def test_every_activation_lowers_in_every_backend():
     for kind in ops.ACTIVATIONS:
         assert kind in torch_backend._ACT_MODULES or kind in torch_backend._ACT_INLINE, kind
-        assert kind in onnx_backend._ACT or kind in ("relu6", "silu"), kind
+        assert kind in onnx_backend._ACT or kind in ("relu6", "silu", "gelu"), kind
         assert kind in graphviz_style.ACT_NAMES, kind
 
 
@@ -50,6 +50,9 @@ CASES = [   # op, attrs, input shape
     ("batchnorm", {"eps": 1e-5, "momentum": 0.1}, (6,)),
     ("channel_conv", {"kernel": 5, "padding": None}, (16, 1, 1)),
     ("drop_path", {"p": 0.1}, (6, 2, 2)),
+    ("layernorm", {"eps": 1e-6}, (6, 3, 3)),
+    ("layernorm", {"eps": 1e-5}, (6,)),
+    ("layer_scale", {"init": 1e-5}, (6, 2, 2)),
 ]
 
 

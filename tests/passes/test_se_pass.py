@@ -4,7 +4,7 @@ import torch
 
 import secompile
 from secompile.backends.torch import trace_shapes
-from secompile.frontend import expand
+from secompile.frontend import attention_modules, expand
 from secompile.passes import insert_se
 from secompile.passes.insert_se import glob_match
 
@@ -104,8 +104,15 @@ def test_options_squeeze_gate_bias(spec_dir):
 def test_applying_rules_twice_is_idempotent(spec_dir):
     spec, g = build("  - {where: {stages: all}}\n  - {where: {path: 'stages.0.**.conv1.bn'}, reduction: 4}\n",
                     spec_dir)
-    again = insert_se(g, spec.data["se"], spec.smap)
+    again = insert_se(g, spec.data["se"], spec.smap, modules=attention_modules(spec))
     assert again.structural_hash() == g.structural_hash()
+    assert again.attention == g.attention and again.scopes == g.scopes
+
+
+def test_insert_se_needs_the_attention_templates(spec_dir):
+    spec, g = build("  - {where: {stages: all}}\n", spec_dir)
+    with pytest.raises(TypeError, match="modules=frontend.attention_modules"):
+        insert_se(g, spec.data["se"], spec.smap, None)
 
 
 def test_removing_rules_gives_the_plain_ir(spec_dir):

@@ -170,23 +170,36 @@ def test_overrides_are_recorded_in_reports_diagrams_and_onnx(tmp_path):
 
 # -- backbones ----------------------------------------------------------------------------
 def test_features_only_on_se_resnet50():
+    """timm's levels: the stem's activation at /2 (before the max-pool), then each stage."""
     net = secompile.compile("se_resnet50", features_only=True)
     info = net.feature_info
-    assert info.channels() == [256, 512, 1024, 2048] and info.reduction() == [4, 8, 16, 32]
-    assert info.module_name() == ["stages.0", "stages.1", "stages.2", "stages.3"]
-    assert info[2]["num_chs"] == 1024 and len(info) == 4 and info.channels(1) == 512
-    feats = net.eval()(torch.randn(1, 3, 224, 224))
+    assert info.channels() == [64, 256, 512, 1024, 2048] and info.reduction() == [2, 4, 8, 16, 32]
+    assert info.module_name() == ["stem_conv1", "stages_0", "stages_1", "stages_2", "stages_3"]
+    assert info[3]["num_chs"] == 1024 and len(info) == 5 and info.channels(1) == 256
+    assert [f["stage"] for f in info] == [0, 1, 2, 3, 4]
+    with torch.no_grad():
+        feats = net.eval()(torch.randn(1, 3, 64, 64))
     assert [tuple(f.shape) for f in feats] == [
-        (1, 256, 56, 56),
-        (1, 512, 28, 28),
-        (1, 1024, 14, 14),
-        (1, 2048, 7, 7),
+        (1, 64, 32, 32),
+        (1, 256, 16, 16),
+        (1, 512, 8, 8),
+        (1, 1024, 4, 4),
+        (1, 2048, 2, 2),
     ]
-    two = secompile.compile("se_resnet50", features_only=True, out_indices=(1, 3))
-    assert two.feature_info.channels() == [512, 2048] and len(two(torch.randn(1, 3, 64, 64))) == 2
-    full = secompile.compile("se_resnet50")
-    assert params(full) - params(net) == 2048 * 1000 + 1000
-    assert set(net.state_dict()) <= set(full.state_dict())
+    two = secompile.count("se_resnet50", features_only=True, out_indices=(2, 4))["features"]
+    assert [(f["num_chs"], f["module"]) for f in two] == [(512, "stages_1"), (2048, "stages_3")]
+    last3 = secompile.count("se_resnet50", features_only=True, out_indices=3)   # timm: the last 3
+    assert [f["reduction"] for f in last3["features"]] == [8, 16, 32]
+    assert secompile.count("se_resnet50")["total"]["params"] - params(net) == 2048 * 1000 + 1000
+    from secompile.backends.onnx.weights import expected_state
+
+    sources = net.source_keys()
+    want = set(expected_state(secompile.build_ir("se_resnet50")))
+    assert {k for k in sources.values() if not k.endswith(".num_batches_tracked")} <= want
+    assert sources["stem_conv1.conv1.conv.weight"] == "stem.conv1.conv.weight"
+    assert sources["stages_2.blocks.5.se.fc2.bias"] == "stages.2.blocks.5.se.fc2.bias"
+    assert [k for k in net.state_dict() if k.startswith("stem")] == [
+        k for k in net.state_dict() if k.startswith("stem_conv1.")]    # the max-pool: no weights
 
 
 def test_features_match_the_whole_network():
@@ -199,18 +212,102 @@ def test_features_match_the_whole_network():
         assert torch.equal(net(x)[0], full.forward_features(x))
 
 
+def _randomise_bn(model, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return model
+
+
+def test_every_feature_is_the_whole_networks_tensor_there():
+    """seresnet18 at 64 x 64, BN randomised: the stem feature is the stem's activation (the
+    whole network's probe), each stage feature that stage's output; a whole network's
+    state_dict loads into the backbone (its head left over)."""
+    full = _randomise_bn(secompile.compile("seresnet18", input_size=64).eval())
+    net = secompile.compile("seresnet18", input_size=64, features_only=True, seed=5).eval()
+    loaded = net.load_state_dict(full.state_dict(), strict=False)
+    assert loaded.missing_keys == [] and loaded.unexpected_keys == ["head.fc.weight", "head.fc.bias"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feats = net(x)
+        rec = {}
+        y = full.stem._probe(full.stem, x, rec)
+        want = [rec["conv1.act"]]
+        for stage in full.stages:
+            y = stage(y)
+            want.append(y)
+    assert len(feats) == 5 and all(torch.equal(a, b) for a, b in zip(feats, want))
+
+
+def test_features_only_with_inference_and_refusals():
+    net = _randomise_bn(secompile.compile("se_resnet20_cifar", features_only=True).eval())
+    x = torch.randn(2, 3, 32, 32)
+    fast = net.optimized(x)
+    assert fast.report["bn_folded"] == sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 21 and fast.feature_info.channels() == [16, 32, 64]
+    with torch.no_grad():
+        for a, b in zip(fast(x), net(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * max(1.0, b.abs().max().item()))
+    direct = secompile.compile("se_resnet20_cifar", features_only=True, inference=True)
+    with torch.no_grad():
+        assert [tuple(f.shape) for f in direct(x)] == [tuple(f.shape) for f in net(x)]
+    with pytest.raises(RuntimeError, match="cannot train"):
+        direct.train()
+    with pytest.raises(ValueError, match="num_classes is for a classifier"):
+        secompile.compile("seresnet18", features_only=True, num_classes=10)
+    with pytest.raises(ValueError, match="out_indices is for features_only=True"):
+        secompile.compile("seresnet18", out_indices=(1,))
+
+
+def test_backbone_with_fpn_takes_module_names():
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+
+    for name in ("seresnet18", "mobilenetv3_small_100"):
+        net = secompile.compile(name, input_size=64, features_only=True).eval()
+        info = net.feature_info
+        fpn = BackboneWithFPN(net, {m: str(i) for i, m in enumerate(info.module_name())},
+                              info.channels(), out_channels=16).eval()
+        with torch.no_grad():
+            out = fpn(torch.randn(1, 3, 64, 64))
+        assert [tuple(v.shape) for v in out.values()] == [
+            (1, 16, 64 // r, 64 // r) for r in info.reduction()] + [(1, 16, 1, 1)], torchvision
+
+
+def test_drop_path_rate_and_the_default_seed():
+    """drop_path_rate= sets the block templates' parameter (timm's schedule: test_timm_zoo_v2)."""
+    g = secompile.build_ir("efficientnet_b0", drop_path_rate=0.2)
+    probs = [d["attrs"]["p"] for _, d in g.nodes() if d["op"] == "drop_path"]
+    assert len(probs) == 9 and max(probs) == pytest.approx(0.2 * 14 / 16)
+    same = secompile.load_spec("efficientnet_b0",
+                               overrides={"blocks.mbconv.params.drop_path_rate": 0.2})
+    assert g.structural_hash() == secompile.build_ir(same).structural_hash()
+    with pytest.raises(SpecError) as e:
+        secompile.compile("se_resnet50", drop_path_rate=0.1)
+    assert [m.split(": ", 1)[1] for m in e.value.messages] == [
+        "drop_path_rate: se_resnet50 has no drop_path_rate parameter: none of its block "
+        "templates declares one"]
+    a, b = (secompile.compile("se_resnet20_cifar").state_dict() for _ in range(2))
+    assert all(torch.equal(a[k], b[k]) for k in a)      # seed 0 by default, as to_onnx
+
+
 def test_count_of_the_truncated_network():
     full = secompile.count("se_resnet50")
-    rep = secompile.count("se_resnet50", features_only=True, out_indices=(1,))
+    rep = secompile.count("se_resnet50", features_only=True, out_indices=(2,))
     want = full["stem"]["params"] + sum(s["params"] for s in full["stages"][:2])
     assert rep["total"]["params"] == want and rep["head"] is None and len(rep["stages"]) == 2
     assert rep["se"]["blocks"] == 7 and rep["output"] == [512, 28, 28]
     assert [f["num_chs"] for f in rep["features"]] == [512]
     with pytest.raises(SpecError) as e:
-        secompile.count("se_resnet50", features_only=True, out_indices=(4,))
+        secompile.count("se_resnet50", features_only=True, out_indices=(5,))
     assert e.value.messages == [
-        "<out_indices>:1:1: out_indices: 4 is not a stage index of se_resnet50 "
-        "(it has 4 stages: 0..3)"
+        "<out_indices>:1:1: out_indices: 5 is not a feature index of se_resnet50 "
+        "(it has 5 features: 0..4)"
     ]
 
 
@@ -226,7 +323,8 @@ def test_onnx_backbone_one_output_per_feature(tmp_path):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     full = secompile.compile("se_resnet20_cifar", seed=0)
-    full.load_state_dict(net.state_dict(), strict=False)
+    full.load_state_dict({net.source_keys()[k]: v for k, v in net.state_dict().items()},
+                         strict=False)
     path = tmp_path / "b.onnx"
     model = secompile.to_onnx("se_resnet20_cifar", full, path, features_only=True)
     assert [o.name for o in model.graph.output] == ["feature_0", "feature_1", "feature_2"]
@@ -297,7 +395,7 @@ bad = subprocess.run([sys.executable, "-m", "secompile", "count", "se_resnet50",
 print("bad", bad.returncode, bad.stderr.strip(), "Traceback" in bad.stderr)
 f = secompile.compile("se_resnet50", features_only=True)
 print("features", f.feature_info.channels(), f.feature_info.reduction(),
-      len(secompile.compile("se_resnet50", features_only=True, out_indices=(1, 3))(
+      len(secompile.compile("se_resnet50", features_only=True, out_indices=(2, 4))(
           torch.randn(1, 3, 64, 64))))
 """
 
@@ -345,7 +443,7 @@ def test_wheel_installed_outside_the_checkout(tmp_path):
         "320": "True 7896530944",
         "365": f"365 {FC}",
         "bad": "2 --set:1:17: stages[0].repeat: expected a positive integer or a $-expression, got string 'x' False",
-        "features": "[256, 512, 1024, 2048] [4, 8, 16, 32] 2",
+        "features": "[64, 256, 512, 1024, 2048] [2, 4, 8, 16, 32] 2",
     }, out.stdout
     assert not pathlib.Path(work / "out").exists()
 

@@ -19,7 +19,8 @@ from secompile.analysis.counts import Counts
 from secompile.backends.torch import trace_shapes
 from secompile.cli import main
 from secompile.reports import zoo_markdown as render_markdown
-from secompile.zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2, zoo_table
+from secompile.reports import zoo_table
+from secompile.zoo import CAFFE_README_EXTRA_PARAMS, CAFFE_REFERENCE, PAPER_TABLE2
 from support import ROOT, SHARED, SPECS
 
 CAFFE = SHARED / "reference" / "caffe"

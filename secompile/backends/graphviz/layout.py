@@ -39,7 +39,7 @@ class Scopes:
             if self.kind.get(path) != "stage":     # a layer stage is its own (only) block
                 self.kind[path] = "block"
         if se_clusters:
-            for s in g.se:
+            for s in g.attention:
                 self.kind[s] = "se"
 
     def of(self, path: str) -> list[str]:
@@ -193,7 +193,7 @@ def on_spine(g: Graph, path: str) -> bool:
     Spine nodes share a dot `group`, which keeps the edges between them straight and
     vertical; without it each block drifts sideways towards its widest branch. Shortcuts and
     the branches of parallel blocks are drawn beside the spine."""
-    if path in g.se:
+    if path in g.attention:
         return True
     segs = path.split(".")
     for i in range(1, len(segs)):
@@ -231,7 +231,7 @@ class Drawing:
         if "~" in path:               # a stage continued in another column
             return st.html_lines(f"stage {path.split('.')[1]} (continued)", bold=True, left=True)
         if kind == "se":
-            title = f"SE block ({g.se[path].get('position', '')})"
+            title = f"SE block ({g.attention[path].position or ''})"
         elif kind == "stage":         # a layer stage is its own block: it gets this label
             i = path.split(".")[1]
             s = next(s for s in g.stages if s.path == path)

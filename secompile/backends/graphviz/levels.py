@@ -28,23 +28,19 @@ LEVELS = ("stage", "block", "op")
 
 
 def se_facts(g: Graph, s: str) -> dict:
-    """An SE scope's channels C -> C/r -> C, squeeze and gate, read from its IR nodes (the
-    graph.se record says where it was inserted; the nodes say what it computes)."""
-    if f"{s}.fc1" not in g or f"{s}.fc2" not in g:   # another attention module (ECA, CBAM, ...)
-        c, rec = g.shape(g.se[s]["input"])[0], g.se[s]
-        pool, gate = g.g.nodes.get(f"{s}.pool"), g.g.nodes.get(f"{s}.gate")
-        kind = gate["attrs"].get("kind") if gate and gate["op"] == "act" else rec.get("module", "")
-        return {"channels": c, "reduced": rec.get("reduced") or c, "reduction": None,
-                "squeeze": pool["attrs"].get("mode", pool["op"]) if pool else "",
-                "position": rec.get("position", ""), "gate": st.ACT_NAMES.get(kind, kind)}
-    c, r = g.shape(f"{s}.fc2")[0], g.shape(f"{s}.fc1")[0]
-    red = g.se[s].get("reduction")
+    """An attention module's channels C -> width -> C, squeeze and gate, read from its record
+    (graph.attention: where it sits, its width) and its template's bound names."""
+    m = g.attention[s]
+    params = g.scopes[s].params if s in g.scopes else {}
+    c = g.shape(m.input)[0]
+    r, red = m.width or c, params.get("reduction")
+    pool = next((g.node(p) for p in g.order if p.startswith(s + ".")
+                 and g.op(p) in ("global_pool", "dual_pool", "channel_pool")), None)
+    gate = params.get("gate") or m.module
     return {"channels": c, "reduced": r,
-            "reduction": red if red and r == max(1, c // red) else None,
-            "squeeze": g.node(f"{s}.pool")["attrs"]["mode"],
-            "position": g.se[s].get("position", ""),
-            "gate": st.ACT_NAMES.get(g.node(f"{s}.gate")["attrs"]["kind"],
-                                     g.node(f"{s}.gate")["attrs"]["kind"])}
+            "reduction": red if m.width and red and r == max(1, c // red) else None,
+            "squeeze": pool["attrs"].get("mode", pool["op"]) if pool else "",
+            "position": m.position or "", "gate": st.ACT_NAMES.get(gate, gate)}
 
 
 # -- op level ----------------------------------------------------------------------------
@@ -52,10 +48,10 @@ def op_level(g: Graph, counts: Counts, scope: str | None = None) -> graphviz.Dig
     d = Drawing(g, counts, "op", scope)
     dot = new_digraph(g.name, "op")
     se_of = {}
-    for s in g.se:
+    for s in g.attention:
         for role in st.SE_NODES:
             se_of[f"{s}.{role}"] = (s, role)
-    facts = {s: se_facts(g, s) for s in g.se if d.inside(s)}
+    facts = {s: se_facts(g, s) for s in g.attention if d.inside(s)}
     entries = []
     for p, data in g.nodes():
         if not d.inside(p):
@@ -95,7 +91,7 @@ def _layer_name(g: Graph, p: str) -> str:
 def layer_keys(g: Graph) -> dict[str, str]:
     """IR path -> the layer it belongs to: a conv layer's conv/bn/act fold into `<layer>`,
     an SE scope into the scope, anything else is its own layer."""
-    se_prefixes = {s + ".": s for s in g.se}
+    se_prefixes = {s + ".": s for s in g.attention}
     key: dict[str, str] = {}
     for p in g.order:
         parent, _, last = p.rpartition(".")
@@ -140,8 +136,9 @@ def chains(g: Graph) -> tuple[dict[str, str], dict[str, list[str]]]:
     members: dict[str, list[str]] = {}
     for L in layers:
         ps = preds[L]
-        if (len(ps) == 1 and len(succs[ps[0]]) == 1 and L not in g.se and ps[0] not in g.se
-                and ps[0] != "input" and _chain_scope(L) == _chain_scope(ps[0])):
+        if (len(ps) == 1 and len(succs[ps[0]]) == 1 and L not in g.attention
+                and ps[0] not in g.attention and ps[0] != "input"
+                and _chain_scope(L) == _chain_scope(ps[0])):
             cid = chain_of[ps[0]]
         else:
             cid = L
@@ -198,7 +195,7 @@ def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer:
     if cid == "input":
         return {"label": st.html_lines("input", st.shape_text(g.shape("input"))),
                 **st.node_style("io")}
-    if cid in g.se:
+    if cid in g.attention:
         f = se_facts(g, cid)
         c, r = f["channels"], f["reduced"]
         title = f"SE, reduction {f['reduction']}" if f["reduction"] else f"SE, {r} channels"
@@ -241,7 +238,7 @@ def stage_params(spec, i: int) -> dict:
 
 def _ir_params(g: Graph, path: str) -> dict:
     """Without the spec: what the IR shows of a stage (largest conv groups)."""
-    se = tuple(s + "." for s in g.se)
+    se = tuple(s + "." for s in g.attention)
     groups = [g.node(p)["attrs"]["groups"] for p in g.order
               if p.startswith(path + ".") and g.op(p) == "conv2d" and not p.startswith(se)]
     return {"groups": max(groups)} if groups and max(groups) > 1 else {}
@@ -254,7 +251,7 @@ def _scope_rows(g: Graph, prefix: str) -> list[tuple[str, str]]:
         if p.startswith(prefix + "."):
             by_layer.setdefault(keys[p], []).append(p)
     # SE has its own row
-    return [_layer_row(g, L, ns) for L, ns in by_layer.items() if L not in g.se]
+    return [_layer_row(g, L, ns) for L, ns in by_layer.items() if L not in g.attention]
 
 
 def stage_level(g: Graph, counts: Counts, spec=None) -> graphviz.Digraph:
@@ -304,7 +301,7 @@ def _stage_label(g: Graph, counts: Counts, spec, i: int) -> str:
     small = f'<font point-size="{st.SMALL}" color="{st.GREY}">'
     rows = [f'<tr><td align="left"><b>{escape(title)}</b></td></tr>']
     rows += [f'<tr><td align="left">{escape(ln)}</td></tr>' for ln in lines]
-    se = [k for k in g.se if k.startswith(s.path + ".")]
+    se = [k for k in g.attention if k.startswith(s.path + ".")]
     if se:
         facts = [se_facts(g, k) for k in se]
         rs = sorted({f"reduction {f['reduction']}" if f["reduction"] else f"{f['reduced']} channels"

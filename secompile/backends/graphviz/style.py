@@ -10,6 +10,7 @@ from html import escape
 from typing import Callable, NamedTuple
 
 from ...analysis.counts import Cost
+from ...analysis.numbers import si
 
 FONT = "Helvetica"          # fontconfig maps it to Liberation Sans (Helvetica metrics) for PNG/PDF
 SMALL = 9                   # point size of shape / cost lines
@@ -32,19 +33,13 @@ STAGE_CLUSTER = ("#ffffff", "#4d5b6b")
 SCOPE_CLUSTER = ("#ffffff", "#aab4c0")    # nested residual/parallel scopes, stem, head
 
 ACT_NAMES = {"relu": "ReLU", "relu6": "ReLU6", "sigmoid": "sigmoid", "hard_sigmoid": "hard sigmoid",
-             "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh"}
+             "hard_swish": "hard swish", "silu": "SiLU", "tanh": "tanh",
+             "gelu": "GELU"}
 
-# The nodes of every SE scope (passes/insert_se.py); se_describe names them by their role in
-# the paper (eqs. 2-4, figure 3): squeeze, fc1, ReLU, fc2, excite, scale.
+# The layers of the `se` template (specs/blocks/attention.yaml), the one place they are named
+# outside it; se_describe names them by their role in the paper (eqs. 2-4, figure 3): squeeze,
+# fc1, ReLU, fc2, excite, scale.
 SE_NODES = ("pool", "fc1", "act", "fc2", "gate", "scale")
-
-
-def si(n: int | float) -> str:
-    """4_232_994_816 -> '4.23G'; small counts stay exact."""
-    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{unit}" if n / div < 100 else f"{n / div:.0f}{unit}"
-    return str(int(n))
 
 
 def shape_text(shape) -> str:
@@ -131,6 +126,13 @@ LOOKS: dict[str, OpLook] = {
     "select": OpLook("merge", lambda a, ins: f"select ({a['paths']} paths, softmax)"),
     "channel_slice": OpLook("plain", _slice),
     "drop_path": OpLook("plain", lambda a, ins: f"drop path {a['p']:g}"),
+    "softmax": OpLook("plain", lambda a, ins: f"softmax over {a['axis']}"),
+    "layernorm": OpLook("plain", _text("LayerNorm (channels)")),
+    "attn_pool": OpLook("pool", _text("attention pool (softmax-weighted sum)")),
+    "layer_scale": OpLook("plain", _text("layer scale (channel-wise ×)")),
+    "split_sum": OpLook("pool", lambda a, ins: f"sum of {a['parts']} splits"),
+    "split_select": OpLook("merge", lambda a, ins: f"split select ({a['parts']} splits, softmax)"),
+    "partial_add": OpLook("merge", _text("add to the first channels")),
 }
 FAMILY = {op: look.family for op, look in LOOKS.items() if look.family != "plain"}
 

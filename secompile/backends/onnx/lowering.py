@@ -21,6 +21,14 @@ produces the IR value keeps the bare path:
     select          Reshape logits (N, P, C, 1, 1) -> Softmax(axis=1); Unsqueeze the branches
                     -> Concat(axis=1) -> Mul -> ReduceSum (axis 1)
     drop_path       Identity (stochastic depth is training-only)
+    softmax         Softmax(axis=1); positions: Reshape (N, C, HW) -> Softmax(axis=2) -> Reshape
+    layernorm       Transpose to channels-last -> LayerNormalization(axis=-1) -> Transpose back
+    attn_pool       Reshape x (N, C, HW), w (N, HW, 1) -> MatMul -> Reshape (N, C, 1, 1)
+    layer_scale     Mul by gamma reshaped to (C, 1, 1)     gelu   x * (1 + Erf(x / sqrt 2)) / 2
+    split_sum       Reshape (N, P, C, H, W) -> ReduceSum(axis 1)
+    split_select    logits (-> Transpose for groups) Reshape (N, P, C, 1, 1) -> Softmax(axis=1);
+                    x Reshape (N, P, C, H, W) -> Mul -> ReduceSum(axis 1)
+    partial_add     Slice the branch at Cs -> Add the shortcut to the first part -> Concat
 
 so an SE block reads GlobalAveragePool -> Conv 1x1 -> Relu -> Conv 1x1 -> Sigmoid -> Mul.
 Initializers are exactly the parameters and BN running statistics, named by their
@@ -135,6 +143,14 @@ class _Lowering:
         if kind == "silu":   # opset 17 has no Swish: x * sigmoid(x)
             s = self.node("Sigmoid", xs, f"{p}/sigmoid", shape=shape)
             return self.node("Mul", [xs[0], s], p, out, shape)
+        if kind == "gelu":   # Gelu is opset 20: x * (1 + erf(x / sqrt(2))) / 2, torch's exact GELU
+            y = self.node("Div", [xs[0], self.const(f"{p}/sqrt2", np.float32(np.sqrt(2.0)))],
+                          f"{p}/scaled", shape=shape)
+            y = self.node("Erf", [y], f"{p}/erf", shape=shape)
+            y = self.node("Add", [y, self.const(f"{p}/one", np.float32(1))], f"{p}/plus1",
+                          shape=shape)
+            y = self.node("Mul", [xs[0], y], f"{p}/mul", shape=shape)
+            return self.node("Mul", [y, self.const(f"{p}/half", np.float32(0.5))], p, out, shape)
         raise NotImplementedError(f"onnx backend: activation {kind}")
 
     def _pool(self, op_type, p, a, xs, out, shape, **attrs):
@@ -279,6 +295,80 @@ class _Lowering:
                   for k, v in (("starts", start), ("ends", start + a["size"]), ("axes", 1))]
         return self.node("Slice", xs + bounds, p, out, shape)
 
+    # -- global context, split attention, partial residuals, layer scale ---------------
+    def _reshape(self, x, name, dims, shape=None, out=None):
+        """Reshape to (N, *dims) (0 copies the symbolic batch)."""
+        target = self.const(f"{name}/shape", np.array([0, *dims], np.int64))
+        return self.node("Reshape", [x, target], name, out, shape or tuple(dims))
+
+    def op_softmax(self, p, a, xs, out, shape):
+        if a["axis"] == "channels":
+            return self.node("Softmax", xs, p, out, shape, axis=1)
+        c, h, w = shape
+        y = self._reshape(xs[0], f"{p}/flat", (c, h * w))
+        y = self.node("Softmax", [y], f"{p}/softmax", shape=(c, h * w), axis=2)
+        return self._reshape(y, p, shape, shape, out)
+
+    def op_layernorm(self, p, a, xs, out, shape):
+        ws = [self.weight(f"{p}.weight"), self.weight(f"{p}.bias")]
+        if len(shape) == 1:
+            return self.node("LayerNormalization", xs + ws, p, out, shape, axis=-1,
+                             epsilon=float(a["eps"]))
+        c, h, w = shape
+        y = self.node("Transpose", xs, f"{p}/nhwc", shape=(h, w, c), perm=[0, 2, 3, 1])
+        y = self.node("LayerNormalization", [y] + ws, f"{p}/norm", shape=(h, w, c), axis=-1,
+                      epsilon=float(a["eps"]))
+        return self.node("Transpose", [y], p, out, shape, perm=[0, 3, 1, 2])
+
+    def op_attn_pool(self, p, a, xs, out, shape):
+        x, w = xs
+        c, (_, h, wd) = shape[0], self.g.shape(self.g.inputs(p)[0])
+        x = self._reshape(x, f"{p}/x", (c, h * wd))
+        w = self._reshape(w, f"{p}/weights", (h * wd, 1))
+        y = self.node("MatMul", [x, w], f"{p}/matmul", shape=(c, 1))
+        return self._reshape(y, p, shape, shape, out)
+
+    def op_layer_scale(self, p, a, xs, out, shape):
+        dims = (shape[0],) + (1,) * (len(shape) - 1)
+        gamma = self.node("Reshape", [self.weight(f"{p}.gamma"),
+                                      self.const(f"{p}/gamma_shape", np.array(dims, np.int64))],
+                          f"{p}/gamma", shape=None)
+        return self.node("Mul", [xs[0], gamma], p, out, shape)
+
+    def op_split_sum(self, p, a, xs, out, shape):
+        y = self._reshape(xs[0], f"{p}/splits", (a["parts"], *shape))
+        return self._reduce("ReduceSum", [y], [1], p, out, shape, keepdims=0)
+
+    def op_split_select(self, p, a, xs, out, shape):
+        x, logits = xs
+        parts, c, gr = a["parts"], shape[0], a["groups"]
+        if parts == 1:
+            s = self.node("Sigmoid", [logits], f"{p}/gate", shape=(c, 1, 1))
+            return self.node("Mul", [x, s], p, out, shape)
+        if gr > 1:   # timm RadixSoftmax: (N, G, P, C/G) -> (N, P, G, C/G)
+            logits = self._reshape(logits, f"{p}/groups", (gr, parts, c // gr))
+            logits = self.node("Transpose", [logits], f"{p}/radix_major",
+                               shape=(parts, gr, c // gr), perm=[0, 2, 1, 3])
+        wts = self._reshape(logits, f"{p}/logits", (parts, c, 1, 1))
+        wts = self.node("Softmax", [wts], f"{p}/softmax", shape=(parts, c, 1, 1), axis=1)
+        y = self._reshape(x, f"{p}/splits", (parts, *shape))
+        y = self.node("Mul", [y, wts], f"{p}/weighted", shape=(parts, *shape))
+        return self._reduce("ReduceSum", [y], [1], p, out, shape, keepdims=0)
+
+    def op_partial_add(self, p, a, xs, out, shape):
+        short, branch = xs
+        cs = self.g.shape(self.g.inputs(p)[0])[0]
+        if cs == shape[0]:
+            return self.node("Add", [branch, short], p, out, shape)
+
+        def part(name, lo, hi):
+            bounds = [self.const(f"{p}/{name}_{k}", np.array([v], np.int64))
+                      for k, v in (("starts", lo), ("ends", hi), ("axes", 1))]
+            return self.node("Slice", [branch] + bounds, f"{p}/{name}",
+                             shape=(hi - lo, *shape[1:]))
+        head = self.node("Add", [part("head", 0, cs), short], f"{p}/add", shape=(cs, *shape[1:]))
+        return self.node("Concat", [head, part("rest", cs, shape[0])], p, out, shape, axis=1)
+
 
 # One emitter per IR op (ops.OPS); each returns the tensor holding the node's value.
 EMITTERS = {
@@ -304,6 +394,13 @@ EMITTERS = {
     "select": _Lowering.op_select,
     "channel_slice": _Lowering.op_channel_slice,
     "drop_path": _Lowering.op_identity,   # stochastic depth is training-only
+    "softmax": _Lowering.op_softmax,
+    "layernorm": _Lowering.op_layernorm,
+    "attn_pool": _Lowering.op_attn_pool,
+    "layer_scale": _Lowering.op_layer_scale,
+    "split_sum": _Lowering.op_split_sum,
+    "split_select": _Lowering.op_split_select,
+    "partial_add": _Lowering.op_partial_add,
 }
 NOT_EMITTED = {"input"}   # a graph input (value_info), not a node
 

@@ -17,6 +17,7 @@ import numpy as np
 from ...ir.graph import Graph
 from ...ir.ops import BN_WEIGHTS, OPS
 from ...lang.errors import Mark, Problem, SpecError
+from ...passes.fold_bn import fold as fold_arrays
 from ...passes.fold_bn import foldable_bn as foldable  # noqa: F401 (the rule lives in passes/)
 from ..checkpoint import read_checkpoint, strip_prefixes
 
@@ -70,19 +71,19 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
     """
     state, where = _raw_state(weights, g, seed)
     want = expected_state(g)
-    bad: list[str] = []
+    bad: list[tuple[str, str]] = []   # (key, what is wrong with it)
     out: dict[str, np.ndarray] = {}
     for key, shape in want.items():
         if key not in state:
-            bad.append(f"{key}: missing from the checkpoint (the model expects {_fmt(shape)})")
+            bad.append((key, f"missing from the checkpoint (the model expects {_fmt(shape)})"))
             continue
         arr = _array(state[key])
         if arr is None:
-            bad.append(f"{key}: {type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} "
-                       "float tensor in the model")
+            bad.append((key, f"{type(state[key]).__name__} in the checkpoint, a {_fmt(shape)} "
+                             "float tensor in the model"))
         elif tuple(arr.shape) != shape:
-            bad.append(f"{key}: shape {_fmt(arr.shape)} in the checkpoint, "
-                       f"{_fmt(shape)} in the model")
+            bad.append((key, f"shape {_fmt(arr.shape)} in the checkpoint, "
+                             f"{_fmt(shape)} in the model"))
         else:
             out[key] = np.ascontiguousarray(arr, dtype=np.float32)
     for key, v in state.items():
@@ -90,27 +91,21 @@ def load_state(weights, g: Graph, seed: int | None = 0) -> dict[str, np.ndarray]
                                     and key.rsplit(".", 1)[0] + ".running_mean" in want):
             shape = getattr(v, "shape", None)
             what = f"shape {_fmt(tuple(shape))}" if shape is not None else type(v).__name__
-            bad.append(f"{key}: in the checkpoint ({what}) but not in the model")
+            bad.append((key, f"in the checkpoint ({what}) but not in the model"))
     if bad:
         more = (f" (and {len(bad) - 1} more mismatching key{'s' if len(bad) > 2 else ''})"
                 if len(bad) > 1 else "")
-        key, _, msg = bad[0].partition(": ")
+        key, msg = bad[0]
         raise SpecError([Problem(Mark(where, 1, 1), key, msg + more)])
     return out
 
 
 def fold(state: dict[str, np.ndarray], g: Graph, bn: str,
          conv: str) -> tuple[np.ndarray, np.ndarray]:
-    """Weight and bias of `conv` with `bn` applied: W * s (per output channel),
-    (b - mean) * s + beta.
-
-    s = gamma / sqrt(var + eps). Computed in float64 so folding adds no error of its own.
-    """
-    eps = g.node(bn)["attrs"]["eps"]
+    """Weight and bias of `conv` with `bn` applied (passes.fold_bn.fold, in float64), float32."""
     gamma, beta, mean, var = (state[f"{bn}.{k}"].astype(np.float64) for k in BN_STATS)
-    s = gamma / np.sqrt(var + eps)
-    w = state[f"{conv}.weight"].astype(np.float64)
     b = state.get(f"{conv}.bias")
-    b = np.zeros_like(mean) if b is None else b.astype(np.float64)
-    w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
-    return w.astype(np.float32), ((b - mean) * s + beta).astype(np.float32)
+    w, b = fold_arrays(state[f"{conv}.weight"].astype(np.float64),
+                       np.zeros_like(mean) if b is None else b.astype(np.float64),
+                       gamma, beta, mean, var, g.node(bn)["attrs"]["eps"])
+    return w.astype(np.float32), b.astype(np.float32)

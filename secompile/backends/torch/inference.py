@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ...ir.graph import Graph
-from ...passes.fold_bn import conv_chains, foldable_bn
+from ...passes.fold_bn import conv_chains, fold, foldable_bn
 from .codegen import CompiledNet, Unit
 
 # CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
@@ -63,6 +63,15 @@ def _cpu_autocast() -> bool:
         return torch.is_autocast_cpu_enabled()
 
 
+def tracing(x: torch.Tensor) -> bool:
+    """Is this forward being traced or compiled (torch.jit.trace, torch.export, torch.compile,
+    both ONNX exporters) rather than run? Those see standard ops only: the packed oneDNN weight is
+    an opaque tensor that fake tensors and TorchScript cannot carry (issue 23), so the traced graph
+    is conv2d + relu, which inductor and ONNX Runtime fuse and pack themselves."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or \
+        torch.compiler.is_exporting() or type(x) is not torch.Tensor
+
+
 class OneDNNConv(nn.Conv2d):
     """conv2d + bias (+ ReLU as a post-op) in one oneDNN call, with the weight reordered once.
 
@@ -77,11 +86,16 @@ class OneDNNConv(nn.Conv2d):
 
     def forward(self, x):
         w = self.weight
+        if tracing(x):
+            y = super().forward(x)
+            return torch.relu(y) if self.relu else y
         if torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu" or \
                 _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
             y = super().forward(x)
             return torch.relu_(y) if self.relu else y
-        key = (w.data_ptr(), w._version)
+        # oneDNN picks the blocked weight layout for the thread count; a copy packed at another
+        # count is reordered again inside every call (2x the time, issue 23): re-pack on a change
+        key = (w.data_ptr(), w._version, torch.get_num_threads())
         if self.__dict__.get("_packed_key") != key:
             self._packed = torch.ops.mkldnn._reorder_convolution_weight(
                 w.detach(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
@@ -108,7 +122,8 @@ class MatmulConv(OneDNNConv):
     batch 1)."""
 
     def forward(self, x):
-        if x.shape[-1] != 1 or x.shape[-2] != 1:     # a larger input than the spec's
+        if tracing(x) or x.shape[-1] != 1 or x.shape[-2] != 1:   # no batch-1 branch baked in;
+            # or a larger input than the spec's
             y = nn.Conv2d.forward(self, x)
             return torch.relu_(y) if self.relu else y
         w = self.weight.flatten(1)
@@ -146,16 +161,21 @@ class InferenceNet(nn.Module):
         self.report = report
 
     def forward(self, x):
-        with torch.inference_mode():
+        with self._mode(x):
             if x.dim() == 4:
                 x = x.contiguous(memory_format=self.memory_format)
             return self.head(self.stages(self.stem(x)))
 
     def forward_features(self, x):
-        with torch.inference_mode():
+        with self._mode(x):
             if x.dim() == 4:
                 x = x.contiguous(memory_format=self.memory_format)
             return self.stages(self.stem(x))
+
+    @staticmethod
+    def _mode(x):
+        # inference tensors cannot enter a traced graph (jit.trace, export): no_grad there
+        return torch.no_grad() if tracing(x) else torch.inference_mode()
 
     def train(self, mode: bool = True):
         if mode:
@@ -178,13 +198,10 @@ def _fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
     var, mean = bn.running_var.double(), bn.running_mean.double()
     gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(mean)
     beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(mean)
-    s = gamma / torch.sqrt(var + bn.eps)
-    w = layer.weight.double()
     b = layer.bias.double() if layer.bias is not None else torch.zeros_like(mean)
-    new_w = (w * s.reshape((-1,) + (1,) * (w.dim() - 1))).to(layer.weight.dtype)
-    new_b = ((b - mean) * s + beta).to(layer.weight.dtype)
-    layer.weight = nn.Parameter(new_w.contiguous(), requires_grad=False)
-    layer.bias = nn.Parameter(new_b, requires_grad=False)
+    new_w, new_b = fold(layer.weight.double(), b, gamma, beta, mean, var, bn.eps)
+    layer.weight = nn.Parameter(new_w.to(layer.weight.dtype).contiguous(), requires_grad=False)
+    layer.bias = nn.Parameter(new_b.to(layer.weight.dtype), requires_grad=False)
 
 
 def _plain_conv(m) -> bool:

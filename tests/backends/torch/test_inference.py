@@ -5,6 +5,7 @@ hide a wrong fold), in every memory format; train mode is refused; the folded st
 import copy
 import io
 import pickle
+import warnings
 from contextlib import redirect_stdout
 
 import pytest
@@ -327,3 +328,106 @@ def test_odd_layers():
         assert isinstance(opt.get_submodule("stages.0.pre"), nn.BatchNorm2d)
         assert isinstance(opt.head.bn, Folded)
         assert opt.report["relu_fused"] == (2 if onednn else 0)   # c1's relu, c2's (after bn2)
+
+
+def test_thread_count_change_repacks_the_weights():
+    """oneDNN lays the packed weight out for the thread count: a copy packed at 2 threads run at 1
+    is reordered again inside every call (2x the time, issue 23). A change re-packs, once."""
+    model = randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        opt = optimize_for_inference(model, x)
+        convs = [m for m in opt.modules() if type(m) is OneDNNConv]
+        at_2 = [m._packed for m in convs]
+        y2 = opt(x)
+        assert all(m._packed is p for m, p in zip(convs, at_2))      # same count: kept
+        torch.set_num_threads(1)
+        y1 = opt(x)
+        at_1 = [m._packed for m in convs]
+        assert convs and not any(a is b for a, b in zip(at_1, at_2))
+        opt(x)
+        assert all(m._packed is p for m, p in zip(convs, at_1))
+    finally:
+        torch.set_num_threads(before)
+    assert_close(y1, y2)
+
+
+# -- export: every path sees standard ops (conv2d + relu), never the packed oneDNN weights -------
+EXPORTS = ["export", "trace", "onnx_torchscript",
+           pytest.param("onnx_dynamo", marks=pytest.mark.slow)]
+
+
+def tiny_se_resnet():
+    """SE-ResNet-8 on 16x16 (one block a stage): every kind of fused conv, an SE block and a
+    projection shortcut, small enough to export in a second."""
+    return randomise(secompile.compile(SPECS / "se_resnet20_cifar.yaml", seed=0, input_size=16,
+                                       overrides=[f"stages.{i}.repeat=1" for i in range(3)])).eval()
+
+
+@pytest.mark.parametrize("path", EXPORTS)
+def test_export_paths_give_the_optimised_outputs(path, tmp_path):
+    """Issue 23: torch.export, torch.jit.trace and both ONNX exporters failed on the packed
+    weights ("Cannot access data pointer of Tensor (e.g. FakeTensor)", "Unsupported value kind").
+    Traced at batch 1 (the SE FCs' matrix-vector branch; export: 2), run at batch 3: nothing
+    batch-1 baked in."""
+    x = torch.randn(1, 3, 16, 16)
+    opt = optimize_for_inference(tiny_se_resnet(), x)
+    assert opt.report["onednn_convs"] > 0 and opt.report["relu_fused"] > 0
+    x3 = torch.randn(3, 3, 16, 16)
+    if path == "export":
+        x2 = torch.randn(2, 3, 16, 16)     # export specialises a size-1 dimension
+        got = torch.export.export(opt, (x2,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        got = got.module()(x3)
+    elif path == "trace":
+        got = torch.jit.trace(opt, x)(x3)
+    else:
+        import onnxruntime as ort
+        f = str(tmp_path / f"{path}.onnx")
+        with redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # the exporters' deprecation notes and progress
+            torch.onnx.export(opt, (x,), f, dynamo=path == "onnx_dynamo", input_names=["input"],
+                              dynamic_axes={"input": {0: "batch"}})
+        sess = ort.InferenceSession(f, providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(sess.run(None, {"input": x3.numpy()})[0])
+    assert_close(got, opt(x3))
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_without_recompile_storm():
+    """torch.compile on the optimised module hit the recompile limit (8); now one graph, and one
+    more when the batch size first changes (dynamic from then on), over nine batch sizes."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    x = torch.randn(2, 3, 16, 16)
+    opt = optimize_for_inference(tiny_se_resnet(), x)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(opt, fullgraph=True)
+    assert_close(compiled(x), opt(x))
+    for b in (3, 4, 5, 6, 7, 8, 9, 2):
+        xb = torch.randn(b, 3, 16, 16)
+        assert_close(compiled(xb), opt(xb))
+    assert counters["stats"]["unique_graphs"] <= 3, dict(counters["stats"])
+    torch._dynamo.reset()
+
+
+def test_fold_uses_each_bns_eps():
+    """Folding with another epsilon than the BN's must fail here (issue 19: the only
+    non-default-eps case differed by 3.5e-5, under the 1e-4 tolerance): eps 0.5, float64, 1e-9.
+    The ONNX backend folds with the same arithmetic (passes.fold_bn.fold) and the IR's eps."""
+    from secompile.backends.onnx.weights import fold as onnx_fold
+    model = randomise(secompile.compile(ODD.replace("eps: 0.001", "eps: 0.5"), seed=0)).eval()
+    assert model.get_submodule("stages.0.bn2").eps == 0.5
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    model = model.double()
+    x = torch.randn(3, 3, 16, 16, dtype=torch.float64)
+    opt = optimize_for_inference(model, onednn=False)
+    with torch.no_grad():
+        ref = model(x)
+        assert (opt(x) - ref).abs().max() <= 1e-9 * max(1.0, ref.abs().max().item())
+    w, b = onnx_fold(state, model.graph, "stages.0.bn2", "stages.0.c2.conv")
+    conv = opt.get_submodule("stages.0.c2.conv")
+    assert torch.allclose(torch.from_numpy(w).double(), conv.weight, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(torch.from_numpy(b).double(), conv.bias, rtol=1e-6, atol=1e-7)

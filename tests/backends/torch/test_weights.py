@@ -172,7 +172,7 @@ def rel_err(a, b):
 def test_reference_state_dict_loads_without_missing_or_unexpected(layout):
     shapes = read_tsv(layout)
     sd = random_state_dict(shapes)
-    assert detect_layout(sd) == layout
+    assert detect_layout(sd).name == layout
     model = secompile.compile(_spec(layout))
     report = load_weights(model, sd)
     assert report.ok, str(report)
@@ -259,7 +259,7 @@ def test_checkpoint_files_wrappers_and_source_names(tmp_path):
     torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}, path)
     model = secompile.compile(SPECS / "se_resnext50.yaml").eval()
     report = load_weights(model, path, source="legacy_seresnext50_32x4d")
-    assert report.ok and report.layout == "legacy_seresnext50_32x4d"
+    assert report.ok and report.layout.name == "legacy_seresnext50_32x4d"
     with pytest.raises(ValueError, match="laid out like 'legacy_seresnext50_32x4d', not 'seresnet50'"):
         load_weights(model, path, source="seresnet50")
     # a compiled model's own checkpoint round-trips under the "secompile" layout
@@ -268,7 +268,9 @@ def test_checkpoint_files_wrappers_and_source_names(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(other(x), model(x))
-    with pytest.raises(ValueError, match="unknown checkpoint layout"):
+    # a layout never seen is paired by structure, and the first module that differs is named
+    with pytest.raises(WeightsError, match="module #0 differs .a different kind of module.: "
+                       r"checkpoint features.0 \(unknown 1, no bias\) vs model stem.conv1.conv"):
         load_weights(model, {"features.0.weight": torch.zeros(1)})
 
 
@@ -310,7 +312,7 @@ RESNET_FAMILY_SPECS = ("seresnet18", "seresnet34", "seresnext26d_32x4d")
 def test_new_timm_layouts_are_recognised(name):
     """Regression: BasicBlock layouts were named by counting 3 convs a block (seresnet18 ->
     'seresnet26', seresnet34 -> 'seresnet50') and then refused with false stride differences."""
-    assert detect_layout(random_state_dict(read_tsv(name))) == NEW_LAYOUTS[name]
+    assert detect_layout(random_state_dict(read_tsv(name))).name == NEW_LAYOUTS[name]
 
 
 @needs_shared
@@ -425,7 +427,7 @@ def test_unknown_units_are_paired_in_graph_order(tmp_path):
     ref = randomise(TinyEfficientNet(), seed=7)
     model = secompile.compile(path).eval()
     report = load_weights(model, ref.state_dict())
-    assert report.layout == "efficientnet" and report.ok, str(report)
+    assert report.layout.name == "efficientnet" and report.ok, str(report)
     assert len(report.loaded) == len(ref.state_dict()) == 30
     assert ("blocks.0.0.se.conv_reduce.bias", "stages.0.dw_se.fc1.bias") in report.loaded
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
@@ -448,18 +450,35 @@ def test_graph_order_pairing_names_the_first_difference(tmp_path):
     assert r.missing[0] == "stages.0.pw.conv.weight"
 
 
-def test_graph_order_pairing_refuses_alphabetical_checkpoints(tmp_path):
-    """A .safetensors file lists its keys by name: the run order is lost, and nothing is guessed."""
-    from secompile.backends.torch.weights_in_order import SORTED_HINT
+def test_alphabetical_checkpoints_are_paired_by_their_module_tree(tmp_path):
+    """A .safetensors file lists its keys by name: the run order is lost, and the checkpoint's
+    module tree (numbered children in order, named ones in any) recovers it."""
+    path = tmp_path / "effnet_like.yaml"
+    path.write_text(EFFNET_LIKE)
+    ref = randomise(TinyEfficientNet(), seed=7)
+    model = secompile.compile(path).eval()
+    sd = dict(sorted(ref.state_dict().items()))
+    assert next(iter(sd)) == "blocks.0.0.bn1.bias"
+    report = load_weights(model, sd)
+    assert report.ok and len(report.loaded) == 30
+    assert ("bn1.weight", "stem.conv_stem.bn.weight") in report.loaded
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        assert rel_err(model(x), ref(x)) < 1e-5
+
+
+def test_alphabetical_checkpoint_that_does_not_fit_names_the_model_module(tmp_path):
     path = tmp_path / "effnet_like.yaml"
     path.write_text(EFFNET_LIKE)
     model = secompile.compile(path)
-    sd = TinyEfficientNet().state_dict()
+    sd = dict(sorted(TinyEfficientNet(pw_out=24).state_dict().items()))
     with pytest.raises(WeightsError) as e:
-        load_weights(model, dict(sorted(sd.items())))
+        load_weights(model, sd)
     assert e.value.report.structure == [
-        "module #0 differs (a different kind of module): checkpoint blocks.0.0.bn1 (bn 32) vs "
-        "model stem.conv_stem.conv (conv 32x3x3x3, no bias)", SORTED_HINT]
+        "model module #6 stages.0.pw.conv (conv 16x32x1x1, no bias) has no checkpoint module "
+        "of its kind and shapes (its keys are in alphabetical order, so modules are paired by "
+        "the checkpoint's module tree); left over in the checkpoint: blocks.0.0.conv_pw "
+        "(conv 24x32x1x1, no bias)"]
 
 
 def test_pair_in_order_on_synthetic_module_lists():

@@ -1,0 +1,65 @@
+"""What the graph knows about its scopes, recorded when the front end or a pass builds them.
+
+Later stages (counts, diff, diagrams, weights, the verifier) read these records instead of
+guessing from node paths: which scopes are template instances and with which parameters,
+which are attention modules (SE, ECA, CBAM, SK, ...) and which tensor each one recalibrates.
+
+- `Scope`: one template instance (a stage-level block, a `block:` layer, a module an SE rule
+  inserted): the template, its bound names, the node feeding it and the node giving its result.
+- `AttentionModule`: one attention module, outermost only (CBAM's channel and spatial gates are
+  one CBAM module), whether an SE rule inserted it (`rule` is that rule's spec path) or the spec
+  wrote it as a layer (`rule` None).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Scope:
+    path: str
+    kind: str                 # 'block' (a stage-level block) | 'template' | 'attention'
+    template: str
+    entry: str                # the node feeding the scope
+    exit: str                 # the node giving its result
+    params: dict = field(default_factory=dict, compare=False)   # bound names: plain values
+
+
+@dataclass(frozen=True)
+class AttentionModule:
+    scope: str
+    module: str               # the template that built it: 'se', 'eca', 'cbam', a spec's own
+    kind: str                 # its family: se, eca, cbam, sk, ... (ATTENTION_KINDS)
+    fusion: str               # how its result meets the tensor: 'mul' (a gate), 'select' (SK)
+    input: str                # the tensor it recalibrates
+    output: str               # the recalibrated tensor (same shape as `input`)
+    param_count: int
+    rule: tuple | None        # spec path of the SE rule that inserted it; None: a layer
+    position: str | None = None   # where the rule put it: standard, pre, post, identity, after
+    target: str | None = None     # the block, scope or node the rule named
+    width: int | None = None      # the bottleneck width (the template's `width`), if it has one
+
+    def facts(self, params: dict) -> dict:
+        """The flat record `Graph.se` has always given (params: its scope's bound names)."""
+        return {"position": self.position, "target": self.target, "input": self.input,
+                "channels": params.get("in_channels"), "reduced": self.width,
+                "reduction": params.get("reduction"), "squeeze": params.get("squeeze"),
+                "gate": params.get("gate"), "bias": params.get("bias"), "module": self.module,
+                "kind": self.kind}
+
+
+# The family of each shipped attention module (specs/blocks/attention.yaml); a spec's own
+# module is its own family (its template name).
+ATTENTION_KINDS = {"se": "se", "effective_se": "se", "eca": "eca", "cbam": "cbam",
+                   "cbam_channel": "cbam", "cbam_spatial": "cbam", "sk_attention": "sk"}
+
+
+def attention_kind(module: str) -> str:
+    return ATTENTION_KINDS.get(module, module)
+
+
+def inside(path: str, scope: str) -> bool:
+    return path == scope or path.startswith(scope + ".")
+
+
+__all__ = ["Scope", "AttentionModule", "ATTENTION_KINDS", "attention_kind", "inside"]
