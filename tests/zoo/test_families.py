@@ -12,7 +12,7 @@ import pytest
 import secompile
 from secompile.backends.onnx.weights import expected_state
 from secompile.lang.errors import SpecError
-from secompile.passes.truncate import feature_info, normalise_indices
+from secompile.passes.truncate import feature_levels
 from support import ROOT
 
 REF = json.loads((ROOT / "tests" / "reference" / "timm_families.json").read_text())["models"]
@@ -69,28 +69,17 @@ def _timm_layout(name):
 
 
 def _features_match(name, g):
-    """timm's feature levels that are stages (blocks.i / sK) have our stage's channels and
-    reduction."""
-    ours = feature_info(g, normalise_indices(g, None))
-    by_name = {f["stage"]: f for f in ours}
-    checked = 0
-    for chs, red, module in REF[name]["feature_info"]:
-        if module.startswith("blocks."):
-            f = ours[int(module.split(".")[1])]
-        elif module in by_name:
-            f = by_name[module]
-        else:
-            continue     # the stem: not a stage here
-        assert (f["num_chs"], f["reduction"]) == (chs, red), (module, f)
-        checked += 1
-    return checked
+    """Our feature levels (features_only) have timm's channels and reductions, level by level."""
+    ours = [(f["num_chs"], f["reduction"]) for f in feature_levels(g)]
+    assert ours == [(chs, red) for chs, red, _ in REF[name]["feature_info"]]
+    return len(ours)
 
 
 @pytest.mark.parametrize("name", FAST)
 def test_state_dict_layout_and_features_equal_timm(name):
     g = secompile.build_ir(name, input_size=224)
     assert _layout(g) == _timm_layout(name)
-    assert _features_match(name, g) >= 4
+    assert _features_match(name, g) == 5
 
 
 @pytest.mark.slow
@@ -98,7 +87,7 @@ def test_state_dict_layout_and_features_equal_timm(name):
 def test_every_member_state_dict_layout_and_features_equal_timm(name):
     g = secompile.build_ir(name, input_size=224)
     assert _layout(g) == _timm_layout(name)
-    assert _features_match(name, g) >= 4
+    assert _features_match(name, g) == 5
 
 
 def test_spec_stages_are_timms_stages():
