@@ -238,3 +238,46 @@ def test_generated_stage_problems_name_the_entry():
     text = GENERATED.replace("wm: 2.49", "wm: 0.5")
     assert _errors(text) == ["<string>:11:14: stages[0].foreach: regnet_stages(): needs wa >= 0, "
                              "wm > 1 and w0 a multiple of 8 (pycls), got wa=36.44, wm=0.5, w0=24"]
+
+
+# -- weights: timm's state_dicts load (torch), outputs equal timm's (the timm venv) -------------
+def _timm_state_dict(name):
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    sd = {}
+    for key, shape in REF[name]["state_dict"]:
+        dims = () if shape == "scalar" else tuple(int(d) for d in shape.split("x"))
+        sd[key] = (torch.randint(0, 100, dims, generator=g) if key.endswith("num_batches_tracked")
+                   else torch.randn(dims, generator=g))
+    return sd
+
+
+def _loads(name):
+    model = secompile.compile(name, seed=0)
+    sd = _timm_state_dict(name)
+    report = secompile.load_weights(model, sd)
+    assert report.ok, str(report)
+    key = next(k for k in sd if k.endswith("conv_pwl.weight") or k.endswith("conv3.conv.weight"))
+    ours = dict(zip(sd, model.state_dict().values()))[key]
+    assert ours.equal(sd[key])      # loaded, in timm's order
+
+
+@pytest.mark.slow        # compiles every member (torch); the layout twin above runs by default
+@pytest.mark.parametrize("name", MEMBERS)
+def test_load_weights_maps_every_members_state_dict(name):
+    _loads(name)
+
+
+@pytest.mark.slow        # the timm venv only (tools/timm_parity.py): one member of each family
+@pytest.mark.parametrize("name", ["efficientnet_b2", "regnetx_016", "mobilenetv3_small_050"])
+def test_outputs_equal_timms(name):
+    pytest.importorskip("timm")
+    import importlib.util
+    import sys
+    s = importlib.util.spec_from_file_location("timm_parity", ROOT / "tools" / "timm_parity.py")
+    parity = importlib.util.module_from_spec(s)
+    sys.modules["timm_parity"] = parity
+    s.loader.exec_module(parity)
+    rep = parity.parity(name, secompile.compile(name, seed=0), spec=name)
+    assert rep.ok, str(rep)
+    assert rep.max_abs_timm > 0.05
