@@ -12,13 +12,14 @@ used (module `__getattr__`), so `secompile count` starts quickly.
 """
 from ._version import __version__
 from .api import build_ir, check_limits, compile, count, draw, load, prepare, to_dot, to_onnx
-from .backends.checkpoint import WeightsError   # torch-free: load_weights' refusals
+from .backends.checkpoint import WeightsError  # torch-free: load_weights' refusals
 from .lang import LimitError, Problem, Spec, SpecError
 from .zoo import list_models, load_spec, model_path
 
 __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "to_dot", "draw",
            "load", "load_spec", "list_models", "model_path", "Spec", "SpecError", "LimitError",
-           "Problem", "WeightsError", "sweep", "diff", "load_weights", "optimize_for_inference", "__version__"]
+           "Problem", "WeightsError", "sweep", "diff", "load_weights", "optimize_for_inference",
+           "__version__"]
 
 
 def _lazy(name):

@@ -13,7 +13,7 @@ import gc
 import json
 
 from .analysis.counts import Counts, report
-from .frontend import attention_modules
+from .frontend import attention_modules, se_rules
 from .frontend.expand import expand_partial
 from .ir import verify
 from .ir.graph import Graph
@@ -40,18 +40,21 @@ def _gc_paused():
             gc.enable()
 
 
-def load(spec, *, overrides=None, num_classes: int | None = None, input_size=None,
+def load(spec, *, overrides=None, params=None, num_classes: int | None = None, input_size=None,
          drop_path_rate: float | None = None, base_dir: str | None = None) -> Spec:
     """Spec source (path, zoo name, YAML text, dict or Spec) -> Spec with the overrides applied.
 
     `overrides`: {KEY: value} or 'KEY=VALUE' strings (secompile/lang/overrides.py), applied in
-    order; then `input_size` (int or (H, W)) sets input.size, `drop_path_rate` the parameter of
+    order; `params` ({NAME: value}) sets network parameters (= overrides of params.NAME); then
+    `input_size` (int or (H, W)) sets input.size, `drop_path_rate` the parameter of
     that name of every block template the spec defines (timm's stochastic depth), and
     `num_classes` the `out` of the head's last linear layer. Problems they cause are reported at
     them (SpecError).
     """
     spec = load_spec(spec, base_dir)
     extra = list(as_overrides(overrides))
+    # network parameters ({NAME: value}): overrides of params.NAME, recorded as such
+    extra += [make_override(f"params.{k}", v, file="<params>") for k, v in (params or {}).items()]
     if drop_path_rate is not None:
         extra += [make_override(key, drop_path_rate, file="<drop_path_rate>")
                   for key in _drop_path_keys(spec)]
@@ -110,14 +113,15 @@ def _features(g: Graph, features_only: bool, out_indices,
     return truncate(g, levels[idx[-1]]["node"]), levels[: idx[-1] + 1], idx
 
 
-def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=None,
+def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=None, params=None,
              num_classes: int | None = None, input_size=None, drop_path_rate=None,
              features_only: bool = False, out_indices=None) -> Graph:
     """Spec (path, zoo name, YAML text, dict or Spec) -> typed IR graph with SE blocks inserted
     (a secompile.ir.graph.Graph); with features_only, without the head and what follows the
     last feature of out_indices (passes/truncate.py)."""
     with _gc_paused():
-        spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size,
+        spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
+                    input_size=input_size,
                     drop_path_rate=drop_path_rate, base_dir=base_dir)
         g, unknown, problems = expand_partial(spec)
         if problems:   # the SE rules are checked too, where the graph was built
@@ -125,7 +129,7 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=No
         if verify.EVERY_PASS:
             g.check()
         if se and spec.data.get("se"):
-            g = insert_se(g, spec.data["se"], spec.smap, modules=attention_modules(spec))
+            g = insert_se(g, se_rules(spec), spec.smap, modules=attention_modules(spec))
         g = _features(g, features_only, out_indices, num_classes)[0]
         if not verify.EVERY_PASS:   # else each pass checked its own result
             g.check()   # every validate, count and build: ~1 ms per 20 nodes
@@ -152,7 +156,8 @@ def check_limits(spec: Spec, g: Graph, max_params=MAX_PARAMS, max_macs=MAX_MACS)
 
 
 def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
-            base_dir: str | None = None, overrides=None, num_classes: int | None = None,
+            base_dir: str | None = None, overrides=None, params=None,
+            num_classes: int | None = None,
             input_size=None, drop_path_rate=None, features_only: bool = False,
             out_indices=None) -> tuple[Spec, Graph, Counts]:
     """The front door: spec -> (Spec, IR with SE blocks, its Counts), limits checked.
@@ -160,14 +165,16 @@ def prepare(spec, *, se: bool = True, max_params=MAX_PARAMS, max_macs=MAX_MACS,
     Pass max_params=None, max_macs=None where nothing is allocated (drawing, tables).
     Raises SpecError (LimitError) with every problem found.
     """
-    spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size,
+    spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
+                input_size=input_size,
                 drop_path_rate=drop_path_rate, base_dir=base_dir)
     g = build_ir(spec, se=se)
     g = _features(g, features_only, out_indices, num_classes)[0]
     return spec, g, check_limits(spec, g, max_params, max_macs)
 
 
-def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = None, input_size=None,
+def count(spec, *, se: bool = True, overrides=None, params=None,
+          num_classes: int | None = None, input_size=None,
           features_only: bool = False, out_indices=None, batch: int | None = None,
           dtype: str = "fp32", optimizer: str = "sgd") -> dict:
     """The analytic report: multiply-adds and parameters per stage and in total (with
@@ -175,7 +182,8 @@ def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = No
     report lists the overrides applied (`overrides`) and the features (`features`) where there
     are any. With `batch`, also `memory`: activation bytes per node and in total, the inference
     peak and the training peak (`dtype` fp32/bf16/fp16 autocast, `optimizer` sgd/adamw/none)."""
-    spec = load(spec, overrides=overrides, num_classes=num_classes, input_size=input_size)
+    spec = load(spec, overrides=overrides, params=params, num_classes=num_classes,
+                input_size=input_size)
     g = build_ir(spec, se=se)
     g, levels, idx = _features(g, features_only, out_indices, num_classes)
     with _gc_paused():
@@ -191,7 +199,8 @@ def count(spec, *, se: bool = True, overrides=None, num_classes: int | None = No
 
 
 def compile(spec, *, seed: int | None = 0, zero_init_last_bn: bool = False,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None, overrides=None,
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, base_dir: str | None = None,
+            overrides=None, params=None,
             num_classes: int | None = None, input_size=None, drop_path_rate: float | None = None,
             features_only: bool = False, out_indices=None, inference: bool = False,
             example_input=None):
@@ -208,7 +217,8 @@ def compile(spec, *, seed: int | None = 0, zero_init_last_bn: bool = False,
     example_input)`; with features_only, the backbone's own).
     """
     _, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, base_dir=base_dir,
-                      overrides=overrides, num_classes=num_classes, input_size=input_size,
+                      overrides=overrides, params=params, num_classes=num_classes,
+                      input_size=input_size,
                       drop_path_rate=drop_path_rate)
     g, levels, idx = _features(g, features_only, out_indices, num_classes)
     if features_only:
@@ -225,7 +235,7 @@ def compile(spec, *, seed: int | None = 0, zero_init_last_bn: bool = False,
 
 def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = False,
             opset: int | None = None,
-            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None,
+            max_params=MAX_PARAMS, max_macs=MAX_MACS, overrides=None, params=None,
             num_classes: int | None = None, input_size=None, features_only: bool = False,
             out_indices=None):
     """Spec -> ONNX model, with `weights` (module, state_dict or checkpoint path) or the torch
@@ -240,6 +250,7 @@ def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = Fal
     opset = onnx.DEFAULT_OPSET if opset is None else opset
     onnx.check_opset(opset)
     s, g, _ = prepare(spec, max_params=max_params, max_macs=max_macs, overrides=overrides,
+                      params=params,
                       num_classes=num_classes if not features_only else None,
                       input_size=input_size)
     state = load_state(weights, g, seed)

@@ -16,9 +16,9 @@ from .zoo import (
     CAFFE_REFERENCE,
     PAPER_TABLE2,
     ZOO_DIR,
-    spec_files,
     spec_stem,
 )
+from .zoo.names import members
 
 ZOO_TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "zoo.md.in")
 TABLES_MARK = "<!-- secompile zoo: the generated tables go here -->\n"
@@ -108,7 +108,8 @@ def zoo_table(directory=ZOO_DIR) -> list[dict]:
     variant, counted from the IR (no torch). `secompile zoo` prints it; docs/zoo.md is
     `zoo_markdown(zoo_table())`.
 
-    Row keys: name, file, input (C, H, W), output, macs, conv_linear_macs, params, se_blocks,
+    Row keys: name, file, variant (of a family file, else None), input (C, H, W), output, macs,
+    conv_linear_macs, params, se_blocks,
     plain (file of the paired plain spec or None), se_macs_pct, se_params_pct (overhead over
     the plain spec in %, None without one), error (None, or the spec's problems as text). An
     SE spec `se_X.yaml` is paired with the plain spec `X.yaml` of the same directory.
@@ -116,14 +117,16 @@ def zoo_table(directory=ZOO_DIR) -> list[dict]:
     from .analysis.counts import report
     from .api import prepare
     rows: dict[str, dict] = {}
-    for path in spec_files(directory):
-        stem = spec_stem(path)
+    for stem, entry in members(directory):     # a family file: one row per variant
+        path = entry.file
         row = {"name": stem, "file": os.path.basename(path), "input": None,
                "output": None, "macs": None,
                "conv_linear_macs": None, "params": None, "se_blocks": None, "plain": None,
-               "se_macs_pct": None, "se_params_pct": None, "error": None}
+               "se_macs_pct": None, "se_params_pct": None, "error": None,
+               "variant": entry.variant}
         try:
-            _, g, counts = prepare(path, max_params=None, max_macs=None)   # nothing is allocated
+            source = path if entry.variant is None else entry
+            _, g, counts = prepare(source, max_params=None, max_macs=None)   # nothing allocated
             rep = report(g, counts)
         except SpecError as e:
             row["error"] = "\n".join(e.messages)
@@ -254,7 +257,7 @@ def print_zoo(rows: list[dict], directory, file=None) -> None:
         if r["error"] is not None:
             t.add_row(r["file"], "error", "", "", "", "", "", "", style="red")
             continue
-        t.add_row(spec_stem(r["file"]), _size(r), _g(r["macs"]),
+        t.add_row(r.get("variant") or spec_stem(r["file"]), _size(r), _g(r["macs"]),
                   _g(r["conv_linear_macs"]), _m(r["params"]),
                   str(r["se_blocks"]), _pct(r["se_macs_pct"]), _pct(r["se_params_pct"]))
     Console(file=file or sys.stdout, width=120).print(t)

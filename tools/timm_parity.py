@@ -161,7 +161,8 @@ def parity(timm_model, ours: nn.Module, *, spec=None, mapping: str = "position",
                                            "timm": timm_count["params"]}
     if spec is not None:
         import secompile
-        c = secompile.count(spec)["total"]
+        c = secompile.count(spec, input_size=224)["total"]   # timm's count is at 224 (a variant's
+        # own input size may differ: efficientnet_b2 is 256)
         rep.counts["params (secompile.count)"] = {"ours": c["params"], "timm": timm_count["params"]}
         rep.counts["conv+linear MACs (secompile.count)"] = {"ours": c["conv_linear_macs"],
                                                             "timm": timm_count["conv_linear_macs"]}

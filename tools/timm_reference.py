@@ -267,6 +267,47 @@ def reference(name: str, tsv_dir: str | None) -> dict:
     return out
 
 
+FAMILIES = (["efficientnet_b%d" % i for i in range(8)]
+            + [f"regnet{k}_{s}" for k in "xy" for s in ("002", "004", "006", "008", "016", "032",
+                                                          "040", "064", "080", "120", "160",
+                                                          "320")]
+            + ["mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_050",
+               "mobilenetv3_small_075", "mobilenetv3_small_100"])
+
+
+def family_reference(name: str) -> dict:
+    """The compact record of one family member (issue 21): params, conv+fc MACs at 224 and at
+    timm's default input size, feature_info, and the state_dict layout (key, shape)."""
+    import timm
+    model = create(name)
+    size = timm.models.get_pretrained_cfg(name).input_size[-1]
+    macs = {}
+    for s in sorted({224, size}):
+        kinds = count_macs(model, torch.zeros(1, 3, s, s))["kinds"]
+        macs[str(s)] = kinds["conv2d"] + kinds["conv1d"] + kinds["linear"]
+    return {"params": sum(p.numel() for p in model.parameters()), "input_size": size,
+            "conv_linear_macs": macs,
+            "feature_info": [[f["num_chs"], f["reduction"], f["module"]]
+                             for f in model.feature_info],
+            "state_dict": [[k, shape_str(v)] for k, v in model.state_dict().items()]}
+
+
+def families(path: str, names) -> int:
+    import timm
+    out = {"_about": {"tool": "tools/timm_reference.py --families", "timm": timm.__version__,
+                      "torch": torch.__version__.split("+")[0], "pretrained": False,
+                      "macs": "conv/linear forward hooks, at 224 and at the default input size"},
+           "models": OrderedDict()}
+    for name in names:
+        r = out["models"][name] = family_reference(name)
+        print(f"{name:24s} params {r['params']:>12,}  MACs {r['conv_linear_macs']}", flush=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=None, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -276,8 +317,14 @@ def main(argv=None) -> int:
     ap.add_argument("--tsv-dir", default=DEFAULT_TSV_DIR,
                     help=f"published layouts (default {DEFAULT_TSV_DIR})")
     ap.add_argument("--models", nargs="*", default=MODELS)
+    ap.add_argument("--families", nargs="*", default=None, metavar="NAME",
+                    help="write the family members' compact records (default: all of them) "
+                         "to tests/reference/timm_families.json instead")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.families is not None:
+        return families(os.path.join(REPO, "tests", "reference", "timm_families.json"),
+                        args.families or FAMILIES)
     import timm
 
     result = {"_about": {

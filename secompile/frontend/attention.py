@@ -49,7 +49,7 @@ class AttentionModules:
         fe = Expander(self.spec, graph=g)
         fe.anchor, fe.added = u, []
         fe.block_env = self.block_env(g, block)
-        env = {"in_channels": Param(g.shape(u)[0], None, ())}
+        env = {**fe.net_params(), "in_channels": Param(g.shape(u)[0], None, ())}
         env.update({k: Param(v, None, ()) for k, v in fe.block_env.items()})
         ctx = Ctx(self.spec.smap, env, f"{format_path(rule_path)} at {scope}")
         tmpl = self.templates[name]
@@ -60,6 +60,30 @@ class AttentionModules:
         if fe.problems or out is None:
             raise SpecError(fe.problems)
         return out, fe.added, {k: p.value for k, p in fe.bound.items()}
+
+
+def se_rules(spec: Spec, rules: list | None = None) -> list:
+    """The SE rules in force, for insert_se: a rule whose `when:` (true, false or a $-expression
+    over the network parameters) is false becomes None, which the pass leaves out (the other
+    rules keep their index, so problems still point at `se[i]`); `when` itself is dropped."""
+    rules = (spec.data.get("se") or []) if rules is None else rules
+    if not any(isinstance(r, dict) and "when" in r for r in rules):
+        return rules
+    fe = Expander(spec)
+    ctx = Ctx(spec.smap, fe.net_params(), "")
+    out = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict) or "when" not in rule:
+            out.append(rule)
+            continue
+        try:
+            on = fe.condition(ctx, rule["when"], ("se", i, "when"))
+        except Abort:
+            on = False
+        out.append({k: v for k, v in rule.items() if k != "when"} if on else None)
+    if fe.problems:
+        raise SpecError(fe.problems)
+    return out
 
 
 def attention_modules(spec: Spec) -> AttentionModules:

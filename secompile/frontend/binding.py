@@ -42,6 +42,7 @@ class Ctx:
     env: dict            # parameter name -> Param
     where: str           # the instance being expanded, for messages ('stages[2].blocks[0]')
     depth: int = 0
+    entry: str = ""      # a generated stage's entry ('stages[0][entry 2]'), named in messages
 
 
 class Binding:
@@ -64,6 +65,10 @@ class Binding:
     def _instance(self, ctx: Ctx, smap: SourceMap, path) -> str:
         """' (in stages[2].blocks[0])' for a template line (any file): many instances share it."""
         in_template = smap is not self.spec.smap or tuple(path)[:1] == ("blocks",)
+        if ctx.entry and not in_template:   # a line of a `foreach:` stage: say which entry
+            return f" (in {ctx.entry})"
+        if "[entry " in ctx.where and not in_template:   # blamed at it from inside a template
+            return f" (in {ctx.where})"
         return f" (in {ctx.where})" if ctx.where and in_template else ""
 
     def value(self, ctx: Ctx, raw, path, want=None):

@@ -13,12 +13,13 @@ bound and problems blamed in `binding.py`, templates instantiated in `templates.
 from __future__ import annotations
 
 from ..ir import ops
-from ..ir.graph import Composite, Graph, Stage
+from ..ir.graph import Graph, Stage
 from ..ir.verify import verified
 from ..lang.document import Spec
 from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
 from .layers import COMPOSITES, LAYERS
+from .stages import Stages
 from .templates import MAX_NESTING, Templates
 
 MAX_BLOCKS = 20_000     # blocks in one network; refused before any node is built
@@ -27,7 +28,7 @@ MAX_IR_NODES = 100_000  # IR nodes before SE insertion: ~3 s to build (the zoo's
 __all__ = ["expand", "expand_partial", "Expander", "MAX_BLOCKS", "MAX_IR_NODES", "MAX_NESTING"]
 
 
-class Expander(Binding, Templates):
+class Expander(Binding, Stages, Templates):
     """One expansion: the graph being built and the problems found so far (reported all at once)."""
 
     def __init__(self, spec: Spec, graph: Graph | None = None):
@@ -86,22 +87,23 @@ class Expander(Binding, Templates):
         """Expand every part that can be. -> (graph, indices of the stages not fully built);
         the problems found are in self.problems."""
         spec, g = self.spec, self.graph
-        root = Ctx(spec.smap, {}, "")
-        self._guard_size()
+        root = Ctx(spec.smap, self.net_params(), "")
+        entries = self.stage_entries(root)   # foreach expanded, repeats evaluated
+        self._guard_size(entries)
         x = g.add("input", "input", {"shape": g.input_shape}, [])
         if self._skips("stem"):
             self.lost = True
         elif spec.data.get("stem") and not self.lost:
             x = self._step(lambda: self.unit(root, "stem", ("stem",), spec.data["stem"], x))
         unknown = set()
-        self.net_blocks = sum(_repeat(st) for st in spec.data["stages"])
+        self.net_blocks = sum(e.repeat or 1 for e in entries)
         self.net_block_index = 0
-        for i, st in enumerate(spec.data["stages"]):
-            if self._skips("stages", i) or not isinstance(st, dict):
-                g.stages.append(Stage(f"stages.{i}", f"stage{i}"))
+        for i, e in enumerate(entries):
+            if e.st is None:
+                g.stages.append(Stage(f"stages.{i}", e.name or f"stage{i}"))
                 self.lost = True
             else:
-                x = self._step(lambda: self.stage(root, i, st, x))
+                x = self._step(lambda: self.stage(e.ctx, i, e, x))
             if self.lost:
                 unknown.add(i)
         self.block_env = {}
@@ -110,6 +112,10 @@ class Expander(Binding, Templates):
         g.output = x
         return g, unknown
 
+    def net_params(self) -> dict:
+        """The network parameters as names every expression sees (blamed at `params.NAME`)."""
+        return {k: Param(v, self.spec.smap, ("params", k)) for k, v in self.spec.params.items()}
+
     def _step(self, expand):
         """Expand one part; a problem in it leaves the shape after it unknown."""
         before = len(self.problems)
@@ -117,23 +123,21 @@ class Expander(Binding, Templates):
         self.lost = self.lost or len(self.problems) > before
         return out
 
-    def _guard_size(self):
-        stages = [st if isinstance(st, dict) else {} for st in self.spec.data["stages"]]
-        repeats = [st.get("repeat", 1) if isinstance(st.get("repeat", 1), int) else 1
-                   for st in stages]
-        total = sum(repeats)
+    def _guard_size(self, entries):
+        total = sum(e.repeat or 1 for e in entries)
         if total > MAX_BLOCKS:
-            i = max(range(len(repeats)), key=repeats.__getitem__)
-            raise LimitError([self.spec.smap.problem(("stages", i, "repeat"),
+            big = max(entries, key=lambda e: e.repeat or 1)
+            raise LimitError([self.spec.smap.problem(big.path + ("repeat",),
                                                      f"the stages repeat {total} blocks in all; "
                                                      f"the limit is {MAX_BLOCKS} "
                                                      "(refused before building anything)")])
-        for i, st in enumerate(stages):   # templates of templates: a lower bound of the nodes
+        for e in entries:   # templates of templates: a lower bound of the nodes
+            st = e.st if isinstance(e.st, dict) else {}
             n = (self.min_nodes([{"block": {"template": st["block"]}}], MAX_IR_NODES)
-                 if isinstance(st.get("block"), str) else 0) * repeats[i]
+                 if isinstance(st.get("block"), str) else 0) * (e.repeat or 1)
             if n > MAX_IR_NODES:
                 raise LimitError([self.spec.smap.problem(
-                    ("stages", i, "block"), f"block template '{st['block']}' builds more than "
+                    e.path + ("block",), f"block template '{st['block']}' builds more than "
                     f"{MAX_IR_NODES} nodes; refusing it (before building anything)")])
 
     def unit(self, ctx, scope, path, items, x):
@@ -142,72 +146,6 @@ class Expander(Binding, Templates):
             return self.items(ctx, items, path, scope, x)
         except Abort:
             return x
-
-    def stage(self, root: Ctx, i: int, st: dict, x: str) -> str:
-        g, path = self.graph, ("stages", i)
-        scope = f"stages.{i}"
-        name = st.get("name", f"stage{i}")
-        stage = Stage(scope, name)
-        g.stages.append(stage)
-        if "layers" in st:
-            extra = [k for k in st if k not in ("layers", "name")]
-            if extra:
-                self.problem(root, path + (extra[0],),
-                             f"a layer stage takes only 'layers' and 'name', "
-                             f"not '{extra[0]}'", key=True)
-            if self.lost:
-                return x
-            g.add_unit(scope)
-            env = {k: Param(v, None, ()) for k, v in self.enter_block(i, 0, 1, x).items()}
-            ctx = Ctx(root.smap, env, format_path(path))
-            try:
-                out = self.items(ctx, st["layers"], path + ("layers",), scope, x)
-            except Abort:
-                return x
-            c = Composite(scope, "layers", x, out, stage=i, index=0, name=name,
-                          mark=root.smap.mark(path), spec_path=format_path(path))
-            g.blocks[scope] = c
-            stage.blocks.append(scope)
-            return out
-        if "block" not in st:
-            close = [k for k in st if did_you_mean(k, ("block", "layers"))]
-            if close:   # a misspelt 'block' would otherwise read as a template parameter
-                self.problem(root, path + (close[0],),
-                             f"unknown key '{close[0]}'"
-                             f"{did_you_mean(close[0], ('block', 'layers'))}", key=True)
-            else:
-                self.problem(root, path, "a stage needs 'block' (a template name) or 'layers'")
-            return x
-        tmpl = self.spec.templates.get(st["block"])
-        if tmpl is None:
-            self.missing_template(root, path + ("block",), st["block"], self.spec.templates)
-            return x
-        params = {k: v for k, v in st.items() if k not in ("block", "repeat", "name")}
-        if self.lost:   # the input shape is unknown: check what needs none (the parameters)
-            self.enter_block(i, 0, _repeat(st), x)
-            try:
-                self.bind(root, tmpl, params, path, x, True)
-            except Abort:
-                pass
-            return x
-        for j in range(st.get("repeat", 1)):
-            self.enter_block(i, j, st.get("repeat", 1), x)
-            scope_j = f"{scope}.blocks.{j}"
-            given = dict(params)
-            if j > 0 and "stride" in given:
-                given["stride"] = 1   # a stage's stride applies to its first block
-            g.add_unit(scope_j)
-            before = len(self.problems)
-            try:
-                x = self.instance(root, tmpl, given, path, scope_j, x,
-                                  where=f"{format_path(path)}.blocks[{j}]",
-                                  stage=(i, j, name))
-            except Abort:
-                pass
-            stage.blocks.append(scope_j)
-            if len(self.problems) > before or self.lost:
-                break   # the shape after this block is unknown
-        return x
 
     def enter_block(self, stage: int, index: int, stage_blocks: int, x: str) -> dict:
         """The per-block names templates and `when:` see inside one stage-level block."""
@@ -271,11 +209,6 @@ class Expander(Binding, Templates):
             self.problem(ctx, path, f"when: expected true or false, got {val!r}")
             raise Abort
         return val
-
-
-def _repeat(st) -> int:
-    r = st.get("repeat", 1) if isinstance(st, dict) else 1
-    return r if isinstance(r, int) and not isinstance(r, bool) else 1
 
 
 @verified

@@ -69,13 +69,13 @@ class Templates:
         return list(own) + [n for n in shipped_templates() if n not in own]
 
     def instance(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
-                 stage=None) -> str:
-        return self.instantiate(ctx, tmpl, given, path, scope, x, where, stage).output
+                 stage=None, paths=None) -> str:
+        return self.instantiate(ctx, tmpl, given, path, scope, x, where, stage, paths).output
 
     def instantiate(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
-                    stage=None) -> Composite:
+                    stage=None, paths=None) -> Composite:
         self.deeper(ctx, path)
-        env = self.bind(ctx, tmpl, given, path, x, stage is not None, where)
+        env = self.bind(ctx, tmpl, given, path, x, stage is not None, where, paths)
         mark = self.graph.node_count()
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
         body, bpath = tmpl.body, tmpl.path
@@ -196,15 +196,19 @@ class Templates:
         return Composite(scope, "layers", x, out)
 
     def bind(self, ctx: Ctx, tmpl: Template, given: dict, path, x, in_stage: bool,
-             where: str = "") -> dict:
-        """The template's environment: in_channels, per-block names, parameters, vars."""
-        env = {"in_channels": Param(self.graph.shape(x)[0], None, ())}
+             where: str = "", paths: dict | None = None) -> dict:
+        """The template's environment: the network parameters, in_channels, per-block names,
+        parameters, vars. `paths`: where a given parameter is written when not at path + (k,)
+        (a stage's per-block settings)."""
+        paths = paths or {}
+        env = dict(self.net_params())
+        env["in_channels"] = Param(self.graph.shape(x)[0], None, ())
         env.update({k: Param(v, None, ()) for k, v in self.block_env.items()})
         ok = True
         for k in given:
             if k not in tmpl.params:
-                known = list(tmpl.params) + (["repeat", "name"] if in_stage else [])
-                self.problem(ctx, tuple(path) + (k,),
+                known = list(tmpl.params) + (["repeat", "name", "blocks"] if in_stage else [])
+                self.problem(ctx, paths.get(k, tuple(path) + (k,)),
                              f"unknown parameter '{k}' of block template "
                              f"'{tmpl.name}'{did_you_mean(k, known)}", key=True)
                 ok = False
@@ -224,7 +228,8 @@ class Templates:
                 else:
                     env[k] = Param(default, tmpl.smap, tmpl.path + ("params", k))
                 continue
-            ok = self._bind_given(ctx, tmpl, k, given[k], path, env) and ok
+            ok = self._bind_given(ctx, tmpl, k, given[k], paths.get(k, tuple(path) + (k,)),
+                                  env) and ok
         if not ok:
             raise Abort
         vars_ = tmpl.body.get("vars")
@@ -233,9 +238,9 @@ class Templates:
             env[k] = Param(val, blame.smap, blame.path)
         return env
 
-    def _bind_given(self, ctx, tmpl, k, raw, path, env) -> bool:
+    def _bind_given(self, ctx, tmpl, k, raw, kpath, env) -> bool:
         try:
-            val, _ = self.value(ctx, raw, tuple(path) + (k,))
+            val, _ = self.value(ctx, raw, kpath)
         except Abort:
             return False
         default = tmpl.params[k]
@@ -252,10 +257,10 @@ class Templates:
             hint = did_you_mean(default, Template.REQUIRED_TYPES) if typed else ""
             if hint:   # `params: {out: integer}` declares a string default, not a type
                 hint = f"; the template's default {default!r} is a string{hint}"
-            self.problem(ctx, tuple(path) + (k,), f"parameter '{k}' of '{tmpl.name}' expects "
+            self.problem(ctx, kpath, f"parameter '{k}' of '{tmpl.name}' expects "
                                                   f"{want.__name__}, got {val!r}{hint}")
             return False
-        env[k] = Param(val, ctx.smap, tuple(path) + (k,))
+        env[k] = Param(val, ctx.smap, kpath)
         used = expr.names(raw) if expr.is_expr(raw) else ()
         if len(used) == 1 and getattr(ctx.env.get(next(iter(used))), "smap", None) is not None:
             env[k] = Param(val, ctx.env[next(iter(used))].smap, ctx.env[next(iter(used))].path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .errors import Mark, Problem, SpecError, format_path
+from .family import apply_variant, param_problems
 from .loader import SourceMap, load_yaml_file, load_yaml_text
 from .schema import located, validate
 
@@ -82,6 +83,14 @@ class Spec:
     base_dir: str = "."
     overrides: tuple = ()           # spec.overrides.Override applied by load_spec(overrides=...)
     partial: Partial | None = None  # set only on SpecError.partial, after schema problems
+    declared: dict | None = None    # the network parameters the file declares: name -> default
+    variant: str | None = None      # the family member this spec is (load_spec(variant=...))
+
+    @property
+    def params(self) -> dict:
+        """The network parameters' values (defaults, then the variant's, then overrides)."""
+        p = self.data.get("params")
+        return dict(p) if isinstance(p, dict) else {}
 
     def override_dict(self) -> dict:
         """The applied overrides as {KEY: value}, in order (for reports and metadata)."""
@@ -126,17 +135,25 @@ def _load_source(source, base_dir):
     raise TypeError(f"a spec is a path, YAML text, a dict or a Spec, not {type(source).__name__}")
 
 
-def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
+def load_spec(source, base_dir: str | None = None, *, overrides=None,
+              variant: str | None = None) -> Spec:
     """Load, include and validate a spec. Raises SpecError with every problem found.
     `overrides` ({KEY: value}, 'KEY=VALUE' strings or spec.overrides.Override objects) are
-    applied to the data before validation; a Spec given with overrides is re-validated."""
-    if isinstance(source, Spec) and not overrides:
+    applied to the data before validation; a Spec given with overrides is re-validated.
+    `variant` names an entry of the family file's `variants:` (lang/family.py): its parameters
+    and input size are applied first, and the spec takes its name."""
+    if isinstance(source, Spec) and not overrides and variant is None:
         return source
     applied: tuple = ()
     if isinstance(source, Spec):
         data, smap, base, applied = source.data, source.smap, source.base_dir, source.overrides
+        declared, variant = source.declared, variant or source.variant
     else:
         data, smap, base = _load_source(source, base_dir)
+        declared = dict(data["params"]) if isinstance(data, dict) and isinstance(
+            data.get("params"), dict) else None
+        if variant is not None:
+            data, smap = apply_variant(data, smap, variant)
     if overrides:   # spec/overrides.py: a copy of data and smap, re-marked at each override
         from .overrides import apply_overrides, as_overrides
         new = as_overrides(overrides)
@@ -144,7 +161,7 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
         applied = tuple(applied) + tuple(new)
     if not isinstance(data, dict):
         raise SpecError([smap.problem((), "a spec is a mapping with at least 'name' and 'stages'")])
-    found = located(data, smap)
+    found = located(data, smap) + param_problems(data, smap, declared)
     problems = [p for _, p, _ in found]
     templates: dict = {}
     origin: dict = {}
@@ -153,13 +170,14 @@ def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
     included_failed = len(problems) > len(found)
     _add_templates(data, smap, templates, origin, problems, own=True)
     if problems:
-        raise _all_problems(problems, found, included_failed, data, smap, templates, base, applied)
+        raise _all_problems(problems, found, included_failed, data, smap, templates, base, applied,
+                            declared)
     return Spec(name=data["name"], data=data, smap=smap, templates=templates, base_dir=base,
-                overrides=applied)
+                overrides=applied, declared=declared, variant=variant)
 
 
 def _all_problems(problems, found, included_failed, data, smap, templates, base,
-                  applied) -> SpecError:
+                  applied, declared=None) -> SpecError:
     """The schema's problems, with the parts that validated (`SpecError.partial`) for the later
     checks. A misspelt key is left out of its part (which is then built without it); a part
     with any other schema problem is skipped."""
@@ -172,6 +190,10 @@ def _all_problems(problems, found, included_failed, data, smap, templates, base,
             for k in path[:-1]:
                 parent = parent[k]
             parent.pop(path[-1], None)
+    for path, _, unknown_key in found:   # a refused parameter value: built with its default
+        if len(path) == 2 and path[0] == "params" and not unknown_key and path[1] in (
+                declared or {}):
+            data["params"][path[1]] = declared[path[1]]
     broken = {_part(path) for path, _, _ in located(data, smap)}
     flawed = frozenset(broken | {_part(path) for path, _, _ in found})
     templates_lost = included_failed or bool({("include",), ("blocks",)} & broken) or any(
@@ -183,7 +205,7 @@ def _all_problems(problems, found, included_failed, data, smap, templates, base,
                  **{k: t for k, t in own.items() if not partial.skips("blocks", k)}}
     name = data.get("name") if isinstance(data.get("name"), str) else ""
     spec = Spec(name=name, data=data, smap=smap, templates=templates, base_dir=base,
-                overrides=applied, partial=partial)
+                overrides=applied, partial=partial, declared=declared)
     return SpecError(problems, partial=spec)
 
 

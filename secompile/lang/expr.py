@@ -42,9 +42,59 @@ def _log2(v):
     return math.log2(v)
 
 
+def _number(name, v, positive=False):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or (positive and v <= 0):
+        raise ValueError(f"{name} must be a {'positive ' if positive else ''}number, got {v!r}")
+    return v
+
+
+MAX_GENERATED_DEPTH = 1000   # blocks regnet_stages may generate
+
+
+def regnet_stages(w0, wa, wm, depth, group_w, bottleneck_ratio=1.0, quant=8):
+    """The RegNet design space (Radosavovic et al. 2020; pycls `generate_regnet` and
+    `adjust_block_compatibility`, as timm's regnet.py computes them) -> one entry per stage:
+    {width, depth, group_width, bottleneck_width, index}.
+
+    Block widths u_j = w0 + wa * j (j < depth) are quantised to w0 * wm^round(log_wm(u_j / w0)),
+    rounded to a multiple of `quant`; equal consecutive widths form a stage. Then the group width
+    is at most the bottleneck width (width * bottleneck_ratio), the bottleneck width is rounded
+    to a multiple of the group width, and the width follows it."""
+    for name, v in (("w0", w0), ("wm", wm), ("group_w", group_w),
+                    ("bottleneck_ratio", bottleneck_ratio), ("quant", quant)):
+        _number(name, v, positive=True)
+    _number("wa", wa)
+    if wa < 0 or wm <= 1 or w0 % quant:
+        raise ValueError(f"needs wa >= 0, wm > 1 and w0 a multiple of {quant} (pycls), got "
+                         f"wa={wa!r}, wm={wm!r}, w0={w0!r}")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= \
+            MAX_GENERATED_DEPTH:
+        raise ValueError(f"depth must be an integer in 1..{MAX_GENERATED_DEPTH}, got {depth!r}")
+    widths = []
+    for j in range(depth):
+        exp = round(math.log((j * wa + w0) / w0) / math.log(wm))
+        widths.append(int(round(w0 * math.pow(wm, exp) / quant) * quant))
+    if len(set(widths)) > 64 or widths[-1] > MAX_INT:
+        raise ValueError("too many stages")
+    stages = []
+    for w in sorted(set(widths)):          # numpy.unique: sorted widths and their counts
+        stages.append([w, widths.count(w)])
+    out = []
+    for k, (w, d) in enumerate(stages):
+        bottleneck = int(w * bottleneck_ratio)
+        group = min(group_w, bottleneck)
+        bottleneck = int(round(bottleneck / group) * group)   # timm quantize_int
+        out.append({"width": int(bottleneck / bottleneck_ratio), "depth": d,
+                    "group_width": group, "bottleneck_width": bottleneck, "index": k})
+    return out
+
+
 _FUNCS = {"min": min, "max": max, "int": int, "round": round, "abs": abs,
-          "ceil": math.ceil, "floor": math.floor, "log2": _log2, "make_divisible": make_divisible}
-_KEYWORDS = {"make_divisible": ("divisor", "min_value", "round_limit")}   # the only keyword args
+          "ceil": math.ceil, "floor": math.floor, "log2": _log2, "make_divisible": make_divisible,
+          "regnet_stages": regnet_stages}
+_KEYWORDS = {"make_divisible": ("divisor", "min_value", "round_limit"),   # the only keyword args
+             "regnet_stages": ("bottleneck_ratio", "quant")}
 
 
 class ExprError(ValueError):
@@ -169,6 +219,17 @@ class _Eval:
                 raise ExprError(f"cannot compare {left!r} and {right!r}") from None
             left = right
         return True
+
+    def v_Attribute(self, n):
+        """`$s.width`: a field of a record (an entry of a list-valued builtin)."""
+        record = self.visit(n.value)
+        if not isinstance(record, dict):
+            raise ExprError(f"{record!r} has no field '{n.attr}' in expression {self.text!r}")
+        if n.attr not in record:
+            from .errors import did_you_mean
+            raise ExprError(f"no field '{n.attr}' in expression {self.text!r} (the entry has "
+                            f"{', '.join(record)}){did_you_mean(n.attr, record)}")
+        return record[n.attr]
 
     def v_IfExp(self, n):
         return self.visit(n.body) if self.visit(n.test) else self.visit(n.orelse)

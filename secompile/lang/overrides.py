@@ -38,7 +38,7 @@ MAX_OVERRIDE_TEXT = 4096   # one KEY=VALUE (the value goes through the loader's 
 # Top-level keys the schema accepts (spec.schema.SCHEMA), for "did you mean" on a key that is
 # absent; kept here so that applying overrides does not need the schema module.
 TOP_LEVEL = ("name", "description", "version", "include", "input", "blocks", "stem",
-             "stages", "head", "se")
+             "stages", "head", "se", "params", "variants")
 
 
 @dataclass(frozen=True)

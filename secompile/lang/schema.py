@@ -175,8 +175,10 @@ SELECTOR = _obj({
     "name": {"type": "string", "description": "glob over block/stage names"},
 })
 
-RULE_KEYS = ("where", "exclude", "position", "module")   # the rest: the module's parameters
+RULE_KEYS = ("where", "exclude", "position", "module", "when")   # the rest: module parameters
 _SE_RULE_PROPS = {
+    "when": {"$ref": "#/$defs/bool", "description": "false leaves the rule out (a $-expression "
+                                                    "over the network parameters)"},
     "where": {"$ref": "#/$defs/selector"},
     "exclude": {"$ref": "#/$defs/selector"},
     "position": {"anyOf": [{"enum": ["standard", "pre", "post", "identity", "after", "none"]},
@@ -228,11 +230,42 @@ TEMPLATE = _obj({
     "parallel": {"$ref": "#/$defs/parallel"},
 })
 
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 STAGE = {"type": "object", "additionalProperties": True,
-         "properties": {"block": {"type": "string"}, "repeat": {"type": "integer", "minimum": 1},
-                        "name": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
-                        "layers": {"$ref": "#/$defs/layers"}},
+         "properties": {"block": {"type": "string"},
+                        "repeat": {"anyOf": [{"type": "integer", "minimum": 1},
+                                             {"$ref": "#/$defs/expr"}],
+                                   "x-expect": "a positive integer or a $-expression"},
+                        "name": {"type": "string", "pattern": IDENT},
+                        "layers": {"$ref": "#/$defs/layers"},
+                        "blocks": {"type": "array", "minItems": 1,
+                                   "items": {"type": "object", "additionalProperties": True},
+                                   "x-expect": "a list of per-block settings (mappings)",
+                                   "description": "per-block settings: entry j overrides the "
+                                                  "stage's template parameters for block j"},
+                        "foreach": {"$ref": "#/$defs/expr",
+                                    "description": "a list-valued $-expression: one stage per "
+                                                   "entry, the entry bound to the name in `as`"},
+                        "as": {"type": "string", "pattern": IDENT},
+                        "when": {"$ref": "#/$defs/bool",
+                                 "description": "false leaves the stage out"}},
          "description": "either {block, repeat, stride, ...template params} or {layers: [...]}"}
+
+# Network parameters: name -> default; the default's type is the parameter's type.
+PARAMS = {"type": "object", "propertyNames": {"pattern": IDENT},
+          "additionalProperties": {"type": ["integer", "number", "string", "boolean"]},
+          "description": "network parameters: name -> default, visible to every expression "
+                         "as $name; set with --set params.NAME=V or compile(params=...)"}
+VARIANT = _obj({"params": {"type": "object", "propertyNames": {"pattern": IDENT},
+                           "additionalProperties": {"type": ["integer", "number", "string",
+                                                             "boolean"]}},
+                "input": _obj({"size": {"anyOf": [{"type": "integer", "minimum": 1},
+                                                  {"type": "array",
+                                                   "items": {"type": "integer", "minimum": 1},
+                                                   "minItems": 2, "maxItems": 2}],
+                                        "x-expect": "a positive integer or a pair [h, w]"}}),
+                "description": {"type": "string"}},
+               description="a named size of the family: its parameters and input size")
 
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -258,6 +291,10 @@ SCHEMA = {
         "stages": {"type": "array", "items": {"$ref": "#/$defs/stage"}, "minItems": 1},
         "head": {"$ref": "#/$defs/layers"},
         "se": {"type": "array", "items": {"$ref": "#/$defs/se_rule"}},
+        "params": PARAMS,
+        "variants": {"type": "object", "propertyNames": {"pattern": IDENT},
+                     "additionalProperties": VARIANT,
+                     "description": "name -> {params, input}: each a zoo name"},
     },
     "$defs": {
         "expr": EXPR, "int": INT, "num": NUM, "bool": BOOL, "pair": PAIR,

@@ -21,7 +21,7 @@ from collections import OrderedDict
 
 from ..analysis.counts import Counts
 from ..api import load
-from ..frontend import attention_modules, expand
+from ..frontend import attention_modules, expand, se_rules
 from ..ir.ops import CONV_LINEAR_OPS
 from ..lang.document import Spec
 from ..lang.errors import Mark, Problem, SpecError
@@ -113,10 +113,10 @@ class _Expansions:
 def evaluate(spec: Spec, expansions: _Expansions, overrides) -> dict:
     """The cost fields of one valid variant (SpecError where it is invalid)."""
     g0, c0 = expansions.base(spec, overrides)
-    rules = spec.data.get("se")
+    rules = se_rules(spec)   # a rule whose `when:` is false left out (None)
     # with the spec's attention modules, as build_ir: v2 rule options (channels expressions,
     # act, module:) are template parameters the built-in block would not see
-    g = insert_se(g0, rules, spec.smap, modules=attention_modules(spec)) if rules else g0
+    g = insert_se(g0, rules, spec.smap, modules=attention_modules(spec)) if any(rules) else g0
     c = Counts(g) if g is not g0 else c0
     tot, base = c.total, c0.total
     return {"macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs,

@@ -10,7 +10,7 @@ sit here, above the front end, rather than as a hook the language layer calls up
 """
 from __future__ import annotations
 
-from ..frontend import attention_modules
+from ..frontend import attention_modules, se_rules
 from ..frontend.expand import expand_partial
 from ..ir.graph import Graph
 from ..lang import document
@@ -20,11 +20,12 @@ from ..passes.insert_se import check as check_se
 from .names import ZooEntry, resolve
 
 
-def load_spec(source, base_dir: str | None = None, *, overrides=None) -> Spec:
+def load_spec(source, base_dir: str | None = None, *, overrides=None,
+              variant: str | None = None) -> Spec:
     """Load, include and validate a spec (a zoo name too). Raises SpecError with every problem
     found: the schema's, and the front end's and SE rules' in the parts the schema accepted."""
     found = resolve(source)
-    kwargs = {}
+    kwargs = {} if variant is None else {"variant": variant}   # a family file's member
     if isinstance(found, ZooEntry):
         if found.variant is not None:   # family files (zoo/names.py `_names_in`)
             kwargs["variant"] = found.variant
@@ -67,7 +68,10 @@ def se_problems(spec: Spec, g: Graph, unknown) -> list[Problem]:
             return False
         name = rule.get("module", "se") if isinstance(rule, dict) else None
         return partial.skips("se", i) or (name not in modules and partial.may_define(name))
-    rules = [None if refused(i, r) else r for i, r in enumerate(rules)]
+    try:   # a rule whose `when:` is false is left out
+        rules = se_rules(spec, [None if refused(i, r) else r for i, r in enumerate(rules)])
+    except SpecError as e:
+        return list(e.problems)
     return check_se(g, rules, spec.smap, unknown, modules=modules)
 
 

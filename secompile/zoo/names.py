@@ -45,15 +45,40 @@ def spec_files(directory) -> list[str]:
                   if f.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(directory, f)))
 
 
+def _variants(path: str) -> list[str]:
+    """The variant names of a family file (`variants:`), [] for a plain spec."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    if "\nvariants:" not in text:
+        return []
+    import yaml
+    try:
+        variants = (yaml.safe_load(text) or {}).get("variants")
+    except (yaml.YAMLError, AttributeError):
+        return []      # the spec loader reports it
+    return [str(v) for v in variants] if isinstance(variants, dict) else []
+
+
 def _names_in(path: str) -> list[tuple[str, str | None]]:
-    """The zoo names one file defines, as (name, variant): its stem and its `name:`.
-    (The hook for family files: add one (variant name, variant) pair per variant.)"""
+    """The zoo names one file defines, as (name, variant): its stem and its `name:`, and one
+    (variant name, variant) pair per variant of a family file."""
     names: list[tuple[str, str | None]] = [(spec_stem(path), None)]
     with open(path, encoding="utf-8") as fh:
         m = _NAME_LINE.search(fh.read())
     if m:
         names.append((m.group(1), None))
-    return names
+    return names + [(v, v) for v in _variants(path)]
+
+
+def members(directory=None) -> list[tuple[str, ZooEntry]]:
+    """The networks of a zoo folder, sorted by name: each spec file as (stem, ZooEntry(file)),
+    a family file as its variants (variant, ZooEntry(file, variant)) instead."""
+    directory = os.fspath(directory or ZOO_DIR)
+    out = []
+    for f in spec_files(directory) if os.path.isdir(directory) else []:
+        variants = _variants(f)
+        out += [(v, ZooEntry(f, v)) for v in variants] or [(spec_stem(f), ZooEntry(f))]
+    return sorted(out)
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,9 +94,9 @@ def _zoo_index(directory: str) -> dict[str, ZooEntry]:
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """The shipped zoo's spec names (file stems), sorted; `pattern` is a glob ('se_resnet*')."""
-    names = sorted(spec_stem(f) for f in spec_files(ZOO_DIR))
-    return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+    """The shipped zoo's network names (file stems; a family file's variants), sorted;
+    `pattern` is a glob ('se_resnet*')."""
+    return [n for n, _ in members(ZOO_DIR) if pattern is None or fnmatch.fnmatchcase(n, pattern)]
 
 
 def lookup(name: str) -> ZooEntry | None:
@@ -121,5 +146,5 @@ def resolve_spec(source):
     return found
 
 
-__all__ = ["ZOO_DIR", "ZooEntry", "spec_stem", "spec_files", "list_models", "lookup", "model_path",
-           "resolve", "resolve_spec"]
+__all__ = ["ZOO_DIR", "ZooEntry", "spec_stem", "spec_files", "members", "list_models", "lookup",
+           "model_path", "resolve", "resolve_spec"]

@@ -181,7 +181,7 @@ def test_train_py_writes_metrics_that_the_sweep_joins(tmp_path):
     assert 0.0 <= m["val_acc"] <= 1.0 and m["val_loss"] > 0
     rows = secompile.sweep(cifar, vary={"se.0.reduction": [4, 8]}, metrics=str(tmp_path / "runs/*/metrics.json"))
     assert rows[0].get("acc") is None and rows[1]["acc"] == m["val_acc"] and rows[1]["runs"] == 1
-    with pytest.raises(SystemExit, match=r"^--set:1:17: stages\[0\].repeat: expected integer, got string 'x'$"):
+    with pytest.raises(SystemExit, match=r"^--set:1:17: stages\[0\].repeat: expected a positive integer or a \$-expression, got string 'x'$"):
         train.main(["--spec", cifar, "--set", "stages.0.repeat=x", "--out", str(tmp_path / "bad")])
 
 

@@ -32,7 +32,7 @@ CASES = [
                                       "out: 1024, width: 500,  stride: 2, cardinality: 32"),
      ["cardinality.yaml:13:84: stages[2].cardinality: 32 does not divide the 500 input channels of branch.conv2"]),
     ("string.yaml", BASE.replace("repeat: 4, out: 512", "repeat: four, out: 512"),
-     ["string.yaml:12:33: stages[1].repeat: expected integer, got string 'four'"]),
+     ["string.yaml:12:33: stages[1].repeat: expected a positive integer or a $-expression, got string 'four'"]),
     ("selector.yaml", BASE.replace("where: {stages: all}", "where: {stages: [7]}"),
      ["selector.yaml:20:13: se[0].where: selector {stages: [7]} matches nothing (the network has 4 stages)"]),
     ("template.yaml", BASE.replace("block: bottleneck, repeat: 3, out: 2048", "block: botleneck, repeat: 3, out: 2048"),
@@ -126,7 +126,7 @@ def test_schema_problem_does_not_hide_later_ones(spec_dir):
         "block: bottleneck, repeat: 3, out: 2048", "block: botleneck, repeat: 3, out: 2048").replace(
         "where: {stages: all}", "where: {stages: [0, 4]}")
     assert _errors(_write(spec_dir, "later.yaml", text)) == [
-        "later.yaml:12:33: stages[1].repeat: expected integer, got string 'four'",
+        "later.yaml:12:33: stages[1].repeat: expected a positive integer or a $-expression, got string 'four'",
         "later.yaml:14:13: stages[3].block: unknown block template 'botleneck' (did you mean 'bottleneck'?)",
         "later.yaml:20:26: se[0].where.stages[1]: stage index 4 is out of range (the network has 4 stages)"]
 

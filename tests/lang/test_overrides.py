@@ -85,7 +85,7 @@ def test_append_and_negative_index():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("stages.0.repeat=x", "--set:1:17: stages[0].repeat: expected integer, got string 'x'"),
+    ("stages.0.repeat=x", "--set:1:17: stages[0].repeat: expected a positive integer or a $-expression, got string 'x'"),
     ("stages[0].repeat=0", "--set:1:18: stages[0].repeat: must be >= 1, got 0"),
     ("stagse.0.repeat=2", "--set:1:1: stagse: unknown key 'stagse' in the spec (did you mean 'stages'?)"),
     ("se.0.reductoin=8", "--set:1:6: se[0].reductoin: unknown key 'reductoin' (did you mean 'reduction'?)"),
@@ -112,7 +112,7 @@ def test_api_values_are_located_at_their_key():
     o = make_override("stages.0.repeat", "x", index=2)
     assert o.text == "stages.0.repeat=x"
     assert messages({"input.size": 224, "stages.0.repeat": "x"}) == [
-        "<overrides>:2:17: stages[0].repeat: expected integer, got string 'x'"]
+        "<overrides>:2:17: stages[0].repeat: expected a positive integer or a $-expression, got string 'x'"]
 
 
 def test_parse_vary_locates_each_alternative():
@@ -139,7 +139,7 @@ def test_apply_overrides_remarks_the_subtree():
 def test_cli_bad_set_exits_2_located_without_traceback(cmd):
     out = run(cmd[0], "specs/se_resnet50.yaml", *cmd[1:], "--set", "stages.0.repeat=x")
     assert out.returncode == 2
-    assert out.stderr == "--set:1:17: stages[0].repeat: expected integer, got string 'x'\n"
+    assert out.stderr == "--set:1:17: stages[0].repeat: expected a positive integer or a $-expression, got string 'x'\n"
 
 
 def test_cli_validate_with_set():

@@ -442,7 +442,7 @@ def test_wheel_installed_outside_the_checkout(tmp_path):
         "count": "params 28088024",
         "320": "True 7896530944",
         "365": f"365 {FC}",
-        "bad": "2 --set:1:17: stages[0].repeat: expected integer, got string 'x' False",
+        "bad": "2 --set:1:17: stages[0].repeat: expected a positive integer or a $-expression, got string 'x' False",
         "features": "[64, 256, 512, 1024, 2048] [2, 4, 8, 16, 32] 2",
     }, out.stdout
     assert not pathlib.Path(work / "out").exists()

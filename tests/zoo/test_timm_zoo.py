@@ -8,16 +8,17 @@ randomised BatchNorm, loads through `secompile.load_weights(source="timm")` with
 """
 import json
 import math
+import os
 
 import pytest
 import torch
 from torch import nn
 
 import secompile
-from support import ROOT, SPECS
+from support import ROOT
 
 TIMM = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
-PRESENT = [n for n in TIMM if (SPECS / f"{n}.yaml").exists()]
+PRESENT = [n for n in TIMM if secompile.model_path(n) is not None]   # files and family variants
 
 
 def test_the_resnet_family_specs_are_present():
@@ -26,11 +27,11 @@ def test_the_resnet_family_specs_are_present():
 
 @pytest.mark.parametrize("name", PRESENT)
 def test_counts_equal_timm(name):
-    total = secompile.count(SPECS / f"{name}.yaml")["total"]
+    total = secompile.count(name)["total"]
     ref = TIMM[name]
     assert (total["params"], total["conv_linear_macs"]) == (ref["params"], ref["conv_linear_macs"])
     with torch.device("meta"):
-        model = secompile.compile(SPECS / f"{name}.yaml")
+        model = secompile.compile(name)
     sd = model.state_dict()
     assert len(sd) == ref["state_dict_entries"]
     assert sum(p.numel() for p in model.parameters()) == ref["params"]
@@ -40,8 +41,11 @@ def test_counts_equal_timm(name):
 def test_docs_zoo_modern_family_lists_each_spec_with_its_counts(name):
     """docs/zoo.md's "modern SE family" table (static text in templates/zoo.md.in) stays true."""
     section = (ROOT / "docs" / "zoo.md").read_text().split("## The modern SE family", 1)[1]
-    total = secompile.count(SPECS / f"{name}.yaml")["total"]
-    row = f"| `{name}.yaml` | {total['params']:,} | {total['conv_linear_macs']:,} | "
+    total = secompile.count(name)["total"]
+    entry = secompile.zoo.lookup(name)
+    spec = f"`{name}.yaml`" if entry.variant is None else \
+        f"{name} (`{os.path.basename(entry.file)}`)"
+    row = f"| {spec} | {total['params']:,} | {total['conv_linear_macs']:,} | "
     row += f"{total['macs'] / 1e9:.3f} |"
     assert row in section
 
@@ -53,8 +57,8 @@ def test_outputs_equal_timm_under_load_weights(name):
     import sys
     sys.path.insert(0, str(ROOT / "tools"))
     from timm_parity import parity
-    ours = secompile.compile(SPECS / f"{name}.yaml", seed=0)
-    rep = parity(name, ours, spec=SPECS / f"{name}.yaml", mapping="load_weights")
+    ours = secompile.compile(name, seed=0)
+    rep = parity(name, ours, spec=name, mapping="load_weights")
     assert rep.ok, str(rep)
     assert rep.notes[0] == (f"load_weights: weights ({name} layout): "
                             f"{TIMM[name]['state_dict_entries']} tensors loaded, 0 missing, "

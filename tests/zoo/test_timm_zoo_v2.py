@@ -20,7 +20,7 @@ import torch
 
 import secompile
 from secompile.analysis.counts import Counts
-from support import ROOT, SHARED, SPECS
+from support import ROOT, SHARED
 
 REF = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
 
@@ -30,33 +30,24 @@ STAGES = {
     "efficientnet_b0": [(("conv_stem", "bn1"), ("stem",))]
     + [((f"blocks.{i}",), (f"stages.{i}",)) for i in range(7)]
     + [(("conv_head", "bn2"), ("head.conv_head",)), (("classifier",), ("head.classifier",))],
-    "mobilenetv3_large_100": [
-        (("conv_stem", "bn1"), ("stem",)), (("blocks.0",), ("stages.0",)),
-        (("blocks.1",), ("stages.1", "stages.2")), (("blocks.2",), ("stages.3",)),
-        (("blocks.3",), ("stages.4", "stages.5", "stages.6")), (("blocks.4",), ("stages.7",)),
-        (("blocks.5",), ("stages.8",)), (("blocks.6",), ("stages.9",)),
-        (("conv_head",), ("head.conv_head",)), (("classifier",), ("head.classifier",))],
-    "mobilenetv3_small_100": [
-        (("conv_stem", "bn1"), ("stem",)), (("blocks.0",), ("stages.0",)),
-        (("blocks.1",), ("stages.1", "stages.2")), (("blocks.2",), ("stages.3", "stages.4")),
-        (("blocks.3",), ("stages.5",)), (("blocks.4",), ("stages.6",)),
-        (("blocks.5",), ("stages.7",)),
-        (("conv_head",), ("head.conv_head",)), (("classifier",), ("head.classifier",))],
+    # one spec stage per timm stage (per-block settings, issue 21)
+    "mobilenetv3_large_100": [(("conv_stem", "bn1"), ("stem",))]
+    + [((f"blocks.{i}",), (f"stages.{i}",)) for i in range(7)]
+    + [(("conv_head",), ("head.conv_head",)), (("classifier",), ("head.classifier",))],
+    "mobilenetv3_small_100": [(("conv_stem", "bn1"), ("stem",))]
+    + [((f"blocks.{i}",), (f"stages.{i}",)) for i in range(6)]
+    + [(("conv_head",), ("head.conv_head",)), (("classifier",), ("head.classifier",))],
     "regnety_008": [(("stem",), ("stem",))]
     + [((f"s{i + 1}",), (f"stages.{i}",)) for i in range(4)] + [(("head",), ("head",))],
 }
 STAGES["regnety_032"] = STAGES["regnety_008"]
 MODELS = list(STAGES)
-# the template whose `drop_path_rate` parameter sets the stochastic-depth rate
-DROP_PATH_KEY = {"efficientnet_b0": "blocks.mbconv.params.drop_path_rate",
-                 "mobilenetv3_large_100": "blocks.mbconv.params.drop_path_rate",
-                 "mobilenetv3_small_100": "blocks.mbconv.params.drop_path_rate",
-                 "regnety_008": "blocks.regnet_bottleneck.params.drop_path_rate",
-                 "regnety_032": "blocks.regnet_bottleneck.params.drop_path_rate"}
+# the key that sets the stochastic-depth rate
+DROP_PATH_KEY = {name: "params.drop_path_rate" for name in STAGES}   # a network parameter
 
 
 def spec(name):
-    return SPECS / f"{name}.yaml"
+    return name   # a zoo name: a spec file or a family file's variant
 
 
 def _tool(name):
@@ -141,7 +132,7 @@ def test_se_rules_and_skips(name, se_blocks, skips):
 def test_no_drop_path_by_default_and_timms_schedule_when_set(name):
     g = secompile.build_ir(spec(name))
     assert not [p for p, d in g.nodes() if d["op"] == "drop_path"]   # timm's default rate is 0
-    g = secompile.build_ir(secompile.load_spec(spec(name), overrides={DROP_PATH_KEY[name]: 0.2}))
+    g = secompile.build_ir(spec(name), overrides={DROP_PATH_KEY[name]: 0.2})
     probs = [d["attrs"]["p"] for _, d in g.nodes() if d["op"] == "drop_path"]
     assert probs and max(probs) < 0.2 + 1e-9 and min(probs) > 0
     assert Counts(g).total.params == REF[name]["params"]
@@ -228,7 +219,7 @@ def test_drop_path_schedule_is_timms(name):
     theirs = [m.drop_path.drop_prob for m in model.modules()
               if isinstance(getattr(m, "drop_path", None), DropPath)
               and getattr(m, "has_skip", True)]     # EfficientNet/MobileNet: unused without skip
-    g = secompile.build_ir(secompile.load_spec(spec(name), overrides={DROP_PATH_KEY[name]: 0.2}))
+    g = secompile.build_ir(spec(name), overrides={DROP_PATH_KEY[name]: 0.2})
     ours = [d["attrs"]["p"] for _, d in g.nodes() if d["op"] == "drop_path"]
     assert theirs and ours == pytest.approx(theirs, rel=1e-6)
 

@@ -17,7 +17,7 @@ from secompile.backends.torch.weights import WeightsError, detect_layout, map_st
 from support import ROOT, SPECS
 
 TIMM = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
-PRESENT = [n for n in TIMM if (SPECS / f"{n}.yaml").exists()]
+PRESENT = [n for n in TIMM if secompile.model_path(n) is not None]   # files and family variants
 
 
 def timm_state_dict(name: str, seed: int = 0) -> dict:
@@ -32,7 +32,7 @@ def timm_state_dict(name: str, seed: int = 0) -> dict:
 
 
 def _compile(name: str):
-    return secompile.compile(SPECS / f"{name}.yaml", seed=0)
+    return secompile.compile(name, seed=0)
 
 
 def test_the_new_specs_are_present():
@@ -67,7 +67,7 @@ def test_eca_conv1d_weight_is_mapped():
 
 def _refusal(src: str, dst: str) -> list[str]:
     with torch.device("meta"):
-        model = secompile.compile(SPECS / f"{dst}.yaml")
+        model = secompile.compile(dst)
     with pytest.raises(WeightsError) as err:
         secompile.load_weights(model, timm_state_dict(src))
     return err.value.report.structure
@@ -120,7 +120,7 @@ def test_ecaresnet50d_into_eca_resnet50_names_the_resnet_d_differences():
 @pytest.mark.parametrize("src,dst", [("regnety_008", "regnety_032"),
                                      ("mobilenetv3_small_100", "mobilenetv3_large_100")])
 def test_same_family_other_width_is_refused(src, dst):
-    if not all((SPECS / f"{n}.yaml").exists() for n in (src, dst)):
+    if not all(secompile.model_path(n) for n in (src, dst)):
         pytest.skip(f"{src}/{dst} specs not on this branch")
     structure = _refusal(src, dst)
     assert structure and structure[0].startswith("module #")
