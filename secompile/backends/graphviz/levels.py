@@ -91,13 +91,14 @@ def _layer_name(g: Graph, p: str) -> str:
 def layer_keys(g: Graph) -> dict[str, str]:
     """IR path -> the layer it belongs to: a conv layer's conv/bn/act fold into `<layer>`,
     an SE scope into the scope, anything else is its own layer."""
-    se_prefixes = {s + ".": s for s in g.attention}
     key: dict[str, str] = {}
     for p in g.order:
         parent, _, last = p.rpartition(".")
-        # every SE scope name contains "se" (se, se_pre, <target>_se, ...): a cheap filter first
-        se = (next((s for pre, s in se_prefixes.items() if p.startswith(pre)), None)
-              if "se" in p else None)
+        # the attention scope holding p, if any (template layers too: `branch.attn`, GC)
+        se, up = None, parent
+        while up and se is None:
+            se = up if up in g.attention else None
+            up = up.rpartition(".")[0]
         if se is not None:
             key[p] = se
         elif last == "conv" and parent and g.op(p) == "conv2d":
