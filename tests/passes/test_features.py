@@ -16,10 +16,6 @@ DIFFERENT = {
     # the paper's VGG: pool5 opens the head (as in its table), so there is no /32 feature;
     # timm's `features` end with pool5
     "vgg16_bn": {"channels": [64, 128, 256, 512, 512], "reduction": [1, 2, 4, 8, 16]},
-    # timm declares ReXNet's /32 feature at its last block (185), not at the 1280 conv after it
-    # that runs at /32 too (its MobileNetV3 does take the final conv): timm's lists are written
-    # per model; ours follow the rule
-    "rexnet_100": {"channels": [16, 38, 61, 128, 1280], "reduction": [2, 4, 8, 16, 32]},
 }
 
 
