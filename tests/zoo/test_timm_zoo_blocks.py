@@ -24,13 +24,12 @@ from support import ROOT, SPECS
 REF = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
 LAYOUTS = ROOT / "tests" / "reference" / "state_dicts"
 MODELS = ["gcresnet50t", "resnest14d", "resnest50d", "rexnet_100"]
-FEATURES = {   # timm's feature_info (num_chs, reduction) -> our stage indices
-    "gcresnet50t": [(256, 4), (512, 8), (1024, 16), (2048, 32)],
-    "resnest14d": [(256, 4), (512, 8), (1024, 16), (2048, 32)],
-    "resnest50d": [(256, 4), (512, 8), (1024, 16), (2048, 32)],
+FEATURES = {   # timm's feature_info: (num_chs, reduction) per level
+    "gcresnet50t": [(32, 2), (256, 4), (512, 8), (1024, 16), (2048, 32)],
+    "resnest14d": [(64, 2), (256, 4), (512, 8), (1024, 16), (2048, 32)],
+    "resnest50d": [(64, 2), (256, 4), (512, 8), (1024, 16), (2048, 32)],
     "rexnet_100": [(16, 2), (38, 4), (61, 8), (128, 16), (185, 32)],
 }
-REXNET_OUT_INDICES = (0, 2, 4, 10, 15)       # timm: features.0, .2, .4, .10, .15
 
 
 def spec(name):
@@ -84,11 +83,10 @@ def test_state_dict_shapes_are_timms(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_feature_info_is_timms(name):
-    idx = REXNET_OUT_INDICES if name == "rexnet_100" else (0, 1, 2, 3)
-    from secompile.passes.truncate import feature_info
-    info = feature_info(secompile.build_ir(spec(name)), idx)
-    assert [(f["num_chs"], f["reduction"]) for f in info] == FEATURES[name]
+def test_feature_levels_are_timms(name):
+    from secompile.passes.truncate import feature_levels
+    levels = feature_levels(secompile.build_ir(spec(name)))
+    assert [(f["num_chs"], f["reduction"]) for f in levels] == FEATURES[name]
 
 
 def _randomised(name, size, seed=0):
