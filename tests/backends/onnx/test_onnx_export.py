@@ -45,8 +45,8 @@ torch.set_num_threads(1)
 def reduced(path, max_repeat=MAX_REPEAT):
     """The spec with its input shrunk and stage repeats capped: same block kinds, fewer FLOPs."""
     spec = secompile.load_spec(path)
-    stages = [dict(st, repeat=min(st["repeat"], max_repeat)) if "repeat" in st else st
-              for st in spec.data["stages"]]
+    stages = [dict(st, repeat=min(st["repeat"], max_repeat))   # an expression repeat stays
+              if isinstance(st.get("repeat"), int) else st for st in spec.data["stages"]]
     inp = spec.data.get("input", {"channels": 3, "size": 224})
     full = spec.input_shape[1:]
     for s in SMALL_SIZES:
