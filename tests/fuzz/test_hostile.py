@@ -234,9 +234,9 @@ def test_se_everywhere_on_a_deep_network_is_linear(work):
     spec = VALID.replace("repeat: 2, out: 16}", "repeat: 400, out: 16}").replace(
         "{where: {stages: all}, reduction: 4}", "{where: {path: 'stages.*.blocks.*.**'}, reduction: 4}")
     (work / "se.yaml").write_text(spec)
-    r = measure(work, "path", "se.yaml", cpu_limit=6)
+    r = measure(work, "path", "se.yaml", cpu_limit=15)   # the IR verifier runs once too
     assert r["messages"] is None
-    assert r["cpu"] < 5.0, r
+    assert r["cpu"] < 12.0, r   # ~6.6 s with the verifier (was ~4 s): linear, not quadratic
 
 
 # -- resource limits on the command line ------------------------------------------------------
