@@ -11,6 +11,8 @@ backend lowers the fused one.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..ir.graph import Graph
 from ..ir.verify import verified
 
@@ -41,4 +43,8 @@ def fuse_scale_add(g: Graph) -> Graph:
         u, s = out.inputs(m)
         out.replace(p, "scale_add", {}, [other, u, s])
         out.remove(m)
+        for records in (out.composites, out.blocks):   # records name the fused node, not the mul
+            for k, c in records.items():
+                if c.branch_out == m:   # a new record: copies of the graph share the old one
+                    records[k] = dataclasses.replace(c, branch_out=p)
     return out
