@@ -230,9 +230,8 @@ class Graph:
             if not self._scopes[prefix]:
                 del self._scopes[prefix]
 
-    def _composite_records(self) -> list[Composite]:
-        return list({id(c): c for c in (*self.blocks.values(),
-                                         *self.composites.values())}.values())
+    def _composite_records(self) -> list[Composite]:   # a block is also in composites
+        return list({id(c): c for c in (*self.blocks.values(), *self.composites.values())}.values())
 
     def _naming(self, node: str) -> list[str]:
         """'record.field' for each record field naming `node`."""
