@@ -138,6 +138,28 @@ SPEC = {   # a small network using it: the op is a layer like any other
 }
 
 
+def check_generated_specs(max_examples: int = 10) -> None:
+    """A property test: random valid specs that use coord_attn compile, and every node's shape
+    and the parameter count agree between the IR and torch."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from secompile.testing import check_shapes, specs
+
+    @settings(max_examples=max_examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def check(data):
+        with register():
+            spec = data.draw(specs(ops=["coord_attn"], max_stages=2, max_width=16))
+            check_shapes(spec, modes=("eval",))
+            model = secompile.compile(spec)
+            report = secompile.count(spec)
+            assert report["total"]["params"] == sum(p.numel() for p in model.parameters())
+
+    check()
+
+
 if __name__ == "__main__":
     with register():
         report = secompile.count(SPEC)
@@ -146,3 +168,5 @@ if __name__ == "__main__":
         print("output", tuple(model(torch.randn(2, 3, 32, 32)).shape))
         secompile.to_onnx(SPEC, model, "coord_net.onnx")
         print("wrote coord_net.onnx")
+    check_generated_specs()
+    print("property test passed")

@@ -2,6 +2,7 @@
 docs/extending.md, examples/coord_attention.py, loaded as a user's program would: nothing in the
 package knows coordinate attention."""
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -239,3 +240,16 @@ test_property_generated_specs_using_the_op_long = pytest.mark.slow(
 def test_specs_refuse_an_op_that_is_not_registered():
     with pytest.raises(ValueError, match="ops: 'coord_attn' is not a registered plug-in op"):
         specs(ops=["coord_attn"])
+
+
+def test_extending_md_shows_the_example_verbatim():
+    doc = (ROOT / "docs" / "extending.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    source = (ROOT / "examples" / "coord_attention.py").read_text()
+    assert len(blocks) == 5
+    for block in blocks:
+        assert block in source
+
+
+def test_the_examples_property_check_runs():
+    ex.check_generated_specs(max_examples=3)
