@@ -321,6 +321,12 @@ _VALIDATORS = {id(s): _Validator(s) for s in (SCHEMA, INCLUDE_SCHEMA)}
 # Only this process's validation sees them; SCHEMA (`secompile schema`, schema.json) does not.
 _PLUGIN_LAYERS: dict[str, dict] = {}
 _PLUGIN_VALIDATORS: dict[bool, object] = {}
+_GENERATION = [0]   # changes with every registration: caches of validation results key on it
+
+
+def generation() -> int:
+    """A number that changes whenever the accepted layer kinds change (plug-ins)."""
+    return _GENERATION[0]
 
 
 def layer_kinds() -> set[str]:
@@ -331,11 +337,13 @@ def layer_kinds() -> set[str]:
 def register_layer(kind: str, attrs_schema: dict) -> None:
     _PLUGIN_LAYERS[kind] = attrs_schema
     _PLUGIN_VALIDATORS.clear()
+    _GENERATION[0] += 1
 
 
 def unregister_layer(kind: str) -> None:
     _PLUGIN_LAYERS.pop(kind, None)
     _PLUGIN_VALIDATORS.clear()
+    _GENERATION[0] += 1
 
 
 def _validator(include: bool):

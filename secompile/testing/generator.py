@@ -191,7 +191,7 @@ class Gen:
             if drawn is not None:
                 return Built(*drawn)
         if self.c.v3 and s == (1, 1) and self.draw(st.integers(0, 3)) == 0:
-            return V3.layer(self, shape, mode, env)
+            return Built(*V3.layer(self, shape, mode, env))
         if self.c.attention and s == (1, 1):
             pooled = shape[1:] in ((), (1, 1))          # where channel_conv fits: take the chance
             if self.draw(st.integers(0, 1 if pooled else 3)) == 0:

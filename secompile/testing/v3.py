@@ -22,8 +22,8 @@ def _divisors(n: int) -> list[int]:
 
 
 def layer(g, shape, mode: str, env):
-    """-> a generator.Built for one drawn layer that fits `shape` in `mode`."""
-    from .generator import Built
+    """-> the arguments of a generator.Built (item, shape[, kind, branch_c, short_c]) for one
+    drawn layer that fits `shape` in `mode`."""
     kinds = ["softmax", "layernorm", "layer_scale", "gelu"]
     if len(shape) == 3:
         kinds += ["softmax_positions", "split_sum", "partial_add", "global_context",
@@ -32,30 +32,30 @@ def layer(g, shape, mode: str, env):
     c = shape[0]
     if kind == "softmax":
         # written {softmax: {}}: the schema refuses `softmax` bare and {softmax: null}
-        return Built(g.pick([{"softmax": {}}, {"softmax": {"axis": "channels"}}]), shape)
+        return (g.pick([{"softmax": {}}, {"softmax": {"axis": "channels"}}]), shape)
     if kind == "softmax_positions":
-        return Built({"softmax": {"axis": "positions"}}, shape)
+        return ({"softmax": {"axis": "positions"}}, shape)
     if kind == "layernorm":
-        return Built(g.pick([{"layernorm": None}, {"layernorm": {"eps": g.pick([1e-6, 1e-5])}}]),
+        return (g.pick([{"layernorm": None}, {"layernorm": {"eps": g.pick([1e-6, 1e-5])}}]),
                      shape)
     if kind == "layer_scale":
-        return Built({"layer_scale": {"init": g.pick([1e-5, 1.0, 0.5])}}, shape)
+        return ({"layer_scale": {"init": g.pick([1e-5, 1.0, 0.5])}}, shape)
     if kind == "gelu":
-        return Built(g.pick(["gelu", {"act": "gelu"}]), shape)
+        return (g.pick(["gelu", {"act": "gelu"}]), shape)
     if kind == "split_sum":
         parts = g.pick(_divisors(c))
-        return Built({"split_sum": {"parts": g.lit(parts, env)}}, (c // parts,) + shape[1:])
+        return ({"split_sum": {"parts": g.lit(parts, env)}}, (c // parts,) + shape[1:])
     if kind == "attn_pool":
         weights = [{"conv2d": {"out": 1}}, {"softmax": {"axis": "positions"}}]
-        return Built({"attn_pool": {"weights": weights}}, (c, 1, 1))
+        return ({"attn_pool": {"weights": weights}}, (c, 1, 1))
     if kind == "partial_add":
         out = g.pick(sorted({c, c + 1, 2 * c, min(g.c.max_width, c + 4)} - {0}))
         branch = [{"conv": {"out": out, "kernel": g.pick([1, 3])}},
                   {"conv": {"out": out, "kernel": 1, "act": "none"}}]
         item = {"residual": {"branch": branch, "merge": "partial_add"}}
-        return Built(item, (out,) + shape[1:], "residual", out, c)
+        return (item, (out,) + shape[1:], "residual", out, c)
     if kind == "global_context":
-        return Built({"block": {"template": "global_context", **gc_options(g)}}, shape)
+        return ({"block": {"template": "global_context", **gc_options(g)}}, shape)
     # split attention: one grouped 3x3 conv over radix x cardinality groups, radix softmax
     options = [(r, k) for r in (1, 2, 4) for k in (1, 2) if c % (r * k) == 0]
     radix, card = g.pick(options)
@@ -63,7 +63,7 @@ def layer(g, shape, mode: str, env):
     given = {"template": "split_attention", "out": g.lit(out, env), "radix": radix}
     if card > 1 or g.flip():
         given["cardinality"] = card
-    return Built({"block": given}, (out,) + shape[1:])
+    return ({"block": given}, (out,) + shape[1:])
 
 
 def gc_options(g) -> dict:

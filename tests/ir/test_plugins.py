@@ -253,3 +253,18 @@ def test_extending_md_shows_the_example_verbatim():
 
 def test_the_examples_property_check_runs():
     ex.check_generated_specs(max_examples=3)
+
+
+def test_an_included_template_file_sees_the_layer_while_it_is_registered(tmp_path):
+    (tmp_path / "blocks.yaml").write_text(
+        "blocks:\n  ca_block:\n    params: {r: 4}\n    layers:\n"
+        "      - {name: ca, coord_attn: {reduction: $r}}\n")
+    spec = tmp_path / "net.yaml"
+    spec.write_text("name: n\ninclude: [blocks.yaml]\ninput: {channels: 16, size: 8}\n"
+                    "stages:\n  - {block: ca_block}\n")
+    with pytest.raises(secompile.SpecError, match="unknown key 'coord_attn'"):
+        secompile.count(spec)           # validated (and cached) before the registration
+    with ex.register():
+        assert secompile.count(spec)["total"]["params"] == _hand_counts(16, 8, 8, r=4)[0]
+    with pytest.raises(secompile.SpecError, match="unknown key 'coord_attn'"):
+        secompile.count(spec)
