@@ -272,7 +272,8 @@ FAMILIES = (["efficientnet_b%d" % i for i in range(8)]
                                                           "040", "064", "080", "120", "160",
                                                           "320")]
             + ["mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_050",
-               "mobilenetv3_small_075", "mobilenetv3_small_100"])
+               "mobilenetv3_small_075", "mobilenetv3_small_100"]
+            + ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200"])
 
 
 def family_reference(name: str) -> dict:
@@ -293,11 +294,17 @@ def family_reference(name: str) -> dict:
 
 
 def families(path: str, names) -> int:
+    """Write (or, for the members named, update: the others are kept) the families' records."""
     import timm
+    kept = OrderedDict()
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = json.load(f, object_pairs_hook=OrderedDict)["models"]
     out = {"_about": {"tool": "tools/timm_reference.py --families", "timm": timm.__version__,
                       "torch": torch.__version__.split("+")[0], "pretrained": False,
                       "macs": "conv/linear forward hooks, at 224 and at the default input size"},
-           "models": OrderedDict()}
+           "models": OrderedDict((n, kept[n]) for n in FAMILIES if n in kept)}
+    out["models"].update((n, r) for n, r in kept.items() if n not in out["models"])
     for name in names:
         r = out["models"][name] = family_reference(name)
         print(f"{name:24s} params {r['params']:>12,}  MACs {r['conv_linear_macs']}", flush=True)

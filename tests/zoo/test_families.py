@@ -1,6 +1,6 @@
 """Families as data (issue 21): network parameters, variants, per-block settings, generated
-stages, and every member of the EfficientNet, RegNet and MobileNetV3 family files counted equal
-to timm 1.0.31 (tests/reference/timm_families.json, written by
+stages, and every member of the EfficientNet, RegNet, MobileNetV3 and ReXNet family files
+counted equal to timm 1.0.31 (tests/reference/timm_families.json, written by
 `tools/timm_reference.py --families` in the timm venv)."""
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ ACCEPTANCE = {"efficientnet_b2": (9_109_994, 658_963_440),
               "regnety_160": (83_590_140, 15_911_510_272),
               "regnetx_016": (9_190_136, 1_602_849_792),
               "mobilenetv3_large_075": (3_993_528, 154_560_624),
-              "mobilenetv3_small_050": (1_593_224, 24_188_688)}
-FAST = ["efficientnet_b2", "regnety_002", "mobilenetv3_small_050"]   # the default run's twins
+              "mobilenetv3_small_050": (1_593_224, 24_188_688),
+              "rexnet_150": (9_728_593, 875_828_154),
+              "rexnet_100": (4_796_873, 398_370_392)}
+FAST = ["efficientnet_b2", "regnety_002", "mobilenetv3_small_050", "rexnet_150"]   # default twins
 
 
 def _counts(name, **kw):
@@ -107,6 +109,22 @@ def test_spec_stages_are_timms_stages():
     regnet = secompile.build_ir("regnetx_016")
     assert [s.name for s in regnet.stages] == ["s1", "s2", "s3", "s4"]
     assert not regnet.se                     # se_ratio 0: the rule's `when:` is false
+
+
+def test_rexnet_is_timms_block_cfg():
+    """ReXNet: one spec stage per entry of timm's layers [1, 2, 2, 3, 3, 5], SE (with its BN)
+    from the third block on, widths from the linear schedule: Python's round, half to even
+    (rexnet_150's block 12 is round(226.5) = 226, where rounding half up gives 227)."""
+    g = secompile.build_ir("rexnet_150")
+    assert [len(s.blocks) for s in g.stages] == [1, 2, 2, 3, 3, 5]
+    assert sorted({int(p.split(".")[1]) for p in g.se}) == [2, 3, 4, 5] and len(g.se) == 13
+    outs = [g.shape(f"{b}.branch.conv_pwl.conv")[0] for b in g.blocks]
+    assert outs == [24, 41, 58, 75, 92, 108, 125, 142, 159, 176, 193, 210, 226, 243, 260, 277]
+    assert g.shape("stem.conv.conv")[0] == 48 and g.shape("head.conv_head.conv")[0] == 1920
+    assert g.shape("stages.5.blocks.1.branch.conv_dw_se.fc1") == (105, 1, 1)   # int(1260 / 12)
+    # the width multiplier alone is the variant: no per-size tables
+    scaled = secompile.build_ir("rexnet_100", params={"width": 1.5})
+    assert scaled.structural_hash() == g.structural_hash()
 
 
 def test_b0_with_the_b2_multipliers_is_b2():
@@ -257,7 +275,8 @@ def _loads(name):
     sd = _timm_state_dict(name)
     report = secompile.load_weights(model, sd)
     assert report.ok, str(report)
-    key = next(k for k in sd if k.endswith("conv_pwl.weight") or k.endswith("conv3.conv.weight"))
+    key = next(k for k in sd if k.endswith(("conv_pwl.weight", "conv3.conv.weight",
+                                            "conv_pwl.conv.weight")))   # ReXNet: ConvNormAct
     ours = dict(zip(sd, model.state_dict().values()))[key]
     assert ours.equal(sd[key])      # loaded, in timm's order
 
@@ -269,7 +288,8 @@ def test_load_weights_maps_every_members_state_dict(name):
 
 
 @pytest.mark.slow        # the timm venv only (tools/timm_parity.py): one member of each family
-@pytest.mark.parametrize("name", ["efficientnet_b2", "regnetx_016", "mobilenetv3_small_050"])
+@pytest.mark.parametrize("name", ["efficientnet_b2", "regnetx_016", "mobilenetv3_small_050",
+                                  "rexnet_150"])
 def test_outputs_equal_timms(name):
     pytest.importorskip("timm")
     import importlib.util
