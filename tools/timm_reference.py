@@ -271,6 +271,7 @@ FAMILIES = (["efficientnet_b%d" % i for i in range(8)]
             + [f"regnet{k}_{s}" for k in "xy" for s in ("002", "004", "006", "008", "016", "032",
                                                           "040", "064", "080", "120", "160",
                                                           "320")]
+            + ["regnety_640", "regnety_1280", "regnety_2560"]
             + ["mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_050",
                "mobilenetv3_small_075", "mobilenetv3_small_100"]
             + ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200"])
@@ -280,11 +281,12 @@ def family_reference(name: str) -> dict:
     """The compact record of one family member (issue 21): params, conv+fc MACs at 224 and at
     timm's default input size, feature_info, and the state_dict layout (key, shape)."""
     import timm
-    model = create(name)
+    with torch.device("meta"):   # shapes only: regnety_2560 has 1.3 G parameters
+        model = timm.create_model(name, pretrained=False).eval()
     size = timm.models.get_pretrained_cfg(name).input_size[-1]
     macs = {}
     for s in sorted({224, size}):
-        kinds = count_macs(model, torch.zeros(1, 3, s, s))["kinds"]
+        kinds = count_macs(model, torch.zeros(1, 3, s, s, device="meta"))["kinds"]
         macs[str(s)] = kinds["conv2d"] + kinds["conv1d"] + kinds["linear"]
     return {"params": sum(p.numel() for p in model.parameters()), "input_size": size,
             "conv_linear_macs": macs,
