@@ -299,8 +299,11 @@ def test_huge_members_pair_every_timm_module(name):
     """load_weights' structural pairing (weights_in_order) on shapes alone: every module of
     timm's state_dict pairs with one of ours, none left on either side."""
     torch = pytest.importorskip("torch")
-    from secompile.backends.torch.weights_in_order import (checkpoint_modules, model_modules,
-                                                          pair_by_structure)
+    from secompile.backends.torch.weights_in_order import (
+        checkpoint_modules,
+        model_modules,
+        pair_by_structure,
+    )
     with torch.device("meta"):
         model = secompile.compile(name)
         sd = {k: torch.empty(() if s == "scalar" else tuple(int(d) for d in s.split("x")))
