@@ -2,9 +2,10 @@
 
 `family_rewrite(spec)` draws an equivalent spec written with the family constructs: network
 parameters (`params:`) used by stage entries and `repeat` expressions, per-block settings
-(`blocks:`), a `foreach:` over a one-entry `regnet_stages(...)`, stage `when: true` and a false
-extra stage, `variants:`. The rewritten spec must build the very same graph (structural hash),
-which is the property tests/properties/test_families.py checks.
+(`blocks:`), stage entries over `$block_index`, a `foreach:` over a one-entry
+`regnet_stages(...)`, stage `when: true` and a false extra stage, `variants:`. The rewritten
+spec must build the very same graph (structural hash), which is the property
+tests/properties/test_families.py checks; `specs(families=True)` draws specs written so.
 
 `invalid_family_specs(spec)` draws a broken variant of such a spec and the exact problem it
 must give (`(spec dict, spec path, message start)`).
@@ -38,7 +39,7 @@ def family_rewrite(draw, spec: dict) -> dict:
     for i in _block_stages(spec):
         stage = stages[i]
         repeat = stage.get("repeat", 1)
-        form = draw(st.sampled_from(["param", "expr", "blocks", "foreach", "plain"]))
+        form = draw(st.sampled_from(["param", "expr", "blocks", "index", "foreach", "plain"]))
         if form == "param":
             params[f"r{i}"] = repeat
             stage["repeat"] = f"$r{i}"
@@ -55,9 +56,16 @@ def family_rewrite(draw, spec: dict) -> dict:
                 entries[0]["stride"] = stage["stride"]   # the same value, said per block
             stage.pop("repeat", None)
             stage["blocks"] = entries
+        elif form == "index":       # the same values, said over the per-block names
+            if "stride" in stage and _int(stage["stride"]):
+                stage["stride"] = f"{stage['stride']} if $block_index == 0 else 1"
+            stage["repeat"] = f"{repeat} + 0 * $w{i}"
+            params[f"w{i}"] = 1
         elif form == "foreach" and "name" not in stage:   # generated names get a number
+            # wa = 0: one stage of `repeat` blocks (pycls); a `$`-less string is no expression
             stage.pop("repeat", None)
-            stages[i] = {"foreach": f"regnet_stages(8, 0, 2, {repeat}, 8)", "as": "g",
+            params[f"w{i}"] = 8
+            stages[i] = {"foreach": f"regnet_stages($w{i}, 0, 2, {repeat}, 8)", "as": "g",
                          "repeat": "$g.depth", **stage}
     if draw(st.booleans()):
         for s in stages:

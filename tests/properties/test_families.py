@@ -40,3 +40,22 @@ def test_invalid_family_specs_are_located(data):
     hits = [p for p in err.value.problems if p.path == path and p.message.startswith(message)]
     assert hits, "\n".join(map(str, err.value.problems))
     assert all(p.mark.line >= 1 for p in hits)
+
+
+@pytest.mark.slow   # torch, ~5 s; the default twins: the rewrite above, test_roundtrip's families
+@scaled(0.25)
+@given(spec=specs(families=True, **SMALL))
+def test_family_specs_compile_to_their_counted_network(spec):
+    """`specs(families=True)`: compiled, the module has the IR's output shape and the analytic
+    parameter count, and the variant the rewrite wrote down is the same network."""
+    torch = pytest.importorskip("torch")
+    g = secompile.build_ir(spec)
+    model = secompile.compile(spec, seed=0).eval()
+    size = g.shape("input")
+    with torch.no_grad():
+        y = model(torch.randn(2, *size))
+    assert tuple(y.shape[1:]) == g.shape(g.output)
+    assert sum(p.numel() for p in model.parameters()) == secompile.count(spec)["total"]["params"]
+    for variant in spec.get("variants", {}):
+        member = secompile.load_spec(spec, variant=variant)
+        assert secompile.build_ir(member).structural_hash() == g.structural_hash()
