@@ -328,7 +328,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*", default=MODELS)
     ap.add_argument("--families", nargs="*", default=None, metavar="NAME",
                     help="write the family members' compact records (default: all of them) "
-                         "to tests/reference/timm_families.json instead")
+                         "to tests/reference/timm_families.json instead; members named are "
+                         "replaced, the others kept")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.families is not None:
