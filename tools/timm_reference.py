@@ -274,7 +274,8 @@ FAMILIES = (["efficientnet_b%d" % i for i in range(8)]
             + ["regnety_640", "regnety_1280", "regnety_2560"]
             + ["mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_050",
                "mobilenetv3_small_075", "mobilenetv3_small_100"]
-            + ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200"])
+            + ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200", "rexnet_300"]
+            + ["rexnetr_100", "rexnetr_130", "rexnetr_150", "rexnetr_200", "rexnetr_300"])
 
 
 def family_reference(name: str) -> dict:

@@ -145,8 +145,9 @@ def test_zoo_names_list_every_member():
     assert set(MEMBERS) <= set(names)
     assert not {"efficientnet", "regnet", "mobilenetv3", "rexnet"} & set(names)   # variants
     assert secompile.list_models("regnetx_*") == sorted(n for n in MEMBERS if "regnetx" in n)
-    assert secompile.list_models("rexnet*") == ["rexnet_100", "rexnet_130", "rexnet_150",
-                                                "rexnet_200"]
+    assert secompile.list_models("rexnet_*") == ["rexnet_100", "rexnet_130", "rexnet_150",
+                                                 "rexnet_200", "rexnet_300"]
+    assert len(secompile.list_models("rexnetr_*")) == 5
 
 
 def _errors(text, **kw):
