@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from .families import family_rewrite
 from .generator import BLOCK_KINDS, Constraints, networks
 from .invalid import InvalidSpec, invalid_specs
 from .mutations import mutations
@@ -22,7 +23,7 @@ def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int
           max_width: int = 32, block_kinds=BLOCK_KINDS, se: bool | None = None,
           head: bool | None = None, include_dir: str | None = None, names: str = "safe",
           attention: bool = False, v2: bool = False, v3: bool = False,
-          ops=()) -> st.SearchStrategy:
+          ops=(), families: bool = False) -> st.SearchStrategy:
     """Valid specs: plain dicts ready for `yaml.safe_dump` and `secompile.compile()`.
 
     - max_params: upper bound on the network's parameters (checked with secompile's analytic
@@ -54,6 +55,10 @@ def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int
     - ops: plug-in ops this program registered (`secompile.register_op`) to draw as layers:
       names, or a mapping name -> {attribute: strategy} for attributes the declarations
       cannot draw (a free string) or should draw from fewer values (plugin_ops.py).
+    - families: write the drawn network with the family constructs (`families.family_rewrite`:
+      network parameters, `repeat` expressions, `blocks:` lists, `$block_index`, `foreach:` over
+      `regnet_stages`, stage `when:`, `variants:`), the same network either way. Off by default
+      for the same reason.
     """
     cons = Constraints(max_params=max_params, max_stages=max_stages, max_repeat=max_repeat,
                        max_nesting=max_nesting, input_size=tuple(input_size),
@@ -62,6 +67,8 @@ def specs(*, max_params: int | None = None, max_stages: int = 3, max_repeat: int
                        names=names, attention=attention, v2=v2, v3=v3,
                        ops=check_ops(ops))
     strategy = networks(cons).map(lambda net: net.spec)
+    if families:
+        strategy = strategy.flatmap(family_rewrite)
     if max_params is not None:
         strategy = strategy.filter(lambda spec: params_of(spec) <= max_params)
     return strategy
