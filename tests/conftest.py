@@ -19,4 +19,5 @@ def spec_dir(tmp_path):
     return tmp_path
 
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# one thread per pytest-xdist worker (two workers on two cores), two in a plain run
+os.environ.setdefault("OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")
