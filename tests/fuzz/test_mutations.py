@@ -23,10 +23,8 @@ import io
 import os
 import pathlib
 import random
-import re
 import resource
 import shutil
-import signal
 import sys
 import time
 from collections import Counter
@@ -40,6 +38,7 @@ import secompile
 from secompile.analysis.counts import report
 from secompile.cli import main
 from secompile.testing import check_shapes
+from secompile.testing.campaign import cpu_limit, memory_cap, unlocated
 from secompile.testing.text_mutations import OPS, mutate
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -85,10 +84,6 @@ v2_case_st = st.tuples(st.sampled_from([TARGETS.index(t) for t in V2_TARGETS]),
 
 
 # -- checking one case -------------------------------------------------------------------------------
-class Hang(BaseException):
-    """Raised by the CPU-time alarm (BaseException: the code under test must not swallow it)."""
-
-
 class Stats:
     def __init__(self):
         self.cases = 0
@@ -109,48 +104,10 @@ class Stats:
                 f"ops {dict(sorted(self.ops.items()))}")
 
 
-YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # what YAML counts as a new line
-
-
 def _check_located(e: secompile.SpecError) -> None:
     """Every problem is located and prints as one line."""
-    assert e.problems, "a SpecError without problems"
-    for p in e.problems:
-        f = p.mark.file
-        assert os.path.isfile(f), f"problem located in a file that does not exist: {p}"
-        lines = YAML_LINE_BREAK.split(pathlib.Path(f).read_bytes().decode("utf-8", "replace"))
-        assert 1 <= p.mark.line <= len(lines) + 1, f"line out of range: {p}"
-        text = lines[p.mark.line - 1] if p.mark.line <= len(lines) else ""
-        assert 1 <= p.mark.col <= len(text) + 2, f"column out of range: {p}"
-        assert p.path and p.message, f"no spec path or message: {p}"
-        assert "Traceback" not in p.message and " object at 0x" not in p.message, p
-        assert len(str(p).splitlines()) == 1, f"a problem printed over several lines: {str(p)!r}"
-
-
-@contextlib.contextmanager
-def cpu_limit(seconds):
-    def on_alarm(signum, frame):
-        raise Hang(f"more than {seconds} s of CPU")
-    old = signal.signal(signal.SIGPROF, on_alarm)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, old)
-
-
-@contextlib.contextmanager
-def memory_cap(headroom):
-    """Cap the address space at what is mapped now plus `headroom`: a blow-up is a MemoryError."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    vm = int(re.search(r"VmSize:\s+(\d+) kB", pathlib.Path("/proc/self/status").read_text()).group(1)) * 1024
-    cap = vm + headroom if hard == resource.RLIM_INFINITY else min(vm + headroom, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    why = unlocated(e)
+    assert why is None, why
 
 
 class Campaign:
