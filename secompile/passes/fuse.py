@@ -45,6 +45,7 @@ def fuse_scale_add(g: Graph) -> Graph:
         out.remove(m)
         for records in (out.composites, out.blocks):   # records name the fused node, not the mul
             for k, c in records.items():
-                if c.branch_out == m:   # a new record: copies of the graph share the old one
-                    records[k] = dataclasses.replace(c, branch_out=p)
+                named = {f: p for f in ("branch_out", "shortcut_out") if getattr(c, f) == m}
+                if named:   # a new record: copies of the graph share the old one
+                    records[k] = dataclasses.replace(c, **named)
     return out
