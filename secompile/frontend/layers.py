@@ -284,6 +284,10 @@ def _merge(fe, ctx, path, p, merge, short, branch, scale) -> str:
 def residual(fe, ctx, a, path, p, x) -> Composite:
     g = fe.graph
     branch = fe.items(ctx, a["branch"], path + ("branch",), f"{p}.branch", x)
+    if branch == x:   # as `branch: []`, which the schema refuses (the merge would read x twice)
+        fe.problem(ctx, path + ("branch",), "every layer of the branch is switched off by "
+                                            "`when:`; a residual branch needs at least one")
+        raise Abort
     merge = fe.value(ctx, a.get("merge", "add"), path + ("merge",))[0]
     if merge not in MERGES:
         fe.problem(ctx, path + ("merge",), f"merge must be one of {', '.join(MERGES)}, "
