@@ -370,6 +370,10 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
                        "'.' (it separates the parts of node paths)", key=True)
             raise Abort
         outs.append(fe.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
+    if outs == [x]:   # one branch and no layer in it: nothing to merge, no node of its own
+        fe.problem(ctx, path + ("branches",), "a parallel of one branch needs a layer in it (it "
+                                              "is empty or switched off by `when:`)")
+        raise Abort
     if isinstance(a.get("merge"), dict):
         return select_merge(fe, ctx, a, path, p, x, outs)
     merge = fe.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]
