@@ -131,14 +131,17 @@ class Expander(Binding, Stages, Templates):
                                                      f"the stages repeat {total} blocks in all; "
                                                      f"the limit is {MAX_BLOCKS} "
                                                      "(refused before building anything)")])
-        for e in entries:   # templates of templates: a lower bound of the nodes
+        for e in entries:   # templates of templates, repeated: a lower bound of the nodes
             st = e.st if isinstance(e.st, dict) else {}
-            n = (self.min_nodes([{"block": {"template": st["block"]}}], MAX_IR_NODES)
-                 if isinstance(st.get("block"), str) else 0) * (e.repeat or 1)
-            if n > MAX_IR_NODES:
+            each = (self.min_nodes([{"block": {"template": st["block"]}}], MAX_IR_NODES)
+                    if isinstance(st.get("block"), str) else 0)
+            if each * (e.repeat or 1) > MAX_IR_NODES:
+                what = (f"block template '{st['block']}' builds" if (e.repeat or 1) == 1 else
+                        f"{e.repeat} blocks of template '{st['block']}' (at least {each} nodes "
+                        "each) build")
                 raise LimitError([self.spec.smap.problem(
-                    e.path + ("block",), f"block template '{st['block']}' builds more than "
-                    f"{MAX_IR_NODES} nodes; refusing it (before building anything)")])
+                    e.path + ("block",), f"{what} more than {MAX_IR_NODES} nodes; refusing "
+                    "it (before building anything)")])
 
     def unit(self, ctx, scope, path, items, x):
         self.graph.add_unit(scope)

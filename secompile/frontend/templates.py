@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from ..ir import ops
 from ..ir.graph import Composite
 from ..lang import expr
 from ..lang.document import SHIPPED_SPECS, Template
@@ -130,6 +131,10 @@ class Templates:
                     branches.values() if isinstance(branches, dict) else
                     branches if isinstance(branches, list) else ())
                 total += sum(self.min_nodes(v, cap, _open) for v in lists)
+            elif kinds == ["conv"] and isinstance(attrs, dict):
+                # conv + bn + act unless literally switched off (an expression may switch them off)
+                total += 1 + (attrs.get("norm", "bn") == "bn") + (attrs.get("act", "relu")
+                                                                   in ops.ACTIVATIONS)
             elif len(kinds) == 1:
                 total += 1
         return min(total, cap + 1)
