@@ -5,6 +5,7 @@
     places = secompile.compile("se_resnet50", num_classes=365, input_size=320)
     backbone = secompile.compile("se_resnet50", features_only=True)  # timm-style feature maps
     secompile.list_models("se_*")                                   # the shipped zoo
+    secompile.register_op("coord_attn", ...)                        # a plug-in op (extending.md)
 
 `import secompile` imports neither torch, onnx, graphviz nor the sweep engine: the names below
 that need one (`load_weights`, `optimize_for_inference`, `sweep`, `diff`) import it when first
@@ -13,12 +14,15 @@ used (module `__getattr__`), so `secompile count` starts quickly.
 from ._version import __version__
 from .api import build_ir, check_limits, compile, count, draw, load, prepare, to_dot, to_onnx
 from .backends.checkpoint import WeightsError  # torch-free: load_weights' refusals
+from .ir.ops import OpError
+from .ir.plugins import Attr, Buffer, PluginError, register_op, unregister_op
 from .lang import LimitError, Problem, Spec, SpecError
 from .zoo import list_models, load_spec, model_path
 
 __all__ = ["compile", "count", "build_ir", "check_limits", "prepare", "to_onnx", "to_dot", "draw",
            "load", "load_spec", "list_models", "model_path", "Spec", "SpecError", "LimitError",
-           "Problem", "WeightsError", "sweep", "diff", "load_weights", "optimize_for_inference",
+           "Problem", "WeightsError", "register_op", "unregister_op", "Attr", "Buffer",
+           "PluginError", "OpError", "sweep", "diff", "load_weights", "optimize_for_inference",
            "__version__"]
 
 

@@ -253,6 +253,7 @@ def to_onnx(spec, weights=None, path=None, *, seed: int = 0, fold_bn: bool = Fal
                       params=params,
                       num_classes=num_classes if not features_only else None,
                       input_size=input_size)
+    onnx.missing_emitters(g)   # a plug-in op without an ONNX emitter: refused before any work
     state = load_state(weights, g, seed)
     outputs = None
     if features_only:

@@ -14,6 +14,7 @@ import pathlib
 import sys
 
 from . import __version__
+from .ir.plugins import PluginError
 from .lang.errors import Mark, Problem, SpecError
 from .outputs import output_option
 from .reports import print_summary
@@ -322,6 +323,9 @@ def main(argv=None) -> int:
     except SpecError as e:
         for m in e.messages:
             print(m, file=sys.stderr)
+        return 2
+    except PluginError as e:   # a plug-in op of the calling program without an emitter
+        print(f"secompile: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -22,7 +22,9 @@ REPO = os.path.dirname(HERE)
 MODELS = ["seresnet18", "seresnet34", "seresnext26d_32x4d", "efficientnet_b0",
           "mobilenetv3_large_100", "mobilenetv3_small_100", "regnety_008", "regnety_032",
           "ecaresnet50d", "skresnet18", "resnet50", "senet154", "inception_resnet_v2",
-          "vgg16_bn", "gcresnet50t", "resnest14d", "resnest50d", "rexnet_100"]
+          "vgg16_bn", "gcresnet50t", "resnest14d", "resnest50d", "rexnet_100", "rexnet_130",
+          "rexnet_150", "rexnet_200", "rexnet_300", "rexnetr_100", "rexnetr_130", "rexnetr_150",
+          "rexnetr_200", "rexnetr_300"]
 
 
 def main(argv=None) -> int:

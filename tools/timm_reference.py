@@ -271,19 +271,23 @@ FAMILIES = (["efficientnet_b%d" % i for i in range(8)]
             + [f"regnet{k}_{s}" for k in "xy" for s in ("002", "004", "006", "008", "016", "032",
                                                           "040", "064", "080", "120", "160",
                                                           "320")]
+            + ["regnety_640", "regnety_1280", "regnety_2560"]
             + ["mobilenetv3_large_075", "mobilenetv3_large_100", "mobilenetv3_small_050",
-               "mobilenetv3_small_075", "mobilenetv3_small_100"])
+               "mobilenetv3_small_075", "mobilenetv3_small_100"]
+            + ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200", "rexnet_300"]
+            + ["rexnetr_100", "rexnetr_130", "rexnetr_150", "rexnetr_200", "rexnetr_300"])
 
 
 def family_reference(name: str) -> dict:
     """The compact record of one family member (issue 21): params, conv+fc MACs at 224 and at
     timm's default input size, feature_info, and the state_dict layout (key, shape)."""
     import timm
-    model = create(name)
+    with torch.device("meta"):   # shapes only: regnety_2560 has 1.3 G parameters
+        model = timm.create_model(name, pretrained=False).eval()
     size = timm.models.get_pretrained_cfg(name).input_size[-1]
     macs = {}
     for s in sorted({224, size}):
-        kinds = count_macs(model, torch.zeros(1, 3, s, s))["kinds"]
+        kinds = count_macs(model, torch.zeros(1, 3, s, s, device="meta"))["kinds"]
         macs[str(s)] = kinds["conv2d"] + kinds["conv1d"] + kinds["linear"]
     return {"params": sum(p.numel() for p in model.parameters()), "input_size": size,
             "conv_linear_macs": macs,
@@ -293,11 +297,17 @@ def family_reference(name: str) -> dict:
 
 
 def families(path: str, names) -> int:
+    """Write (or, for the members named, update: the others are kept) the families' records."""
     import timm
+    kept = OrderedDict()
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = json.load(f, object_pairs_hook=OrderedDict)["models"]
     out = {"_about": {"tool": "tools/timm_reference.py --families", "timm": timm.__version__,
                       "torch": torch.__version__.split("+")[0], "pretrained": False,
                       "macs": "conv/linear forward hooks, at 224 and at the default input size"},
-           "models": OrderedDict()}
+           "models": OrderedDict((n, kept[n]) for n in FAMILIES if n in kept)}
+    out["models"].update((n, r) for n, r in kept.items() if n not in out["models"])
     for name in names:
         r = out["models"][name] = family_reference(name)
         print(f"{name:24s} params {r['params']:>12,}  MACs {r['conv_linear_macs']}", flush=True)
@@ -319,7 +329,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="*", default=MODELS)
     ap.add_argument("--families", nargs="*", default=None, metavar="NAME",
                     help="write the family members' compact records (default: all of them) "
-                         "to tests/reference/timm_families.json instead")
+                         "to tests/reference/timm_families.json instead; members named are "
+                         "replaced, the others kept")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     if args.families is not None:

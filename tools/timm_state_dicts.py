@@ -20,7 +20,9 @@ DEFAULT = (
     + ["regnetx_002", "regnetx_004", "regnetx_008", "regnetx_016", "regnetx_032",
        "regnety_002", "regnety_004", "regnety_006", "regnety_008", "regnety_016",
        "regnety_032", "regnety_040", "regnety_064", "regnety_080"]
-    + ["rexnet_100", "rexnet_130", "resnest14d", "resnest26d", "resnest50d", "gcresnet50t",
+    + ["rexnet_100", "rexnet_130", "rexnet_150", "rexnet_200", "rexnet_300", "rexnetr_100",
+       "rexnetr_130", "rexnetr_150", "rexnetr_200", "rexnetr_300", "resnest14d", "resnest26d",
+       "resnest50d", "gcresnet50t",
        "seresnet18", "seresnet34", "seresnet50", "seresnext26d_32x4d", "seresnext50_32x4d",
        "ecaresnet50d", "skresnet18", "legacy_seresnet50", "legacy_seresnext50_32x4d",
        "legacy_senet154"])

@@ -18,7 +18,7 @@ from ..ir.verify import verified
 from ..lang.document import Spec
 from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
-from .layers import COMPOSITES, LAYERS
+from .layers import COMPOSITES, layer_builder
 from .stages import Stages
 from .templates import MAX_NESTING, Templates
 
@@ -199,11 +199,12 @@ class Expander(Binding, Stages, Templates):
             given = {k: v for k, v in attrs.items() if k != "template"}
             return self.instance(ctx, tmpl, given, apath, p, x,
                                  where=f"{ctx.where or format_path(path)}")
-        if kind not in LAYERS:   # an op layer whose builder is not in this build (issue 12: v2ops)
+        build = layer_builder(kind)   # built in, or a plug-in this program registered
+        if build is None:   # an op layer whose builder is not in this build (issue 12: v2ops)
             self.problem(ctx, apath, f"layer kind '{kind}' has no builder in this version of "
                                      "secompile")
             raise Abort
-        return LAYERS[kind](self, ctx, attrs, apath, p, x)
+        return build(self, ctx, attrs, apath, p, x)
 
 
     def condition(self, ctx: Ctx, raw, path) -> bool:

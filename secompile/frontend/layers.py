@@ -9,7 +9,7 @@ the right spec location), add nodes with `fe.node` and expand nested layer lists
 """
 from __future__ import annotations
 
-from ..ir import ops
+from ..ir import ops, plugins
 from ..ir.graph import Composite
 from ..lang.errors import did_you_mean, format_path
 from .binding import Abort
@@ -261,6 +261,35 @@ LAYERS = {
     "softmax": softmax, "layernorm": layernorm, "attn_pool": attn_pool,
     "layer_scale": layer_scale, "split_sum": split_sum,
 }
+
+
+def plugin_layer(plugin: plugins.Plugin):
+    """A registered op's layer (ir/plugins.py): each attribute checked where it was written,
+    defaults filled in, one node at the layer path."""
+    def build(fe, ctx, a, path, p, x) -> str:
+        attrs = {}
+        for key, decl in plugin.attrs.items():
+            if key not in (a or {}):
+                attrs[key] = decl.default   # a missing required one is the schema's problem
+                continue
+            val, blame = fe.value(ctx, a[key], path + (key,))
+            why = decl.problem(val)
+            if why:
+                fe.blame(ctx, blame, f"{plugin.layer} {key}: {why}")
+                raise Abort
+            attrs[key] = float(val) if decl.type is float else val
+        return fe.node(ctx, path, p, plugin.name, attrs, [x])
+    return build
+
+
+def layer_builder(kind: str):
+    """The builder of a layer kind: built in, or registered by this program; None if neither."""
+    if kind in LAYERS:
+        return LAYERS[kind]
+    plugin = plugins.by_layer(kind)
+    return plugin_layer(plugin) if plugin is not None else None
+
+
 MERGES = ("add", "concat", "partial_add")   # a residual's; partial_add: ReXNet (docs)
 
 

@@ -12,42 +12,23 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
 
 from . import digraph as nx  # networkx's DiGraph, without importing networkx
 from . import ops, verify
-from .records import AttentionModule, Scope, inside
+from .records import (
+    RESULT_FIELD,
+    AttentionModule,
+    Composite,
+    Scope,
+    Stage,
+    inside,
+    named_nodes,
+)
 
 
 class PathTaken(ops.OpError):
     """A node path that names a node already, or a scope of nodes, or lies inside a node (the
     torch backend nests modules by path): a user's layer names clash."""
-
-
-@dataclass
-class Composite:
-    """A residual / parallel / layer-sequence scope, with the nodes passes need."""
-
-    path: str
-    kind: str                       # 'residual' | 'parallel' | 'layers'
-    input: str                      # node feeding the scope
-    output: str                     # node producing its result
-    template: str | None = None
-    stage: int | None = None        # set for stage-level blocks
-    index: int | None = None        # block index within its stage
-    name: str | None = None         # stage name (blocks) for selectors
-    branch_out: str | None = None   # residual: last node of the residual branch
-    shortcut_out: str | None = None  # residual: shortcut result (== input when identity)
-    merge: str | None = None        # residual/parallel: the merge node
-    mark: object = None             # errors.Mark of the spec item that made it
-    spec_path: str = ""             # its spec path, for messages
-
-
-@dataclass
-class Stage:
-    path: str
-    name: str
-    blocks: list = field(default_factory=list)   # block paths
 
 
 class Graph:
@@ -67,7 +48,7 @@ class Graph:
         self.attention: dict[str, AttentionModule] = {}   # scope -> module, outermost only
         self._unit_set: set = set()
         self.output: str | None = None
-        self._scopes: set = set()   # every proper prefix of a node path
+        self._scopes: dict[str, int] = {}   # every proper prefix of a node path -> its nodes
 
     # -- construction ----------------------------------------------------------------
     def add(self, path: str, op: str, attrs: dict, inputs: list[str],
@@ -77,6 +58,8 @@ class Graph:
         ops.check_attrs(op, attrs)
         shape = ops.infer(op, attrs, [self.shape(i) for i in inputs])
         self.g.add_node(path, op=op, attrs=attrs, inputs=list(inputs), shape=shape)
+        for prefix in _prefixes(path):
+            self._scopes[prefix] = self._scopes.get(prefix, 0) + 1
         for i, src in enumerate(inputs):
             self.g.add_edge(src, path, index=i)
         if after is None:
@@ -99,7 +82,6 @@ class Graph:
         inside = next((q for q in prefixes if q in self.g), None)
         if inside is not None:
             raise PathTaken(f"a layer would be inside the layer {inside}")
-        self._scopes.update(prefixes)
 
     @property
     def order(self) -> list[str]:
@@ -146,6 +128,9 @@ class Graph:
                 rec = self.scopes.get(prefix)
                 if rec is not None and prefix != owner and rec.entry == u:
                     self.scopes[prefix] = dataclasses.replace(rec, entry=out)
+                module = self.attention.get(prefix)   # a module that read u reads `out` now
+                if module is not None and module.input == u:
+                    self.attention[prefix] = dataclasses.replace(module, input=out)
         for prefix in _prefixes(scope):
             for other in (self.blocks.get(prefix), self.composites.get(prefix)):
                 if other is not None and other.output == u:
@@ -169,25 +154,107 @@ class Graph:
             self.g.add_edge(src, path, index=i)
         self._order = None
 
-    def remove(self, path: str) -> None:
-        """Drop a node nothing reads any more."""
-        if list(self.g.successors(path)) or path == self.output:
+    def remove(self, path: str, successor: str | None = None) -> None:
+        """Drop a node nothing reads any more. `successor`: the node that now gives its value (a
+        fusion absorbed it): every record naming `path` names it instead. Without one, a node a
+        record names stays (ValueError): records never name a node that is gone."""
+        if list(self.g.successors(path)) or (path == self.output and successor is None):
             raise ValueError(f"cannot remove {path}: it is still read")
+        if successor is not None:
+            self._rename(path, successor)
+        elif self._naming(path):
+            raise ValueError(f"cannot remove {path}: {', '.join(self._naming(path))} name it")
+        self._drop(path)
+
+    def prune(self, keep, output: str | None = None) -> None:
+        """Keep only the nodes in `keep` (with everything they read), `output` (default: the
+        current one) becoming the graph's output. Records stay true: a scope with no node left
+        goes (its stage, block, unit, composite, template instance, attention module); a live one
+        whose result node went ends at its last node kept; one naming another node that went (a
+        cut block's merge) goes, as it no longer describes the nodes left."""
+        keep = set(keep)
+        output = self.output if output is None else output
+        if output not in keep:
+            raise ValueError(f"cannot prune: the output {output} is not kept")
+        late = next(((p, i) for p in keep for i in self.inputs(p) if i not in keep), None)
+        if late is not None:
+            raise ValueError(f"cannot keep {late[0]} without its input {late[1]}")
+        last_kept: dict[str, str] = {}   # scope -> its last node kept, in order
+        for p in self.order:
+            if p in keep:
+                last_kept.update((q, p) for q in _prefixes(p, proper=False))
+        gone = [p for p in self.order if p not in keep]
+        for p in reversed(gone):
+            self._drop(p)
+        self.output = output
+        gone_set = set(gone)
+
+        def cut(path, rec) -> dict | None:
+            """The fields to change, or None: the record goes."""
+            if path not in last_kept:
+                return None
+            changes = {}
+            result = RESULT_FIELD[type(rec)]
+            if getattr(rec, result) in gone_set:
+                changes[result] = last_kept[path]
+            named = {**named_nodes(rec), **changes}
+            return None if any(n in gone_set for n in named.values()) else changes
+
+        for records in (self.blocks, self.composites):   # mutable: blocks share composites'
+            for path, rec in list(records.items()):
+                changes = cut(path, rec)
+                if changes is None:
+                    del records[path]
+                else:
+                    for f, node in changes.items():
+                        setattr(rec, f, node)
+        for records in (self.scopes, self.attention):     # frozen: replaced
+            for path, rec in list(records.items()):
+                changes = cut(path, rec)
+                if changes is None:
+                    del records[path]
+                elif changes:
+                    records[path] = dataclasses.replace(rec, **changes)
+        self.stages = [st for st in self.stages if st.path in last_kept]
+        for st in self.stages:
+            st.blocks = [b for b in st.blocks if b in self.blocks]
+        self.units = [u for u in self.units if u in last_kept]
+        self._index_units()
+
+    def _drop(self, path: str) -> None:
         self.g.remove_node(path)
         del self._rank[path]
         self._order = None
+        for prefix in _prefixes(path):   # a scope with no node left is free to be named again
+            self._scopes[prefix] -= 1
+            if not self._scopes[prefix]:
+                del self._scopes[prefix]
 
-    def remove_scope(self, prefix: str) -> None:
-        """Drop every node under `prefix` (nothing outside may read them) and every record of
-        a scope there: units, blocks, composites, template instances, attention modules."""
-        for p in reversed(self.order):
-            if inside(p, prefix):
-                self.remove(p)
-        self.units = [u for u in self.units if not inside(u, prefix)]
-        self._index_units()
-        for records in (self.blocks, self.composites, self.scopes, self.attention):
-            for k in [k for k in records if inside(k, prefix)]:
-                del records[k]
+    def _composite_records(self) -> list[Composite]:   # a block is also in composites
+        return list({id(c): c for c in (*self.blocks.values(), *self.composites.values())}.values())
+
+    def _naming(self, node: str) -> list[str]:
+        """'record.field' for each record field naming `node`."""
+        found = [f"{c.path}.{f}" for c in self._composite_records()
+                 for f, n in named_nodes(c).items() if n == node]
+        for records in (self.scopes, self.attention):
+            found += [f"{k}.{f}" for k, rec in records.items()
+                      for f, n in named_nodes(rec).items() if n == node]
+        return found
+
+    def _rename(self, old: str, new: str) -> None:
+        """Every record naming node `old` names `new`, which now gives its value."""
+        for c in self._composite_records():
+            for f, n in named_nodes(c).items():
+                if n == old:
+                    setattr(c, f, new)
+        for records in (self.scopes, self.attention):
+            for k, rec in records.items():
+                changes = {f: new for f, n in named_nodes(rec).items() if n == old}
+                if changes:
+                    records[k] = dataclasses.replace(rec, **changes)
+        if self.output == old:
+            self.output = new
 
     # -- records ---------------------------------------------------------------------
     def node_count(self) -> int:
@@ -289,7 +356,7 @@ class Graph:
                              for p, d in self.g.nodes(data=True))
         new.g.add_edges_from(self.g.edges(data=True))
         new._rank = dict(self._rank)
-        new._scopes = set(self._scopes)
+        new._scopes = dict(self._scopes)
         new._order = list(self._order) if self._order is not None else None
         new.blocks = {k: dataclasses.replace(v) for k, v in self.blocks.items()}
         new.composites = {k: new.blocks.get(k) or dataclasses.replace(v)

@@ -6,6 +6,8 @@ which are attention modules (SE, ECA, CBAM, SK, ...) and which tensor each one r
 
 - `Scope`: one template instance (a stage-level block, a `block:` layer, a module an SE rule
   inserted): the template, its bound names, the node feeding it and the node giving its result.
+- `Composite` (a residual / parallel / layer-sequence scope, with the nodes passes need) and
+  `Stage`: the structure of the network the SE rules select from.
 - `AttentionModule`: one attention module, outermost only (CBAM's channel and spatial gates are
   one CBAM module), whether an SE rule inserted it (`rule` is that rule's spec path) or the spec
   wrote it as a layer (`rule` None).
@@ -13,6 +15,32 @@ which are attention modules (SE, ECA, CBAM, SK, ...) and which tensor each one r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass
+class Composite:
+    """A residual / parallel / layer-sequence scope, with the nodes passes need."""
+
+    path: str
+    kind: str                       # 'residual' | 'parallel' | 'layers'
+    input: str                      # node feeding the scope
+    output: str                     # node producing its result
+    template: str | None = None
+    stage: int | None = None        # set for stage-level blocks
+    index: int | None = None        # block index within its stage
+    name: str | None = None         # stage name (blocks) for selectors
+    branch_out: str | None = None   # residual: last node of the residual branch
+    shortcut_out: str | None = None  # residual: shortcut result (== input when identity)
+    merge: str | None = None        # residual/parallel: the merge node
+    mark: object = None             # errors.Mark of the spec item that made it
+    spec_path: str = ""             # its spec path, for messages
+
+
+@dataclass
+class Stage:
+    path: str
+    name: str
+    blocks: list = field(default_factory=list)   # block paths
 
 
 @dataclass(frozen=True)
@@ -58,8 +86,22 @@ def attention_kind(module: str) -> str:
     return ATTENTION_KINDS.get(module, module)
 
 
+# The fields of each record that name a node: Graph keeps them true as passes rewrite it.
+NODE_FIELDS = {Composite: ("input", "output", "merge", "branch_out", "shortcut_out"),
+               Scope: ("entry", "exit"), AttentionModule: ("input", "output")}
+# The field naming the node that gives a record's result (a cut scope now ends elsewhere).
+RESULT_FIELD = {Composite: "output", Scope: "exit", AttentionModule: "output"}
+
+
+def named_nodes(record) -> dict:
+    """field -> node, for each field of `record` naming a node (None fields left out)."""
+    return {f: getattr(record, f) for f in NODE_FIELDS[type(record)]
+            if getattr(record, f) is not None}
+
+
 def inside(path: str, scope: str) -> bool:
     return path == scope or path.startswith(scope + ".")
 
 
-__all__ = ["Scope", "AttentionModule", "ATTENTION_KINDS", "attention_kind", "inside"]
+__all__ = ["Composite", "Stage", "Scope", "AttentionModule", "NODE_FIELDS", "RESULT_FIELD",
+           "named_nodes", "ATTENTION_KINDS", "attention_kind", "inside"]

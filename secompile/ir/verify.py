@@ -4,8 +4,9 @@
 and its inputs' recorded shapes, compares the node's inputs with the graph's edges, checks
 that `Graph.order` is a topological order of every node, that no node path is also the scope
 of another node (the torch backend nests modules by path), and that the recorded scopes
-(stages, blocks, composites, units, attention modules) name nodes that exist and hang
-together: an attention module's output has the shape of the tensor it recalibrates.
+(stages, blocks, composites, units, template instances, attention modules) name nodes that
+exist and hang together: an attention module's output has the shape of the tensor it
+recalibrates and is the node that gives its result; the index of scope names matches the nodes.
 
 Node shapes are inferred once, when a node is added; a later rewire (a pass splicing a module
 in) never re-infers its consumers, so a module that changes the shape would leave every node
@@ -40,7 +41,8 @@ class IRError(AssertionError):
 
 def check(g) -> None:
     """Raise IRError listing every way `g` disagrees with its ops and scopes."""
-    findings = _nodes(g) + _order(g) + _paths(g) + _scopes(g) + _attention(g)
+    findings = (_nodes(g) + _order(g) + _paths(g) + _scopes(g) + _attention(g)
+                + _scope_index(g))
     if findings:
         raise IRError(g.name, findings)
 
@@ -169,33 +171,46 @@ def _prefixes(path: str):
 
 def _attention(g) -> list[str]:
     """Each attention module and template instance record names nodes of the graph, and a
-    module's output (the tensor its consumers read) has the shape of the tensor it recalibrates."""
+    module's output (the tensor its consumers read) has the shape of the tensor it recalibrates
+    and is its own last node, the select merge of an SK block, or the node a fusion folded its
+    last node into (passes/fuse.py: a scale_add reading the module's gate)."""
     out = []
     nodes = g.g
-    attention = getattr(g, "attention", {})
-    # passes/fuse.py folds a module's last multiply into the add it fed, scale_add(other, u, s);
-    # the records keep the multiply's path: that scale_add then gives the module's result
-    fused: dict = {}
-    for p, d in nodes.nodes(data=True) if attention else ():
-        if d["op"] == "scale_add":
-            fused.setdefault(g.attention_of(d["inputs"][2]), []).append(p)
     for s, rec in getattr(g, "scopes", {}).items():
         for field in ("entry", "exit"):
             node = getattr(rec, field)
-            if node not in nodes and not (field == "exit" and g.attention_of(node) in fused):
+            if node not in nodes:
                 out.append(f"template instance {s}: its {field} {node!r} is not a node")
-    for s, a in attention.items():
-        # a Selective Kernel's result is the select merge of the block around it
-        if a.fusion != "select" and not a.output.startswith(s + "."):
-            out.append(f"attention module {s}: its output {a.output} lies outside it")
-        exit_ = a.output if a.output in nodes else (fused.get(s) or [None])[0]
-        if a.input not in nodes or exit_ is None or len(fused.get(s, ())) > 1:
+    for s, a in getattr(g, "attention", {}).items():
+        if a.input not in nodes or a.output not in nodes:
             out.append(f"attention module {s}: input {a.input!r} or output {a.output!r} is "
                        "not a node")
-        elif g.shape(exit_) != g.shape(a.input):
-            out.append(f"attention module {s}: output {exit_} has shape "
-                       f"{g.shape(exit_)}, its input {a.input} {g.shape(a.input)}")
+            continue
+        fused = nodes.nodes[a.output]["op"] == "scale_add" and any(
+            i.startswith(s + ".") for i in g.inputs(a.output))
+        if a.fusion != "select" and not a.output.startswith(s + ".") and not fused:
+            out.append(f"attention module {s}: its output {a.output} lies outside it")
+        if g.shape(a.output) != g.shape(a.input):
+            out.append(f"attention module {s}: output {a.output} has shape "
+                       f"{g.shape(a.output)}, its input {a.input} {g.shape(a.input)}")
     return out
+
+
+def _scope_index(g) -> list[str]:
+    """Graph._scopes (what `Graph.add` refuses as a layer name) is exactly the proper prefixes
+    of the node paths, each with its node count: a scope whose nodes all went is free again."""
+    want: dict = {}
+    for p in g.g:
+        for prefix in _prefixes(p):
+            want[prefix] = want.get(prefix, 0) + 1
+    have = getattr(g, "_scopes", want)
+    if have == want:
+        return []
+    stale = sorted(set(have) - set(want))[:5]
+    missing = sorted(set(want) - set(have))[:5]
+    wrong = sorted(k for k in set(have) & set(want) if have[k] != want[k])[:5]
+    return [f"the scope index disagrees with the node paths: stale {stale}, missing {missing}, "
+            f"miscounted {wrong}"]
 
 
 __all__ = ["check", "verified", "IRError", "EVERY_PASS"]

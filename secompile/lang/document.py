@@ -17,6 +17,7 @@ import yaml
 from .errors import Mark, Problem, SpecError, format_path
 from .family import apply_variant, param_problems
 from .loader import SourceMap, load_yaml_file, load_yaml_text
+from .schema import generation as schema_generation
 from .schema import located, validate
 
 MAX_INCLUDE_DEPTH = 16
@@ -233,7 +234,9 @@ def _load_include(path: str):
     (template files are shared by many specs and never mutated)."""
     try:
         st = os.stat(path)
-        key = (os.path.abspath(path), os.path.relpath(path), st.st_mtime_ns, st.st_size)
+        # the schema's generation: a plug-in layer (ir/plugins.py) changes what validates
+        key = (os.path.abspath(path), os.path.relpath(path), st.st_mtime_ns, st.st_size,
+               schema_generation())
     except OSError:
         key = None
     if key in _INCLUDE_CACHE:

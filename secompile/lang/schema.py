@@ -317,6 +317,49 @@ _Validator = jsonschema.validators.extend(
         "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))
 _VALIDATORS = {id(s): _Validator(s) for s in (SCHEMA, INCLUDE_SCHEMA)}
 
+# Layer kinds this program registered from Python (ir/plugins.py): kind -> attribute schema.
+# Only this process's validation sees them; SCHEMA (`secompile schema`, schema.json) does not.
+_PLUGIN_LAYERS: dict[str, dict] = {}
+_PLUGIN_VALIDATORS: dict[bool, object] = {}
+_GENERATION = [0]   # changes with every registration: caches of validation results key on it
+
+
+def generation() -> int:
+    """A number that changes whenever the accepted layer kinds change (plug-ins)."""
+    return _GENERATION[0]
+
+
+def layer_kinds() -> set[str]:
+    """Every layer kind the language accepts here (built in and registered)."""
+    return set(OP_LAYERS) | set(_PLUGIN_LAYERS) | {"residual", "parallel", "block"}
+
+
+def register_layer(kind: str, attrs_schema: dict) -> None:
+    _PLUGIN_LAYERS[kind] = attrs_schema
+    _PLUGIN_VALIDATORS.clear()
+    _GENERATION[0] += 1
+
+
+def unregister_layer(kind: str) -> None:
+    _PLUGIN_LAYERS.pop(kind, None)
+    _PLUGIN_VALIDATORS.clear()
+    _GENERATION[0] += 1
+
+
+def _validator(include: bool):
+    base = INCLUDE_SCHEMA if include else SCHEMA
+    if not _PLUGIN_LAYERS:
+        return _VALIDATORS[id(base)]
+    if include not in _PLUGIN_VALIDATORS:
+        layer = LAYER["anyOf"][1]
+        bare = sorted(k for k, v in _PLUGIN_LAYERS.items() if "anyOf" in v)   # no required attrs
+        extended = {"anyOf": [{"enum": SIMPLE_KINDS + bare},
+                              {**layer, "properties": {**layer["properties"], **_PLUGIN_LAYERS}}],
+                    "x-expect": LAYER["x-expect"]}
+        _PLUGIN_VALIDATORS[include] = _Validator({**base, "$defs": {**base["$defs"],
+                                                                   "layer": extended}})
+    return _PLUGIN_VALIDATORS[include]
+
 
 def _describe(value) -> str:
     if isinstance(value, bool):
@@ -414,5 +457,5 @@ def validate(data, smap: SourceMap, include: bool = False) -> list[Problem]:
 
 def located(data, smap: SourceMap, include: bool = False) -> list[tuple[tuple, Problem, bool]]:
     """All schema problems with their raw spec paths: [(path, problem, is an unknown key)]."""
-    validator = _VALIDATORS[id(INCLUDE_SCHEMA if include else SCHEMA)]
+    validator = _validator(include)
     return [m for e in validator.iter_errors(data) for m in _messages(e, smap)]

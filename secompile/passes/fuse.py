@@ -7,11 +7,10 @@ fused node keeps the add's path, place and consumers; the multiply disappears. C
 gives the same totals (scale_add counts the multiply of the `mul` it replaces), but the
 report's per-node figures would move from the scale to the add, so analyses and the ONNX
 backend (whose file names one node per IR node) read the unfused graph: only the torch
-backend lowers the fused one.
+backend lowers the fused one. Records that named the multiply (an attention module's output, a
+branch's last node) name the scale_add, which now gives that value (`Graph.remove`).
 """
 from __future__ import annotations
-
-import dataclasses
 
 from ..ir.graph import Graph
 from ..ir.verify import verified
@@ -42,10 +41,5 @@ def fuse_scale_add(g: Graph) -> Graph:
         other = next(i for i in out.inputs(p) if i != m)
         u, s = out.inputs(m)
         out.replace(p, "scale_add", {}, [other, u, s])
-        out.remove(m)
-        for records in (out.composites, out.blocks):   # records name the fused node, not the mul
-            for k, c in records.items():
-                named = {f: p for f in ("branch_out", "shortcut_out") if getattr(c, f) == m}
-                if named:   # a new record: copies of the graph share the old one
-                    records[k] = dataclasses.replace(c, **named)
+        out.remove(m, successor=p)   # records naming the multiply name the scale_add now
     return out

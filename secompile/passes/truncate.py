@@ -149,21 +149,8 @@ def truncate(g: Graph, last: str) -> Graph:
             if i not in keep:
                 keep.add(i)
                 stack.append(i)
-    scopes = {p.rsplit(".", k)[0] for p in keep for k in range(p.count(".") + 1)}
-    alive = scopes.__contains__
     t = g.copy()
-    t.output = last
-    for p in reversed(t.order):
-        if p not in keep:
-            t.remove(p)
-    t.stages = [st for st in t.stages if alive(st.path)]
-    for st in t.stages:
-        st.blocks = [b for b in st.blocks if alive(b)]
-    t.units = [u for u in t.units if alive(u)]
-    t._index_units()
-    for records in (t.blocks, t.composites, t.scopes, t.attention):   # records stay true
-        for k in [k for k in records if not alive(k)]:
-            del records[k]
+    t.prune(keep, output=last)
     return t
 
 

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from . import templates as T
 from . import v2 as V2
+from . import v3 as V3
 from .oracle import BlockInfo, conv_size, glob, pool_size, same_pad, select_blocks
+from .plugin_ops import plugin_layer
 
 ACTS = ("relu", "relu6", "sigmoid", "hard_sigmoid", "hard_swish", "silu", "tanh")
 BLOCK_KINDS = ("basic", "bottleneck", "resnext", "mixed", "preact", "dense", "shuffle", "nested",
@@ -56,6 +58,8 @@ class Constraints:
     names: str = "safe"
     attention: bool = False      # also draw channel_conv, dual_pool, ..., drop_path layers
     v2: bool = False             # also draw language-v2 stages and attention-module SE rules
+    v3: bool = False             # also draw the issue-22 ops and modules (v3.py)
+    ops: dict = field(default_factory=dict)   # plug-in op -> {attribute: strategy} (plugin_ops)
 
     def __post_init__(self):
         bad = set(self.block_kinds) - set(BLOCK_KINDS)
@@ -182,6 +186,12 @@ class Gen:
         return {"name": nm, **item}
 
     def layer(self, shape, path, mode, depth, env, s) -> Built:
+        if self.c.ops and s == (1, 1) and self.draw(st.integers(0, 2)) == 0:
+            drawn = plugin_layer(self.draw, self.c.ops, shape, mode)
+            if drawn is not None:
+                return Built(*drawn)
+        if self.c.v3 and s == (1, 1) and self.draw(st.integers(0, 3)) == 0:
+            return Built(*V3.layer(self, shape, mode, env))
         if self.c.attention and s == (1, 1):
             pooled = shape[1:] in ((), (1, 1))          # where channel_conv fits: take the chance
             if self.draw(st.integers(0, 1 if pooled else 3)) == 0:
@@ -706,7 +716,9 @@ class Gen:
             chans = [getattr(b, attr) for b in infos]
         else:
             chans = [ch for _, ch in targets]
-        if self.c.v2 and self.draw(st.integers(0, 3)) > 0:
+        if self.c.v3 and self.draw(st.integers(0, 3)) == 0:
+            V3.module_options(self, rule, chans)
+        elif self.c.v2 and self.draw(st.integers(0, 3)) > 0:
             V2.module_options(self, rule, chans, stage_blocks=form == "blocks")
         else:
             self.se_options(rule, chans)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import yaml
 from hypothesis import strategies as st
 
+from .families import V3_BREAKERS
 from .generator import Constraints, networks
 
 
@@ -47,7 +48,9 @@ KINDS = ("wrong_type", "missing_key", "unknown_key", "group_mismatch", "shape_un
 # or an SE rule naming an attention module, broken in one way each
 V2_KINDS = ("v2_when", "v2_var", "v2_make_divisible", "v2_module", "v2_module_param",
             "v2_drop_path")
-KINDS = KINDS + V2_KINDS
+# the family constructs (issue 21), broken in one way each: families.py
+V3_KINDS = tuple(V3_BREAKERS)
+KINDS = KINDS + V2_KINDS + V3_KINDS
 
 
 def fmt(path) -> str:
@@ -376,7 +379,8 @@ BREAKERS = {"wrong_type": wrong_type, "missing_key": missing_key, "unknown_key":
             "se_name_clash": se_name_clash,
             "bad_branch": bad_branch, "v2_when": v2_when, "v2_var": v2_var,
             "v2_make_divisible": v2_make_divisible, "v2_module": v2_module,
-            "v2_module_param": v2_module_param, "v2_drop_path": v2_drop_path}
+            "v2_module_param": v2_module_param, "v2_drop_path": v2_drop_path,
+            **V3_BREAKERS}
 
 
 @st.composite

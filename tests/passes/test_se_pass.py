@@ -1,6 +1,7 @@
 """The SE insertion pass: positions, selectors, overrides, idempotence, any depth."""
 import pytest
 import torch
+from helpers import strip_se
 
 import secompile
 from secompile.backends.torch import trace_shapes
@@ -170,3 +171,38 @@ def test_after_then_identity_on_the_next_block():
     assert g.inputs("stages.1.blocks.0.se_identity.pool") == ["stages.0.a_se.scale"]
     assert g.inputs("stages.1.blocks.0.se.pool") == ["stages.1.blocks.0.branch.0_se.scale"]
     assert g.inputs("stages.1.blocks.0.add") == ["stages.1.blocks.0.se_identity.scale", "stages.1.blocks.0.se.scale"]
+
+
+LAYER_SE_NET = """
+name: layer_se
+input: {channels: 8, size: 8}
+blocks:
+  mb:
+    params: {out: int}
+    residual:
+      branch:
+        - {name: dw, conv: {out: $in_channels, kernel: 3, groups: $in_channels, act: silu}}
+        - {name: se, block: {template: se, channels: 2, act: silu}}
+        - {name: pwl, conv: {out: $out, act: none}}
+stages: [{block: mb, repeat: 2, out: 8}]
+se: [{where: {stages: all}, position: post, reduction: 4}]
+"""
+
+
+def test_rules_twice_keep_the_modules_written_as_layers():
+    """Regression (session 3's 'twice != once'): a spec's own attention layers are records too
+    (rule None); re-applying the rules leaves them and the rules' modules as they were, and
+    dropping the rules drops only the rules' modules."""
+    spec = secompile.load_spec(LAYER_SE_NET)
+    once = secompile.build_ir(spec)
+    by_rule = {s: a.rule for s, a in once.attention.items()}
+    assert by_rule == {"stages.0.blocks.0.branch.se": None, "stages.0.blocks.0.se_post": ("se", 0),
+                       "stages.0.blocks.1.branch.se": None, "stages.0.blocks.1.se_post": ("se", 0)}
+    twice = insert_se(once, spec.data["se"], spec.smap, modules=attention_modules(spec))
+    assert twice.structural_hash() == once.structural_hash()
+    assert twice.attention == once.attention and twice.scopes == once.scopes
+    plain = secompile.build_ir(spec, se=False)
+    assert sorted(plain.attention) == ["stages.0.blocks.0.branch.se", "stages.0.blocks.1.branch.se"]
+    assert len(once) - len(plain) == 2 * 6   # pool, fc1, act, fc2, gate, scale per se_post
+    stripped, want = strip_se(once), plain.to_dict()   # the property tests' view (helpers.py)
+    assert (stripped["output"], stripped["nodes"]) == (want["output"], want["nodes"])

@@ -43,9 +43,10 @@ def counts(g) -> Counts:
 
 
 def strip_se(g) -> dict:
-    """The IR's to_dict() without its SE blocks: every consumer of an SE scale reads its input."""
+    """The IR's to_dict() without the modules SE rules inserted (a spec's own attention layers
+    stay): every consumer of an SE scale reads its input."""
     d = g.to_dict()
-    scopes = tuple(s + "." for s in g.se)
+    scopes = tuple(s + "." for s, a in g.attention.items() if a.rule is not None)
     se_nodes = {n["path"] for n in d["nodes"] if n["path"].startswith(scopes)}
     scale_in = {n["path"]: n["inputs"][0] for n in d["nodes"] if n["path"] in se_nodes and n["op"] == "mul"}
 

@@ -9,7 +9,7 @@ from profiles import scaled
 
 import secompile
 from secompile.testing import invalid_specs
-from secompile.testing.invalid import KINDS
+from secompile.testing.invalid import KINDS, V3_KINDS
 
 
 def check_located(problems, inv, file, text):
@@ -24,7 +24,8 @@ def check_located(problems, inv, file, text):
             f"{inv.token!r} not on the reported line: " + "; ".join(f"{p}: {lines[p.mark.line - 1]!r}" for p in hits)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k in V3_KINDS else k
+                                  for k in KINDS])   # v3's twin: tests/properties/test_families.py
 @scaled(0.5)
 @given(data=st.data())
 def test_invalid_spec_raises_located_spec_error(kind, data):

@@ -1,6 +1,6 @@
 """Families as data (issue 21): network parameters, variants, per-block settings, generated
-stages, and every member of the EfficientNet, RegNet and MobileNetV3 family files counted equal
-to timm 1.0.31 (tests/reference/timm_families.json, written by
+stages, and every member of the EfficientNet, RegNet, MobileNetV3 and ReXNet family files
+counted equal to timm 1.0.31 (tests/reference/timm_families.json, written by
 `tools/timm_reference.py --families` in the timm venv)."""
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ ACCEPTANCE = {"efficientnet_b2": (9_109_994, 658_963_440),
               "regnety_160": (83_590_140, 15_911_510_272),
               "regnetx_016": (9_190_136, 1_602_849_792),
               "mobilenetv3_large_075": (3_993_528, 154_560_624),
-              "mobilenetv3_small_050": (1_593_224, 24_188_688)}
-FAST = ["efficientnet_b2", "regnety_002", "mobilenetv3_small_050"]   # the default run's twins
+              "mobilenetv3_small_050": (1_593_224, 24_188_688),
+              "rexnet_150": (9_728_593, 875_828_154),
+              "rexnet_100": (4_796_873, 398_370_392)}
+FAST = ["efficientnet_b2", "regnety_002", "mobilenetv3_small_050", "rexnet_150"]   # default twins
 
 
 def _counts(name, **kw):
@@ -109,6 +111,22 @@ def test_spec_stages_are_timms_stages():
     assert not regnet.se                     # se_ratio 0: the rule's `when:` is false
 
 
+def test_rexnet_is_timms_block_cfg():
+    """ReXNet: one spec stage per entry of timm's layers [1, 2, 2, 3, 3, 5], SE (with its BN)
+    from the third block on, widths from the linear schedule: Python's round, half to even
+    (rexnet_150's block 12 is round(226.5) = 226, where rounding half up gives 227)."""
+    g = secompile.build_ir("rexnet_150")
+    assert [len(s.blocks) for s in g.stages] == [1, 2, 2, 3, 3, 5]
+    assert sorted({int(p.split(".")[1]) for p in g.se}) == [2, 3, 4, 5] and len(g.se) == 13
+    outs = [g.shape(f"{b}.branch.conv_pwl.conv")[0] for b in g.blocks]
+    assert outs == [24, 41, 58, 75, 92, 108, 125, 142, 159, 176, 193, 210, 226, 243, 260, 277]
+    assert g.shape("stem.conv.conv")[0] == 48 and g.shape("head.conv_head.conv")[0] == 1920
+    assert g.shape("stages.5.blocks.1.branch.conv_dw_se.fc1") == (105, 1, 1)   # int(1260 / 12)
+    # the width multiplier alone is the variant: no per-size tables
+    scaled = secompile.build_ir("rexnet_100", params={"width": 1.5})
+    assert scaled.structural_hash() == g.structural_hash()
+
+
 def test_b0_with_the_b2_multipliers_is_b2():
     scaled = secompile.build_ir("efficientnet_b0", params={"width": 1.1, "depth": 1.2})
     b2 = secompile.build_ir("efficientnet_b2", input_size=224)
@@ -125,8 +143,11 @@ def test_params_are_recorded_as_overrides():
 def test_zoo_names_list_every_member():
     names = secompile.list_models()
     assert set(MEMBERS) <= set(names)
-    assert not {"efficientnet", "regnet", "mobilenetv3"} & set(names)   # family files: variants
+    assert not {"efficientnet", "regnet", "mobilenetv3", "rexnet"} & set(names)   # variants
     assert secompile.list_models("regnetx_*") == sorted(n for n in MEMBERS if "regnetx" in n)
+    assert secompile.list_models("rexnet_*") == ["rexnet_100", "rexnet_130", "rexnet_150",
+                                                 "rexnet_200", "rexnet_300"]
+    assert len(secompile.list_models("rexnetr_*")) == 5
 
 
 def _errors(text, **kw):
@@ -257,19 +278,45 @@ def _loads(name):
     sd = _timm_state_dict(name)
     report = secompile.load_weights(model, sd)
     assert report.ok, str(report)
-    key = next(k for k in sd if k.endswith("conv_pwl.weight") or k.endswith("conv3.conv.weight"))
+    key = next(k for k in sd if k.endswith(("conv_pwl.weight", "conv3.conv.weight",
+                                            "conv_pwl.conv.weight")))   # ReXNet: ConvNormAct
     ours = dict(zip(sd, model.state_dict().values()))[key]
     assert ours.equal(sd[key])      # loaded, in timm's order
 
 
+# 0.3-1.3 G parameters: paired on the meta device (no values) instead of loaded
+HUGE = ["regnety_640", "regnety_1280", "regnety_2560"]
+
+
 @pytest.mark.slow        # compiles every member (torch); the layout twin above runs by default
-@pytest.mark.parametrize("name", MEMBERS)
+@pytest.mark.parametrize("name", [n for n in MEMBERS if n not in HUGE])
 def test_load_weights_maps_every_members_state_dict(name):
     _loads(name)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HUGE)
+def test_huge_members_pair_every_timm_module(name):
+    """load_weights' structural pairing (weights_in_order) on shapes alone: every module of
+    timm's state_dict pairs with one of ours, none left on either side."""
+    torch = pytest.importorskip("torch")
+    from secompile.backends.torch.weights_in_order import (
+        checkpoint_modules,
+        model_modules,
+        pair_by_structure,
+    )
+    with torch.device("meta"):
+        model = secompile.compile(name)
+        sd = {k: torch.empty(() if s == "scalar" else tuple(int(d) for d in s.split("x")))
+              for k, s in REF[name]["state_dict"]}
+    src, ours = checkpoint_modules(sd), model_modules(model, frozenset())
+    pairs, difference, n = pair_by_structure(src, ours)
+    assert difference is None and n == len(pairs) == len(src) == len(ours)
+
+
 @pytest.mark.slow        # the timm venv only (tools/timm_parity.py): one member of each family
-@pytest.mark.parametrize("name", ["efficientnet_b2", "regnetx_016", "mobilenetv3_small_050"])
+@pytest.mark.parametrize("name", ["efficientnet_b2", "regnetx_016", "mobilenetv3_small_050",
+                                  "rexnet_150"])
 def test_outputs_equal_timms(name):
     pytest.importorskip("timm")
     import importlib.util

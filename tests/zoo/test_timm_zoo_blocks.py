@@ -33,7 +33,9 @@ FEATURES = {   # timm's feature_info: (num_chs, reduction) per level
 
 
 def spec(name):
-    return SPECS / f"{name}.yaml"
+    """The spec file named after the model, or the zoo name (rexnet_100: a rexnet.yaml variant)."""
+    path = SPECS / f"{name}.yaml"
+    return path if path.exists() else name
 
 
 def timm_layout(name) -> list[tuple[str, str]]:

@@ -62,7 +62,7 @@ def op_level(g: Graph, counts: Counts, scope: str | None = None) -> graphviz.Dig
             title, family = st.se_describe(role, data["op"], data["attrs"], facts[s]), "se"
         else:
             title, family = (st.describe(data["op"], data["attrs"], ins),
-                             st.FAMILY.get(data["op"], "plain"))
+                             st.family(data["op"]))
         shape = st.shape_text(data["shape"])
         # name the layer: which conv is conv2, the shortcut
         if family in ("conv", "pool", "linear"):
@@ -206,8 +206,7 @@ def _chain_node(g: Graph, counts: Counts, cid: str, layers: list[str], by_layer:
         return {"label": st.html_lines(title, *lines), **st.node_style("se"), "penwidth": "2"}
     rows = [_layer_row(g, L, by_layer[L]) for L in layers]
     ir = [p for L in layers for p in by_layer[L]]
-    family = st.FAMILY.get(g.op(max(ir, key=lambda p: (counts.nodes[p].macs, -ir.index(p)))),
-                           "plain")
+    family = st.family(g.op(max(ir, key=lambda p: (counts.nodes[p].macs, -ir.index(p)))))
     if g.op(ir[0]) in ("add", "concat"):
         family = "merge"
     scope = _chain_scope(layers[0])

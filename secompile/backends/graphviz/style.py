@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 from ...analysis.counts import Cost
 from ...analysis.numbers import si
+from ...ir import plugins
 
 FONT = "Helvetica"          # fontconfig maps it to Liberation Sans (Helvetica metrics) for PNG/PDF
 SMALL = 9                   # point size of shape / cost lines
@@ -137,9 +138,23 @@ LOOKS: dict[str, OpLook] = {
 FAMILY = {op: look.family for op, look in LOOKS.items() if look.family != "plain"}
 
 
+def _plugin_look(op: str) -> OpLook:
+    """A registered op's look (register_op's graphviz=(family, title)); plain by default."""
+    family, title = plugins.get(op).graphviz
+    return OpLook(family if family in COLORS else "plain",
+                  title if callable(title) else _text(str(title)))
+
+
 def describe(op: str, a: dict, in_shapes: list) -> str:
     """The op and its key attributes, e.g. 'conv 3×3, 128, stride 2, groups 32'."""
-    return LOOKS[op].describe(a, in_shapes)
+    return (LOOKS.get(op) or _plugin_look(op)).describe(a, in_shapes)
+
+
+def family(op: str) -> str:
+    """The op's colour family (a key of COLORS)."""
+    if op in LOOKS or plugins.get(op) is None:
+        return FAMILY.get(op, "plain")
+    return _plugin_look(op).family
 
 
 def se_describe(role: str, op: str, a: dict, info: dict) -> str:

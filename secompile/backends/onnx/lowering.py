@@ -51,6 +51,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..._version import __version__
+from ...ir import plugins
 from ...ir.graph import Graph
 from ...ir.ops import eca_padding
 from ...outputs import atomic_write
@@ -109,7 +110,11 @@ class _Lowering:
             self.tensor[p] = self.tensor[self.fold[p]]   # the conv already produced this value
             return
         out = self.folded_into.get(p, p)                 # a folded conv writes the BN's tensor
-        self.tensor[p] = EMITTERS[op](self, p, a, xs, out, shape)
+        if op in EMITTERS:
+            self.tensor[p] = EMITTERS[op](self, p, a, xs, out, shape)
+        else:   # a plug-in op (ir/plugins.py); lower() checked it has an emitter
+            emit = OnnxEmit(self, p, a, xs, [self.g.shape(i) for i in d["inputs"]], out, shape)
+            self.tensor[p] = plugins.get(op).onnx(emit)
 
     def _params(self, p, bias: bool) -> list[str]:
         bn = self.folded_into.get(p)
@@ -405,6 +410,41 @@ EMITTERS = {
 NOT_EMITTED = {"input"}   # a graph input (value_info), not a node
 
 
+class OnnxEmit:
+    """What a plug-in's ONNX emitter sees of its node, and how it adds ONNX nodes: helper nodes
+    are named `<path>/<role>`, the last (role None) produces the node's value; initialisers are
+    the node's state_dict tensors, `<path>.<name>`. The emitter returns the value's tensor."""
+
+    def __init__(self, low: _Lowering, path, attrs, inputs, in_shapes, out, shape):
+        self._low, self._out = low, out
+        self.path, self.attrs, self.shape = path, attrs, tuple(shape)
+        self.inputs = list(inputs)            # tensor names, in the node's input order
+        self.in_shapes = [tuple(s) for s in in_shapes]
+        self.opset = low.opset
+
+    def node(self, op_type: str, inputs: list, role: str | None = None, shape=None,
+             **attrs) -> str:
+        """One ONNX node -> its output tensor; `shape` (no batch) records its value_info."""
+        if role is None:
+            return self._low.node(op_type, inputs, self.path, self._out, self.shape, **attrs)
+        return self._low.node(op_type, inputs, f"{self.path}/{role}", shape=shape, **attrs)
+
+    def weight(self, name: str) -> str:
+        """The initialiser of the node's tensor `name` (as declared in register_op's weights)."""
+        return self._low.weight(f"{self.path}.{name}")
+
+    def const(self, role: str, value) -> str:
+        """A constant that is not a weight (a reshape target, a bound) as a Constant node."""
+        return self._low.const(f"{self.path}/{role}", value)
+
+
+def missing_emitters(g: Graph) -> None:
+    """Refuse a graph holding a plug-in op registered without an ONNX emitter (PluginError)."""
+    for op in sorted({d["op"] for _, d in g.nodes()} - set(EMITTERS) - NOT_EMITTED):
+        plugin = plugins.get(op)
+        plugins.require(op, "ONNX", plugin and plugin.onnx)
+
+
 def _onnx_pool_size(n, k, s, pad, ceil) -> int:
     """Output size by ONNX's shape-inference rule (ceil without PyTorch's start-inside rule)."""
     span = n + 2 * pad - k
@@ -421,6 +461,7 @@ def lower(g: Graph, state: dict, *, fold_bn: bool = False, opset: int = DEFAULT_
     `outputs` ({name: node path}, in order) names the graph outputs; default {'output': g.output}
     (backbones: one output per feature, see api.to_onnx)."""
     check_opset(opset)
+    missing_emitters(g)
     low = _Lowering(g, state, opset, fold_bn)
     inputs = []
     for p, d in g.nodes():

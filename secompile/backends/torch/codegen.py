@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...ir import plugins
 from ...ir.graph import Graph
 from ...ir.ops import OPS, eca_padding
 from ...passes.fuse import fuse_scale_add
@@ -350,6 +351,34 @@ EMITTERS: dict[str, TorchOp] = {
 NOT_EMITTED = {"input"}   # the graph's input is the first unit's argument
 
 
+def _plugin_module(plugin: plugins.Plugin, a: dict, ins: list) -> nn.Module:
+    """The registered factory's module, refused unless its tensors are the declared ones (the
+    counts and the ONNX weight check read the declaration)."""
+    mod = plugin.torch(a, ins)
+    if not isinstance(mod, nn.Module):
+        raise plugins.PluginError(f"op {plugin.name!r} (registered by {plugin.owner}): torch "
+                                  f"gave {type(mod).__name__}, not an nn.Module")
+    have = {k: tuple(v.shape) for k, v in mod.state_dict().items()}
+    want = plugin.opdef.tensors(a, ins)
+    if have != want:
+        diff = sorted(set(have.items()) ^ set(want.items()))
+        raise plugins.PluginError(
+            f"op {plugin.name!r} (registered by {plugin.owner}): the torch module's tensors "
+            f"differ from the declared weights at {diff[0][0]!r}: module "
+            f"{have.get(diff[0][0], 'none')}, declared {want.get(diff[0][0], 'none')}")
+    return mod
+
+
+def emitter(op: str) -> TorchOp:
+    """The op's emitter: built in, or a registered plug-in's module called on the node's input."""
+    if op in EMITTERS:
+        return EMITTERS[op]
+    plugin = plugins.get(op)
+    plugins.require(op, "torch", plugin and plugin.torch)
+    return TorchOp(lambda n: f"{n.call}({', '.join(n.ins)})",
+                   lambda a, s: _plugin_module(plugin, a, [s]))
+
+
 # Names a child cannot be registered (add_module) or read (attribute access) by.
 _TAKEN = frozenset(dir(Unit)) | frozenset(vars(nn.Module())) | {"path", "code", "_fwd", "_probe"}
 
@@ -415,7 +444,7 @@ def _unit_source(g: Graph, unit: str, nodes: list[str], x_in: str, out: str, pro
     for i, p in enumerate(nodes):
         node = _Node(g, p, [names[s] for s in g.inputs(p)], _attr_chain(rel(p)), pos)
         v = names[p] = _var(rel(p), used)
-        lines.append(f"    {v} = {EMITTERS[g.op(p)].expr(node)}")
+        lines.append(f"    {v} = {emitter(g.op(p)).expr(node)}")
         if probe:
             lines.append(f"    rec[{rel(p)!r}] = {v}")  # unit-relative: identical blocks share code
         if i in dead:
@@ -449,7 +478,7 @@ def _build_unit(g: Graph, fused: Graph, unit: str, nodes: list[str], fused_nodes
     for p in fused_nodes:
         d = fused.node(p)
         in_shape = fused.shape(d["inputs"][0]) if d["inputs"] else ()
-        mod = EMITTERS[d["op"]].module(d["attrs"], in_shape)
+        mod = emitter(d["op"]).module(d["attrs"], in_shape)
         if mod is None:
             continue
         if d["op"] == "act" and d["attrs"]["kind"] == "relu" and \
