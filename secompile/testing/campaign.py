@@ -50,7 +50,7 @@ FORWARD_MAX_MACS = 100_000_000
 MEMORY_HEADROOM = 2 * 2**30
 BUGS = ("unlocated", "verifier", "internal", "hang", "shape_mismatch", "forward_error")
 # the zoo's specs written with language v2 (families, foreach, attention modules, select merge)
-ZOO_V2 = ("mbconv_demo", "efficientnet", "mobilenetv3", "regnet", "rexnet_100", "gcresnet50t",
+ZOO_V2 = ("mbconv_demo", "efficientnet", "mobilenetv3", "regnet", "rexnet", "gcresnet50t",
           "resnest14d", "skresnet18", "eca_resnet50", "cbam_resnet50", "ecaresnet50d",
           "seresnext26d_32x4d")
 YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # what YAML counts as a new line
