@@ -313,6 +313,10 @@ def _merge(fe, ctx, path, p, merge, short, branch, scale) -> str:
 def residual(fe, ctx, a, path, p, x) -> Composite:
     g = fe.graph
     branch = fe.items(ctx, a["branch"], path + ("branch",), f"{p}.branch", x)
+    if branch == x:   # as `branch: []`, which the schema refuses (the merge would read x twice)
+        fe.problem(ctx, path + ("branch",), "every layer of the branch is switched off by "
+                                            "`when:`; a residual branch needs at least one")
+        raise Abort
     merge = fe.value(ctx, a.get("merge", "add"), path + ("merge",))[0]
     if merge not in MERGES:
         fe.problem(ctx, path + ("merge",), f"merge must be one of {', '.join(MERGES)}, "
@@ -395,6 +399,10 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
                        "'.' (it separates the parts of node paths)", key=True)
             raise Abort
         outs.append(fe.items(ctx, items, path + ("branches", key), f"{p}.{name}", x))
+    if outs == [x]:   # one branch and no layer in it: nothing to merge, no node of its own
+        fe.problem(ctx, path + ("branches",), "a parallel of one branch needs a layer in it (it "
+                                              "is empty or switched off by `when:`)")
+        raise Abort
     if isinstance(a.get("merge"), dict):
         return select_merge(fe, ctx, a, path, p, x, outs)
     merge = fe.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]

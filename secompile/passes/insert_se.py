@@ -224,6 +224,9 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set, index: _PathIndex,
                        about="reduction")
     params = {k: v for k, v in rule.items() if k not in RULE_KEYS}
     a, added, names = modules.build(g, name, u, s, params, rpath, _enclosing_block(g, s))
+    if a == u:   # nothing to splice in, and no node to record as the module's output
+        raise _Problem(f"attention module '{name}' adds no layer at {s} (every layer is switched "
+                       "off by `when:`); a module an SE rule inserts needs one", about="module")
     if g.shape(a) != shape:   # its consumers were shaped for u: it must give u's shape back
         raise _Problem(f"attention module '{name}' turns {u} {shape} into {g.shape(a)} at {s}; "
                        "a module an SE rule inserts must keep the shape it is inserted on",

@@ -23,10 +23,8 @@ import io
 import os
 import pathlib
 import random
-import re
 import resource
 import shutil
-import signal
 import sys
 import time
 from collections import Counter
@@ -40,6 +38,8 @@ import secompile
 from secompile.analysis.counts import report
 from secompile.cli import main
 from secompile.testing import check_shapes
+from secompile.testing.campaign import cpu_limit, memory_cap, unlocated
+from secompile.testing.text_mutations import OPS, mutate
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -72,110 +72,7 @@ for _name in SPEC_FILES:
 TARGETS = SPEC_FILES + sorted(INCLUDED_BY)   # a template file is mutated and loaded through a spec using it
 
 
-# -- mutations -------------------------------------------------------------------------------------
-PALETTE = list("{}[]:,-&*!|>'\"#%@`?$ \t\n.0a_") + ["\x00", "\x07", "\x1b", "\x7f", "\u00e9", "\u2028", "\ufeff"]
-TOKENS = ["\t", "  ", "\n", "- ", ": ", "{", "}", "[", "]", ", ", "*a ", "&a ", "<<: *a\n", "<<: {x: 1}, ",
-          "!!python/object/apply:os.system ['true'] ", "!!python/name:os.system ", "!!binary ", "!!set ",
-          "!custom ", "~", "null", "'", '"', "# ", "---\n", "...\n", "? ", "|\n", ">\n", "%YAML 1.1\n",
-          "$", "$out ", "2024-01-01", "0x1F", "1:30", "1e9", ".inf", "&x [*x]", "\u00e9", "\ufeff"]
-NUMBERS = ["0", "-1", "1", "2", "3", "7", "64", "1000", "65536", "1000000000", "1000000000000000",
-           "10000000000000000", "99999999999999999999999999999999", "1.5", "-0.5", "1e308", ".nan", ".inf",
-           "-.inf", "0x10", "0o17", "1_000"]
-TYPES = ['"x"', "''", "[]", "{}", "null", "~", "true", "false", "[1, 2]", "{a: 1}", '"$nope"', '"$out // 0"',
-         "[[[[1]]]]", "*undefined", "!!str 3", "!!float 3", "2024-01-01", "[a, b, c]", "{block: basic}"]
-EXPRS = ['"$out // 0"', '"$out % 0"', '"$out ** 99"', '"$out * 10 ** 15"', '"$nope + 1"', '"$out.real"',
-         '"(lambda: 1)()"', '"__import__(\'os\')"', '"$out if $out else"', '"$out / 3"', '"-$out"', '"$out // 64"',
-         '"[$out][0]"', '"{$out: 1}"', '"$out < \'a\'"', '"max()"', '"int(\'x\')"', '"$out ** -1"',
-         '"\'a\' + $out"', '"abs(\'a\')"', '"$out $out"', '"$"', '"$$out"', '"round($out, 3)"',
-         # a hang or gigabytes before fuzz-6:
-         '"round($out, -10 ** 9)"', '"(\'ab\' * 10 ** 9) if $out else 1"', '"int(1e300 ** 2) + $out"',
-         '"-\'a\' if $out else 1"', '"int(1e308 * 10) + $out"']
-
-
-NUMBER = re.compile(rb"(?<![\w.$'\"-])-?\d+(?:\.\d+)?(?![\w.])")
-SCALAR = re.compile(rb"(?<=: )[^\s,\[\]{}#&*!|>'\"][^,\[\]{}#\n]*?(?=\s*(?:[,}\]\n#]|$))")
-FLOW_ITEM = re.compile(rb"(?<=[{,] )[A-Za-z_]\w*: [^,{}\[\]\n]+(?:, )?")
-KEY = re.compile(rb"(?<=[{,\s])[A-Za-z_]\w*(?=: )")
-EXPR = re.compile(rb'"[^"\n]*\$[^"\n]*"|\$\w+')
-
-
-def _nth(pattern, data, k):
-    found = list(pattern.finditer(data))
-    return found[k % len(found)] if found else None
-
-
-def _splice(data, m, new):
-    return data[:m.start()] + new + data[m.end():] if m else data
-
-
-def _lines(data):
-    return data.split(b"\n")
-
-
-def _misspell(word: bytes, how: int) -> bytes:
-    w = word.decode()
-    i = how % len(w)
-    variants = [w[:i] + w[i + 1:], w[:i] + w[i] + w[i:], w[:i] + w[i + 1:i + 2] + w[i:i + 1] + w[i + 2:],
-                w.upper(), w + "s", w[:i] + "_" + w[i:]]
-    return (variants[how % len(variants)] or "x").encode()
-
-
-def _enc(s: str) -> bytes:
-    return s.encode("utf-8", "surrogatepass")
-
-
-def mutate(data: bytes, op: str, a: int, b: int) -> bytes:
-    n = max(len(data), 1)
-    if op == "bitflip":
-        if not data:
-            return data
-        i = a % n
-        return data[:i] + bytes([data[i] ^ (1 << (b % 8))]) + data[i + 1:]
-    if op == "replace_char":
-        i = a % n
-        return data[:i] + _enc(PALETTE[b % len(PALETTE)]) + data[i + 1:]
-    if op == "insert":
-        i = a % (n + 1)
-        return data[:i] + _enc(TOKENS[b % len(TOKENS)]) + data[i:]
-    if op == "delete":
-        i = a % n
-        return data[:i] + data[i + 1 + b % 40:]
-    if op == "truncate":
-        return data[:a % n]
-    lines = _lines(data)
-    i, j = a % len(lines), b % len(lines)
-    if op == "delete_line":
-        return b"\n".join(lines[:i] + lines[i + 1:])
-    if op == "duplicate_line":
-        return b"\n".join(lines[:i + 1] + lines[i:])
-    if op == "swap_lines":
-        lines[i], lines[j] = lines[j], lines[i]
-        return b"\n".join(lines)
-    if op == "indent":
-        d = b % 9 - 4
-        lines[i] = b" " * d + lines[i] if d > 0 else lines[i][-d:] if lines[i][:-d].strip() == b"" else lines[i]
-        return b"\n".join(lines)
-    if op == "number":
-        return _splice(data, _nth(NUMBER, data, a), NUMBERS[b % len(NUMBERS)].encode())
-    if op == "retype":
-        return _splice(data, _nth(SCALAR, data, a), TYPES[b % len(TYPES)].encode())
-    if op == "delete_key":
-        return _splice(data, _nth(FLOW_ITEM, data, a), b"")
-    if op == "duplicate_key":
-        m = _nth(FLOW_ITEM, data, a)
-        item = m.group(0) if m else b""
-        return _splice(data, m, item + (b"" if item.endswith(b", ") else b", ") + item.rstrip(b", ")) if m else data
-    if op == "misspell_key":
-        m = _nth(KEY, data, a)
-        return _splice(data, m, _misspell(m.group(0), b)) if m else data
-    if op == "expression":
-        return _splice(data, _nth(EXPR, data, a), EXPRS[b % len(EXPRS)].encode())
-    raise AssertionError(op)
-
-
-OPS = ["bitflip", "replace_char", "insert", "delete", "truncate", "delete_line", "duplicate_line", "swap_lines",
-       "indent", "number", "retype", "delete_key", "duplicate_key", "misspell_key", "expression"]
-
+# -- mutations (secompile/testing/text_mutations.py) -----------------------------------------
 op_st = st.tuples(st.sampled_from(OPS), st.integers(0, 2**24), st.integers(0, 2**24))
 case_st = st.tuples(st.integers(0, len(TARGETS) - 1), st.integers(0, 2**16), st.lists(op_st, min_size=1, max_size=4))
 # language v2: the specs using its constructs, and the attention-module templates they include
@@ -187,10 +84,6 @@ v2_case_st = st.tuples(st.sampled_from([TARGETS.index(t) for t in V2_TARGETS]),
 
 
 # -- checking one case -------------------------------------------------------------------------------
-class Hang(BaseException):
-    """Raised by the CPU-time alarm (BaseException: the code under test must not swallow it)."""
-
-
 class Stats:
     def __init__(self):
         self.cases = 0
@@ -211,48 +104,10 @@ class Stats:
                 f"ops {dict(sorted(self.ops.items()))}")
 
 
-YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")   # what YAML counts as a new line
-
-
 def _check_located(e: secompile.SpecError) -> None:
     """Every problem is located and prints as one line."""
-    assert e.problems, "a SpecError without problems"
-    for p in e.problems:
-        f = p.mark.file
-        assert os.path.isfile(f), f"problem located in a file that does not exist: {p}"
-        lines = YAML_LINE_BREAK.split(pathlib.Path(f).read_bytes().decode("utf-8", "replace"))
-        assert 1 <= p.mark.line <= len(lines) + 1, f"line out of range: {p}"
-        text = lines[p.mark.line - 1] if p.mark.line <= len(lines) else ""
-        assert 1 <= p.mark.col <= len(text) + 2, f"column out of range: {p}"
-        assert p.path and p.message, f"no spec path or message: {p}"
-        assert "Traceback" not in p.message and " object at 0x" not in p.message, p
-        assert len(str(p).splitlines()) == 1, f"a problem printed over several lines: {str(p)!r}"
-
-
-@contextlib.contextmanager
-def cpu_limit(seconds):
-    def on_alarm(signum, frame):
-        raise Hang(f"more than {seconds} s of CPU")
-    old = signal.signal(signal.SIGPROF, on_alarm)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, old)
-
-
-@contextlib.contextmanager
-def memory_cap(headroom):
-    """Cap the address space at what is mapped now plus `headroom`: a blow-up is a MemoryError."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    vm = int(re.search(r"VmSize:\s+(\d+) kB", pathlib.Path("/proc/self/status").read_text()).group(1)) * 1024
-    cap = vm + headroom if hard == resource.RLIM_INFINITY else min(vm + headroom, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    why = unlocated(e)
+    assert why is None, why
 
 
 class Campaign:

@@ -35,6 +35,20 @@ def test_no_fusion_without_a_plain_two_input_add():
     assert scaled and all(f.op(p) == "add" for p in scaled)
 
 
+def test_a_fused_attention_scale_on_the_shortcut_is_still_its_shortcut_out():
+    """Found by the fuzz campaign (a gate module as the shortcut's last layer): the record kept
+    naming the removed mul, and compiling failed the verifier (an internal error)."""
+    spec = {"name": "t", "input": {"channels": 4, "size": 8}, "stages": [{"layers": [
+        {"name": "y", "residual": {"branch": [{"name": "c", "conv": {"out": 4}}],
+                                   "shortcut": [{"name": "att", "block": {"template": "eca"}}]}}]}]}
+    f = fuse_scale_add(build_ir(spec))
+    assert f.op("stages.0.y.add") == "scale_add" and "stages.0.y.shortcut.att.scale" not in f
+    assert f.composites["stages.0.y"].shortcut_out == "stages.0.y.add"
+    f.check()
+    x = torch.randn(2, 4, 8, 8)
+    assert secompile.compile(spec)(x).shape == (2, 4, 8, 8)
+
+
 def test_forward_frees_each_intermediate_once_after_its_last_reader():
     g = fuse_scale_add(build_ir(SPECS / "se_resnext50.yaml"))
     for unit, nodes in _unit_nodes(g).items():
