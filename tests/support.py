@@ -9,3 +9,22 @@ SHARED = ROOT.parent / "shared"
 
 def all_specs():
     return sorted(p for p in SPECS.glob("*.yaml"))
+
+
+# Zoo specs whose every-spec tests stay in the default run: small, and between them SE, MBConv
+# with attention layers and a 224x224 ResNet. `-m slow` runs the whole zoo.
+CHEAP = ("se_resnet20_cifar", "mbconv_demo", "seresnet18")
+
+
+def zoo_cases(cheap=CHEAP, keep=lambda path: False):
+    """Every zoo spec as a pytest param (id: the file's stem); all but the cheap ones (or those
+    `keep` accepts) marked slow."""
+    import pytest
+    return [pytest.param(p, id=p.stem, marks=[] if p.stem in cheap or keep(p) else
+                         [pytest.mark.slow]) for p in all_specs()]
+
+
+def slow_unless_cheap(names, cheap=CHEAP):
+    """Names as pytest params, the ones not in `cheap` marked slow."""
+    import pytest
+    return [pytest.param(n, id=n, marks=[] if n in cheap else [pytest.mark.slow]) for n in names]

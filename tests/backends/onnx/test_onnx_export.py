@@ -26,7 +26,7 @@ from secompile.backends.onnx import lowering as onnx_backend
 from secompile.backends.onnx.weights import expected_state
 from secompile.backends.torch import Unit, lower
 from secompile.cli import main
-from support import SPECS, all_specs
+from support import SPECS, all_specs, zoo_cases
 
 TOL = 1e-4
 # Reduced inputs: the smallest of these, from half the spec's size, that the spec builds at.
@@ -148,7 +148,7 @@ def compiled(spec, seed=0):
 
 
 # -- every spec ------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_spec_matches_torch(path):
     spec = reduced(path)
     g, model = compiled(spec)
@@ -159,7 +159,7 @@ def test_spec_matches_torch(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_spec_matches_torch_full_size(path):
     """Full depth and input size, both with and without folding, onnxruntime optimising."""
     spec = secompile.load_spec(path)

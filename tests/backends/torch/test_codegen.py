@@ -4,26 +4,17 @@ import torch
 
 import secompile
 from secompile.backends.torch import Unit, trace_shapes
-from support import SPECS, all_specs
+from support import SPECS, zoo_cases
 
 
-@pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_params_equal_analysis(path):
     rep = secompile.count(path)
     model = secompile.compile(path)
     assert sum(p.numel() for p in model.parameters()) == rep["total"]["params"]
 
 
-def _gmacs(path):
-    return secompile.count(path)["total"]["macs"] / 1e9
-
-
-def _unless(pred):
-    """Parametrise over every spec; those failing `pred` run only in the slow profile."""
-    return [p if pred(p) else pytest.param(p, marks=pytest.mark.slow) for p in all_specs()]
-
-
-@pytest.mark.parametrize("path", _unless(lambda p: _gmacs(p) <= 5), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_every_node_shape_matches_module(path):
     g = secompile.build_ir(path)
     model = secompile.compile(path, seed=0).eval()
@@ -43,7 +34,7 @@ def test_every_node_shape_matches_module(path):
     assert hooked and all(hooked[k] == conv1d.get(k, g.shape(k)) for k in hooked)
 
 
-@pytest.mark.parametrize("path", _unless(lambda p: _gmacs(p) <= 1 or p.stem == "se_resnet50"), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_training_mode_backward(path):
     g = secompile.build_ir(path)
     model = secompile.compile(path, seed=0).train()

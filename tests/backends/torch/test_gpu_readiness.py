@@ -17,11 +17,9 @@ import torch
 import secompile
 from secompile.backends.torch import Unit
 from secompile.lang import SpecError, load_spec
-from support import SPECS, all_specs
+from support import SPECS, slow_unless_cheap, zoo_cases
 
 SMALL_SIZES = (64, 96, 128, 160)
-BIG_NODES = 200   # IR nodes above which the whole-model explain is marked slow ...
-ALWAYS = {"se_resnet20_cifar", "se_resnet50", "se_resnext50"}   # ... except for these
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
@@ -51,16 +49,7 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-def _big(path) -> bool:
-    """Networks whose whole-model explain takes tens of seconds (deep ResNets, SENet-154, ...)."""
-    return path.stem not in ALWAYS and len(secompile.build_ir(path).order) > BIG_NODES
-
-
-def _whole_model_cases():
-    return [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if _big(p) else []) for p in all_specs()]
-
-
-@pytest.mark.parametrize("path", _whole_model_cases())
+@pytest.mark.parametrize("path", zoo_cases())
 def test_zero_graph_breaks(path):
     """The whole network is one graph (eval mode, as deployed). Deep networks are `slow`:
     every block of theirs is covered by the per-unit test below in CI."""
@@ -70,7 +59,7 @@ def test_zero_graph_breaks(path):
     assert ex.graph_count == 1
 
 
-@pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_zero_graph_breaks_per_unit(path):
     """Every distinct generated forward (identical blocks share one), in train and eval mode."""
     model, shape = build(path)
@@ -93,7 +82,7 @@ def test_zero_graph_breaks_per_unit(path):
                 f"{u.path} ({mode}): " + "; ".join(str(b.reason) for b in ex.break_reasons)
 
 
-@pytest.mark.parametrize("path", all_specs(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_generated_code_stays_on_the_device(path):
     model, shape = build(path)
     for unit in (m for m in model.modules() if isinstance(m, Unit)):
@@ -117,7 +106,7 @@ def test_compile_fullgraph_training_step():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5, msg=n)
 
 
-@pytest.mark.parametrize("name", ["se_resnet20_cifar", "se_resnext50_tv"])
+@pytest.mark.parametrize("name", slow_unless_cheap(["se_resnet20_cifar", "se_resnext50_tv"]))
 def test_amp_bf16_forward_on_cpu(name):
     model, shape = build(SPECS / f"{name}.yaml")
     model.eval()
@@ -137,7 +126,7 @@ def test_amp_bf16_forward_on_cpu(name):
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", ["se_resnet20_cifar", "se_resnext50_tv", "senet154"])
+@pytest.mark.parametrize("name", slow_unless_cheap(["se_resnet20_cifar", "se_resnext50_tv", "senet154"]))
 def test_channels_last_is_kept_and_agrees(name):
     if not (SPECS / f"{name}.yaml").exists():
         pytest.skip(f"{name}.yaml not written yet")
@@ -161,7 +150,7 @@ def test_channels_last_is_kept_and_agrees(name):
     assert err(got) <= max(4 * err(want), 1e-5), (err(got), err(want))
 
 
-@pytest.mark.parametrize("name", ["se_resnet20_cifar", "se_resnext50_tv"])
+@pytest.mark.parametrize("name", slow_unless_cheap(["se_resnet20_cifar", "se_resnext50_tv"]))
 def test_torch_export_for_deployment(name):
     model, shape = build(SPECS / f"{name}.yaml")
     model.eval()

@@ -22,10 +22,8 @@ from secompile.backends.torch.inference import (
 )
 from secompile.passes.fold_bn import conv_chains
 from secompile.passes.fold_bn import foldable_bn as foldable
-from support import SPECS, all_specs
+from support import SPECS, zoo_cases
 
-DEFAULT_GMACS = 1.0
-FLAGSHIP = "se_resnext50"          # grouped convs + SE + projection shortcuts: in the default run too
 
 
 def randomise(model, seed=0, x=None):
@@ -82,15 +80,7 @@ def assert_close(y, ref, model=None, x=None):
         f"max |diff| {err:.3g} > {tol:.3g}; from float64: {y_err:.3g}, eval-mode module {ref_err:.3g}"
 
 
-def _zoo():
-    out = []
-    for p in all_specs():
-        small = secompile.count(p)["total"]["macs"] / 1e9 <= DEFAULT_GMACS or p.stem == FLAGSHIP
-        out.append(p if small else pytest.param(p, marks=pytest.mark.slow))
-    return out
-
-
-@pytest.mark.parametrize("path", _zoo(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", zoo_cases())
 def test_zoo_same_outputs(path):
     g = secompile.build_ir(path)
     x = torch.randn(2, *g.input_shape, generator=torch.Generator().manual_seed(0))

@@ -38,6 +38,7 @@ def last(tmp):
     return torch.load(os.path.join(tmp, "last.pt"), weights_only=True)
 
 
+@pytest.mark.slow   # ~30 s; test_resume_mid_epoch_... runs the same loop in the default run
 def test_se_network_learns_the_shapes_task(tmp_path, capsys):
     """SE-ResNet-20 on 10 shapes in random colours: > 90% validation accuracy in 3 short epochs."""
     assert run_train(tmp_path, "--epochs", 3, "--train-size", 1536, "--val-size", 500, "--batch-size", 32,
@@ -78,6 +79,7 @@ def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path, capsys):
                     str(tmp_path / "b"), "--resume", "--epochs", "1"])
 
 
+@pytest.mark.slow   # ~20 s: two launches of two processes
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_torchrun_two_processes_gloo_then_resume(tmp_path):
     """`torchrun --nproc_per_node=2 examples/train.py ...` on CPU: the loss goes down, both
