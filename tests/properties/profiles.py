@@ -1,6 +1,6 @@
 """Hypothesis profiles of the property tests, selected by SECOMPILE_HYPOTHESIS_PROFILE.
 
-    ci        (default) 40 examples per property, derandomised, no example database: the same
+    ci        (default) 20 examples per property, derandomised, no example database: the same
               examples on every run, fast enough for every test run.
     thorough  2,000 examples per property, random, failures kept in .hypothesis/ (git-ignored)
               to be replayed first next time.
@@ -20,7 +20,7 @@ ENV = "SECOMPILE_HYPOTHESIS_PROFILE"
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
           HealthCheck.large_base_example]
 
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, database=None,
+settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_QUIET, print_blob=True)
 settings.register_profile("thorough", max_examples=2000, deadline=None, derandomize=False,
                           database=DirectoryBasedExampleDatabase(".hypothesis/examples"),

@@ -24,7 +24,7 @@ from secompile.backends.graphviz.layout import choose_columns
 from secompile.backends.graphviz.levels import chains
 from secompile.build import diagram_output
 from secompile.cli import cmd_draw
-from support import ROOT, SPECS, all_specs
+from support import CHEAP, ROOT, SPECS, all_specs
 
 HAVE_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="the Graphviz 'dot' program is not installed")
@@ -43,11 +43,14 @@ def ir(spec):
     return _IR[key]
 
 
-def spec_levels(heavy: dict):
+def spec_levels(heavy: dict, default_levels=("stage",)):
+    """Every spec at every level; by default only the cheap specs (support.CHEAP) run all levels,
+    the others `default_levels`; bigger graphs than `heavy` allows run only under -m slow."""
     out = []
     for p in all_specs():
         for level in ("stage", "block", "op"):
-            slow = len(ir(p)) > heavy.get(level, float("inf"))
+            slow = (len(ir(p)) > heavy.get(level, float("inf"))
+                    or (p.stem not in CHEAP and level not in default_levels))
             out.append(pytest.param(p, level, id=f"{p.stem}-{level}", marks=[pytest.mark.slow] if slow else []))
     return out
 
@@ -124,7 +127,7 @@ def is_aid(name):
 
 # -- structure, for every spec ---------------------------------------------------------------
 @needs_dot
-@pytest.mark.parametrize("spec,level", spec_levels(HEAVY_LAYOUT))
+@pytest.mark.parametrize("spec,level", spec_levels(HEAVY_LAYOUT, ("stage", "block")))
 def test_structure_matches_ir(spec, level):
     g = ir(spec)
     lay = Layout(api.to_dot(spec, level))
@@ -191,7 +194,7 @@ def check_op(g, lay):
 
 # -- rendering, for every spec ---------------------------------------------------------------
 @needs_dot
-@pytest.mark.parametrize("spec,level", spec_levels(HEAVY_RENDER))
+@pytest.mark.parametrize("spec,level", spec_levels(HEAVY_RENDER, ()))
 def test_renders_svg_and_png(spec, level, tmp_path):
     svg = api.draw(spec, level, "svg", tmp_path / f"{level}.svg")
     png = api.draw(spec, level, "png", tmp_path / f"{level}.png")

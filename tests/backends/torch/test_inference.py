@@ -25,7 +25,6 @@ from secompile.passes.fold_bn import foldable_bn as foldable
 from support import SPECS, zoo_cases
 
 
-
 def randomise(model, seed=0, x=None):
     """Random BN affine and running statistics and random biases, as a trained network has.
 

@@ -31,7 +31,9 @@ infer = _load("infer")
 
 
 def run_train(tmp, *extra):
-    return train.main(["--spec", CIFAR, "--data", "synthetic", "--out", str(tmp), *map(str, extra)])
+    # no loader worker processes: forking a pytest worker per epoch cost most of this file's time
+    return train.main(["--spec", CIFAR, "--data", "synthetic", "--out", str(tmp), "--workers", "0",
+                       *map(str, extra)])
 
 
 def last(tmp):
