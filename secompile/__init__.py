@@ -8,12 +8,12 @@
     secompile.register_op("coord_attn", ...)                        # a plug-in op (extending.md)
 
 `import secompile` imports neither torch, onnx, graphviz nor the sweep engine: the names below
-that need one (`load_weights`, `optimize_for_inference`, `sweep`, `diff`) import it when first
-used (module `__getattr__`), so `secompile count` starts quickly.
+that need one (`load_weights`, `optimize_for_inference`, `sweep`, `diff`, and `WeightsError`,
+load_weights' refusals) import it when first used (module `__getattr__`), so `secompile count`
+starts quickly.
 """
 from ._version import __version__
 from .api import build_ir, check_limits, compile, count, draw, load, prepare, to_dot, to_onnx
-from .backends.checkpoint import WeightsError  # torch-free: load_weights' refusals
 from .ir.ops import OpError
 from .ir.plugins import Attr, Buffer, PluginError, register_op, unregister_op
 from .lang import LimitError, Problem, Spec, SpecError
@@ -34,6 +34,9 @@ def _lazy(name):
     if name == "load_weights":
         from .backends.torch.weights import load_weights
         return load_weights
+    if name == "WeightsError":      # torch-free, but the count does not need it
+        from .backends.checkpoint import WeightsError
+        return WeightsError
     import importlib
 
     # the package itself, callable: secompile.sweep(...) is secompile.sweep.run(...), and
@@ -42,7 +45,7 @@ def _lazy(name):
     return package if name == "sweep" else package.diff
 
 
-_LAZY = ("optimize_for_inference", "load_weights", "sweep", "diff")
+_LAZY = ("optimize_for_inference", "load_weights", "sweep", "diff", "WeightsError")
 
 
 def __getattr__(name):

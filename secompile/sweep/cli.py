@@ -12,8 +12,7 @@ import pathlib
 import sys
 
 from ..outputs import output_option
-from .engine import MAX_VARIANTS
-from .sampling import KINDS
+from .options import KINDS, MAX_VARIANTS
 
 
 def _count(text: str) -> int:

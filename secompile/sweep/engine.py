@@ -28,9 +28,9 @@ from ..lang.errors import Mark, Problem, SpecError
 from ..lang.overrides import Override, apply_overrides, exists, format_value, make_override
 from ..passes import insert_se
 from ..zoo.loader import load_spec  # zoo names, and every phase's problems
+from .options import MAX_VARIANTS  # a larger sweep needs max_variants= / --max-variants
 from .sampling import parse_axis
 
-MAX_VARIANTS = 10_000        # a sweep larger than this needs max_variants= / --max-variants
 KEPT_EXPANSIONS = 16         # expanded graphs kept for variants that differ only in `se`
 
 # None in an invalid variant's row

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from ..lang.errors import Mark, Problem, SpecError
 from ..lang.loader import load_yaml_text
 from ..lang.overrides import Override, canonical_key, format_value, parse_key, parse_vary
+from .options import KINDS
 
 MAX_RANGE = 1_000_000        # integers a range() axis may hold
-KINDS = ("range", "choice", "uniform", "loguniform")
 _CALL = re.compile(r"\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
 
 

@@ -113,18 +113,28 @@ def test_quiet_in_the_commands_that_compile(tmp_path, capsys):
     _quiet_is_silent(QUIET_TORCH, tmp_path, capsys)
 
 
-def test_count_imports_only_what_it_needs():
-    """`secompile count` (and `import secompile`) import no torch, numpy, onnx, networkx or
-    graphviz: the command starts quickly (benchmarks/bench_startup.py). (The sweep package,
-    whose CLI registers its arguments, and the torch-free checkpoint module are imported again
-    since the last merges: to make lazy.)"""
+HEAVY = ("torch", "numpy", "onnx", "onnxruntime", "networkx", "graphviz", "matplotlib", "pandas",
+         "rich")
+
+
+@pytest.mark.parametrize("args, loads_rich", [
+    (["count", "se_resnet20_cifar"], True),          # the table is rich's
+    (["count", "se_resnet20_cifar", "--json"], False),
+    (["validate", "se_resnet20_cifar"], False)])
+def test_count_imports_only_what_it_needs(args, loads_rich):
+    """`secompile count`/`validate` import no torch, numpy, onnx, networkx, graphviz or sweep
+    engine (only the light argument modules of `sweep`/`diff`), and rich only to print its table:
+    the command starts quickly (benchmarks/bench_startup.py)."""
     code = ("import contextlib, io, sys\nfrom secompile.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
-            "    assert main(['count', 'se_resnet20_cifar']) == 0\n"
-            "print(sorted(m for m in ('torch', 'numpy', 'onnx', 'networkx', 'graphviz', "
-            "'matplotlib', 'secompile.backends.torch') if m in sys.modules))")
+            f"    assert main({args!r}) == 0\n"
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('secompile.sweep', "
+            "'secompile.backends.'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert (out.returncode, out.stdout, out.stderr) == (0, "[]\n", "")
+    heavy = "['rich']" if loads_rich else "[]"
+    assert (out.returncode, out.stdout, out.stderr) == (
+        0, f"{heavy}\n['secompile.sweep', 'secompile.sweep.cli', 'secompile.sweep.options']\n", "")
 
 
 def test_public_names_are_listed_and_lazy_ones_resolve():
