@@ -101,6 +101,11 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def lookup(name: str) -> ZooEntry | None:
     """The shipped spec (file, variant) of a zoo name, or None."""
+    if name and os.path.basename(name) == name and name not in (".", ".."):
+        # a file stem wins in the index: found without reading every family file (startup)
+        for ext in (".yml", ".yaml"):    # the index's order: x.yml is listed after x.yaml
+            if os.path.isfile(path := os.path.join(ZOO_DIR, name + ext)):
+                return ZooEntry(path)
     return _zoo_index(ZOO_DIR).get(name)
 
 
