@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsonschema
-
 from .errors import Problem, did_you_mean
 from .loader import SourceMap
+from .quickcheck import accepts
 
 EXPR = {"type": "string", "pattern": r"\$", "x-expect": "a $-expression"}
 INT = {"anyOf": [{"type": "integer"}, {"$ref": "#/$defs/expr"}],
@@ -309,18 +308,31 @@ INCLUDE_SCHEMA = {**SCHEMA, "required": [], "title": "secompile block-template f
                   "properties": {k: SCHEMA["properties"][k]
                                  for k in ("include", "blocks", "description", "version")}}
 
-# JSON Schema counts 2.0 as an integer; a spec does not (`repeat: 2.0` would reach range() as a
-# float, `size: 32.0` would give float shapes). Integral values from $-expressions are still ints.
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))
-_VALIDATORS = {id(s): _Validator(s) for s in (SCHEMA, INCLUDE_SCHEMA)}
+# The jsonschema validator of a schema, built on first need: its import is ~70 ms of a ~250 ms
+# `secompile count`, and a valid document never needs it (quickcheck.accepts answers yes).
+_COMPILED: dict[int, tuple[dict, object]] = {}      # id(schema) -> (schema, validator)
+
+
+def _compiled(schema: dict):
+    if (hit := _COMPILED.get(id(schema))) is not None and hit[0] is schema:
+        return hit[1]
+    import jsonschema
+
+    # JSON Schema counts 2.0 as an integer; a spec does not (`repeat: 2.0` would reach range() as
+    # a float, `size: 32.0` would give float shapes). Integral values from $-expressions are
+    # still ints. (quickcheck.py follows the same rule.)
+    validator = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))(schema)
+    _COMPILED[id(schema)] = (schema, validator)
+    return validator
+
 
 # Layer kinds this program registered from Python (ir/plugins.py): kind -> attribute schema.
 # Only this process's validation sees them; SCHEMA (`secompile schema`, schema.json) does not.
 _PLUGIN_LAYERS: dict[str, dict] = {}
-_PLUGIN_VALIDATORS: dict[bool, object] = {}
+_PLUGIN_SCHEMAS: dict[bool, dict] = {}
 _GENERATION = [0]   # changes with every registration: caches of validation results key on it
 
 
@@ -336,29 +348,29 @@ def layer_kinds() -> set[str]:
 
 def register_layer(kind: str, attrs_schema: dict) -> None:
     _PLUGIN_LAYERS[kind] = attrs_schema
-    _PLUGIN_VALIDATORS.clear()
+    _PLUGIN_SCHEMAS.clear()
     _GENERATION[0] += 1
 
 
 def unregister_layer(kind: str) -> None:
     _PLUGIN_LAYERS.pop(kind, None)
-    _PLUGIN_VALIDATORS.clear()
+    _PLUGIN_SCHEMAS.clear()
     _GENERATION[0] += 1
 
 
-def _validator(include: bool):
+def _schema(include: bool) -> dict:
+    """The schema in force: SCHEMA (or INCLUDE_SCHEMA), with this program's plug-in layers."""
     base = INCLUDE_SCHEMA if include else SCHEMA
     if not _PLUGIN_LAYERS:
-        return _VALIDATORS[id(base)]
-    if include not in _PLUGIN_VALIDATORS:
+        return base
+    if include not in _PLUGIN_SCHEMAS:
         layer = LAYER["anyOf"][1]
         bare = sorted(k for k, v in _PLUGIN_LAYERS.items() if "anyOf" in v)   # no required attrs
         extended = {"anyOf": [{"enum": SIMPLE_KINDS + bare},
                               {**layer, "properties": {**layer["properties"], **_PLUGIN_LAYERS}}],
                     "x-expect": LAYER["x-expect"]}
-        _PLUGIN_VALIDATORS[include] = _Validator({**base, "$defs": {**base["$defs"],
-                                                                   "layer": extended}})
-    return _PLUGIN_VALIDATORS[include]
+        _PLUGIN_SCHEMAS[include] = {**base, "$defs": {**base["$defs"], "layer": extended}}
+    return _PLUGIN_SCHEMAS[include]
 
 
 def _describe(value) -> str:
@@ -457,5 +469,7 @@ def validate(data, smap: SourceMap, include: bool = False) -> list[Problem]:
 
 def located(data, smap: SourceMap, include: bool = False) -> list[tuple[tuple, Problem, bool]]:
     """All schema problems with their raw spec paths: [(path, problem, is an unknown key)]."""
-    validator = _validator(include)
-    return [m for e in validator.iter_errors(data) for m in _messages(e, smap)]
+    schema = _schema(include)
+    if accepts(data, schema):
+        return []
+    return [m for e in _compiled(schema).iter_errors(data) for m in _messages(e, smap)]

@@ -114,7 +114,7 @@ def test_quiet_in_the_commands_that_compile(tmp_path, capsys):
 
 
 HEAVY = ("torch", "numpy", "onnx", "onnxruntime", "networkx", "graphviz", "matplotlib", "pandas",
-         "rich")
+         "rich", "jsonschema")     # jsonschema: only to word a valid spec's problems (none)
 
 
 @pytest.mark.parametrize("args, loads_rich", [
@@ -122,9 +122,9 @@ HEAVY = ("torch", "numpy", "onnx", "onnxruntime", "networkx", "graphviz", "matpl
     (["count", "se_resnet20_cifar", "--json"], False),
     (["validate", "se_resnet20_cifar"], False)])
 def test_count_imports_only_what_it_needs(args, loads_rich):
-    """`secompile count`/`validate` import no torch, numpy, onnx, networkx, graphviz or sweep
-    engine (only the light argument modules of `sweep`/`diff`), and rich only to print its table:
-    the command starts quickly (benchmarks/bench_startup.py)."""
+    """`secompile count`/`validate` of a valid spec import no torch, numpy, onnx, networkx,
+    graphviz, jsonschema or sweep engine (only the light argument modules of `sweep`/`diff`),
+    and rich only to print its table: the command starts quickly (benchmarks/bench_startup.py)."""
     code = ("import contextlib, io, sys\nfrom secompile.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             f"    assert main({args!r}) == 0\n"
