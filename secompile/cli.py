@@ -16,7 +16,6 @@ import sys
 from . import __version__
 from .ir.plugins import PluginError
 from .lang.errors import Mark, Problem, SpecError
-from .outputs import output_option
 from .reports import print_summary
 
 
@@ -205,6 +204,7 @@ def _out_indices(args):
 
 def cmd_build(args) -> int:
     from .build import build, diagram_output, onnx_output
+    from .outputs import output_option
     writers = []
     if not args.no_draw:
         writers.append(diagram_output)
@@ -231,6 +231,7 @@ def cmd_export(args) -> int:
     """`secompile export SPEC --format onnx -o FILE [--weights CKPT] [--fold-bn] [--opset N]`."""
     from .api import to_onnx
     from .backends.onnx import DEFAULT_OPSET, check_opset
+    from .outputs import output_option
     opset = args.opset if args.opset is not None else DEFAULT_OPSET
     try:
         check_opset(opset)
@@ -256,6 +257,7 @@ def cmd_draw(args) -> int:
     written)."""
     from .api import draw
     from .backends.graphviz import DotNotFound
+    from .outputs import output_option
     try:
         with output_option("-o"):
             out = draw(_spec(args, args.spec), args.level, args.format, args.output,

@@ -11,7 +11,6 @@ import json
 import pathlib
 import sys
 
-from ..outputs import output_option
 from .options import KINDS, MAX_VARIANTS
 
 
@@ -89,6 +88,7 @@ def _sample_note(s: dict) -> str:
 
 
 def cmd_sweep(args) -> int:
+    from ..outputs import output_option
     from ..reports import print_sweep_table
     from . import plot, run, write_csv
     quiet = args.json or getattr(args, "quiet", False)
@@ -138,6 +138,7 @@ def _no_valid_variant(rows, summary) -> int:
 
 
 def cmd_diff(args) -> int:
+    from ..outputs import output_option
     from ..reports import print_diff
     from . import diff, draw_diff
     from .diffing import graph_of

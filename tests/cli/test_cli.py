@@ -130,7 +130,7 @@ def test_count_imports_only_what_it_needs(args, loads_rich):
             f"    assert main({args!r}) == 0\n"
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
             "print(sorted(m for m in sys.modules if m.startswith(('secompile.sweep', "
-            "'secompile.backends.'))))")
+            "'secompile.backends.', 'secompile.outputs', 'secompile.build'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     heavy = "['rich']" if loads_rich else "[]"
     assert (out.returncode, out.stdout, out.stderr) == (
