@@ -37,6 +37,8 @@ SLOW = (
     "detect_fpn.py",
     "seresnet50.pth",
     "diff specs/resnet50.yaml specs/se_resnet50.yaml --draw",
+    "torch.save(secompile.compile('se_resnext50')",   # + the export that loads it: ~8 s
+    "-o m.onnx --weights ckpt.pt",
 )
 # substrings of commands that cannot run here, with the reason
 SKIP = {"--metrics 'runs/": "needs the training runs of worked example 3"}

@@ -20,7 +20,7 @@ import torch
 
 import secompile
 from secompile.analysis.counts import Counts
-from support import ROOT, SHARED
+from support import ROOT, SHARED, slow_unless_cheap
 
 REF = json.loads((ROOT / "tests" / "reference" / "timm_counts.json").read_text())["models"]
 
@@ -167,7 +167,7 @@ def _randomised(name, seed=0):
     return model
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", slow_unless_cheap(MODELS, ("mobilenetv3_small_100", "efficientnet_b0")))
 def test_onnx_equals_torch(name):
     """Full size, batch 2, randomised BN: onnxruntime (no graph optimisation) == torch."""
     import onnxruntime as ort

@@ -56,23 +56,23 @@ def test_se_network_learns_the_shapes_task(tmp_path, capsys):
 
 
 def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path, capsys):
-    """Stop after 5 steps (mid-epoch 1 of 8 steps each), resume to the end: bit-identical weights,
+    """Stop after 3 steps (mid-epoch 1 of 4 steps each), resume to the end: bit-identical weights,
     optimizer momentum, learning-rate schedule and data order included."""
-    common = ["--epochs", 2, "--train-size", 256, "--val-size", 32, "--batch-size", 32, "--lr", 0.05,
+    common = ["--epochs", 2, "--train-size", 128, "--val-size", 32, "--batch-size", 32, "--lr", 0.05,
               "--lr-step", 1]
     assert run_train(tmp_path / "a", *common) == 0
     whole = capsys.readouterr().out
-    assert run_train(tmp_path / "b", *common, "--max-steps", 5) == 0
+    assert run_train(tmp_path / "b", *common, "--max-steps", 3) == 0
     ck = last(tmp_path / "b")
-    assert (ck["epoch"], ck["step"], ck["global_step"]) == (0, 5, 5)
+    assert (ck["epoch"], ck["step"], ck["global_step"]) == (0, 3, 3)
     capsys.readouterr()
     assert run_train(tmp_path / "b", *common, "--resume") == 0
     resumed = capsys.readouterr().out
-    assert "resumed from" in resumed and "epoch 1, step 5" in resumed
+    assert "resumed from" in resumed and "epoch 1, step 3" in resumed
     digest = re.compile(r"rank 0: state digest (\w+)")
     assert digest.search(whole).group(1) == digest.search(resumed).group(1)
     a, b = last(tmp_path / "a"), last(tmp_path / "b")
-    assert a["global_step"] == b["global_step"] == 16
+    assert a["global_step"] == b["global_step"] == 8
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
     # a different network in the same folder is refused, not silently mixed
