@@ -6,6 +6,9 @@
 `fe` is the Expander: builders resolve values through it (`fe.value`, `fe.pair`, which blame
 the right spec location), add nodes with `fe.node` and expand nested layer lists with
 `fe.items`. A builder records a problem and raises Abort when it cannot go on.
+
+Over 400 lines on purpose: one builder per layer kind of the language, in one table, so a
+new layer kind is one function here (plug-ins: ir/plugins.py).
 """
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ _HOME = {
     "variant_name": "engine",
     "WHERE_NAMES": "metrics", "as_dataframe": "metrics", "compile_where": "metrics",
     "join_metrics": "metrics", "mark_pareto": "metrics", "read_metrics": "metrics",
+    "reads_memory": "metrics",
     "plot": "plotting", "as_grid": "sampling", "as_sampled": "sampling",
 }
 _MODULES = ("runner", "engine", "sampling", "metrics", "emit", "plotting", "diffing", "cli",

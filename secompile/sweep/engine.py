@@ -20,6 +20,7 @@ import math
 from collections import OrderedDict
 
 from ..analysis.counts import Counts
+from ..analysis.memory import sweep_metrics
 from ..api import load
 from ..frontend import attention_modules, expand, se_rules
 from ..ir.ops import CONV_LINEAR_OPS
@@ -36,6 +37,9 @@ KEPT_EXPANSIONS = 16         # expanded graphs kept for variants that differ onl
 # None in an invalid variant's row
 COST_FIELDS = ("macs", "conv_linear_macs", "params", "nodes", "se_blocks", "base_macs",
                "base_params", "se_macs", "se_params", "se_macs_rel", "se_params_rel")
+# bytes, for a batch size (analysis/memory.py); only in sweeps given one (--batch, or a --where
+# that reads them): the estimate costs ~10 ms a variant, several counts' worth
+MEMORY_FIELDS = ("train_mem", "infer_mem", "act_mem")
 
 
 # -- the variants --------------------------------------------------------------------------
@@ -110,8 +114,9 @@ class _Expansions:
         return hit
 
 
-def evaluate(spec: Spec, expansions: _Expansions, overrides) -> dict:
-    """The cost fields of one valid variant (SpecError where it is invalid)."""
+def evaluate(spec: Spec, expansions: _Expansions, overrides, memory: dict | None = None) -> dict:
+    """The cost fields of one valid variant (SpecError where it is invalid); with `memory`
+    ({batch, dtype, optimizer}) also MEMORY_FIELDS."""
     g0, c0 = expansions.base(spec, overrides)
     rules = se_rules(spec)   # a rule whose `when:` is false left out (None)
     # with the spec's attention modules, as build_ir: v2 rule options (channels expressions,
@@ -119,7 +124,8 @@ def evaluate(spec: Spec, expansions: _Expansions, overrides) -> dict:
     g = insert_se(g0, rules, spec.smap, modules=attention_modules(spec)) if any(rules) else g0
     c = Counts(g) if g is not g0 else c0
     tot, base = c.total, c0.total
-    return {"macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs,
+    mem = sweep_metrics(g, **memory) if memory is not None else {}
+    return {**mem, "macs": tot.macs, "conv_linear_macs": c.by_op(*CONV_LINEAR_OPS).macs,
             "params": tot.params, "nodes": len(g), "se_blocks": len(g.se),
             "base_macs": base.macs, "base_params": base.params,
             "se_macs": tot.macs - base.macs, "se_params": tot.params - base.params,
@@ -156,8 +162,10 @@ def check_keys(spec: Spec | None, axes) -> None:
 class Sweep:
     """One sweep's base spec and caches: `row(index, overrides)` evaluates a variant."""
 
-    def __init__(self, spec, axes, base_dir: str | None = None, name: str | None = None):
+    def __init__(self, spec, axes, base_dir: str | None = None, name: str | None = None,
+                 memory: dict | None = None):
         from ..outputs import safe_name
+        self.memory = memory   # {batch, dtype, optimizer}: rows get MEMORY_FIELDS
         try:
             self.base = load(spec, base_dir=base_dir)
         except SpecError:
@@ -174,11 +182,12 @@ class Sweep:
         row = {"index": index, "spec": self.name, "name": variant_name(self.name, index, combo),
                "overrides": {o.key: o.value for o in combo},
                "label": ", ".join(f"{o.key}={format_value(o.value)}" for o in combo),
-               "ok": True, "errors": [], **dict.fromkeys(COST_FIELDS)}
+               "ok": True, "errors": [], **dict.fromkeys(COST_FIELDS),
+               **dict.fromkeys(MEMORY_FIELDS if self.memory is not None else ())}
         try:
             v = load(self.base if self.base is not None else self.source,
                      base_dir=self.base_dir, overrides=list(combo))
-            row.update(evaluate(v, self.expansions, combo))
+            row.update(evaluate(v, self.expansions, combo, self.memory))
             if keep is not None and not keep(row):
                 row["outside"] = True
             elif emit is not None:
@@ -214,5 +223,6 @@ class gc_paused:
             gc.enable()
 
 
-__all__ = ["MAX_VARIANTS", "COST_FIELDS", "Sweep", "axes_of", "grid_size", "check_size",
+__all__ = ["MAX_VARIANTS", "COST_FIELDS", "MEMORY_FIELDS", "Sweep", "axes_of", "grid_size",
+           "check_size",
            "check_keys", "evaluate", "iter_grid", "variant_name", "Override"]

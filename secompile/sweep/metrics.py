@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import glob as _glob
 import json
+import re
 
+from ..analysis.memory import parse_bytes
 from ..lang import expr
 from ..lang.errors import Mark, Problem, SpecError
 
 # names a --where expression can use (None where a row has no value, e.g. acc without --metrics)
 WHERE_NAMES = ("params", "macs", "conv_linear_macs", "nodes", "se_blocks", "se_params", "se_macs",
                "se_params_rel", "se_macs_rel", "base_params", "base_macs", "acc", "val_loss",
-               "epochs", "index")
+               "epochs", "index", "train_mem", "infer_mem", "act_mem")
+MEMORY_NAMES = ("train_mem", "infer_mem", "act_mem")   # bytes: engine.MEMORY_FIELDS
+# '24GiB', '1.5 GB' in a --where: the bytes they mean (the expression language has no units)
+_SIZE = re.compile(r"\b(\d+(?:\.\d+)?)\s*([KMGT]i?B)\b", re.IGNORECASE)
+
+
+def reads_memory(where: str | None) -> bool:
+    """Whether a --where expression uses a memory metric (the sweep then estimates memory)."""
+    return bool(where) and any(re.search(rf"\b{n}\b", where) for n in MEMORY_NAMES)
 
 
 def compile_where(where: str | None):
@@ -20,7 +30,7 @@ def compile_where(where: str | None):
         return None
     if not isinstance(where, str) or not where.strip():
         raise SpecError([Problem(Mark("--where", 1, 1), "<where>", "empty expression")])
-    text = where.replace("$", "")
+    text = _SIZE.sub(lambda m: str(parse_bytes(m.group(0))), where.replace("$", ""))
     try:   # reject syntax errors and unknown names before anything runs
         expr.evaluate(text, {n: 1 for n in WHERE_NAMES})
     except expr.ExprError as e:
@@ -96,5 +106,6 @@ def as_dataframe(rows: list[dict]):
     return pd.DataFrame(rows)
 
 
-__all__ = ["WHERE_NAMES", "compile_where", "mark_pareto", "read_metrics", "join_metrics",
+__all__ = ["WHERE_NAMES", "MEMORY_NAMES", "reads_memory", "compile_where", "mark_pareto",
+           "read_metrics", "join_metrics",
            "as_dataframe"]

@@ -7,7 +7,7 @@ import random
 
 from .emit import write_variant
 from .engine import MAX_VARIANTS, Sweep, axes_of, check_size, gc_paused, grid_size, iter_grid
-from .metrics import as_dataframe, compile_where, join_metrics, mark_pareto
+from .metrics import as_dataframe, compile_where, join_metrics, mark_pareto, reads_memory
 from .sampling import as_grid, as_sampled
 
 DRAWS_PER_MODEL = 50     # a sample draws at most this many candidates per model asked for
@@ -22,7 +22,8 @@ class Rows(list):
 def run(spec, vary, *, sample: int | None = None, seed: int = 0, where: str | None = None,
         metrics=None, emit: str | None = None, base_dir: str | None = None,
         max_variants: int | None = MAX_VARIANTS, max_draws: int | None = None,
-        dataframe: bool = False):
+        dataframe: bool = False, batch: int | None = None, dtype: str = "fp32",
+        optimizer: str = "sgd"):
     """Evaluate variants of `spec` analytically -> Rows (a list of row dicts).
 
     vary: {KEY: [values]} or ['KEY=[a, b]', 'KEY=range(a, b, step)', 'KEY=choice(...)',
@@ -34,7 +35,10 @@ def run(spec, vary, *, sample: int | None = None, seed: int = 0, where: str | No
     where: a filter in the spec expression language over WHERE_NAMES (a grid keeps invalid
     rows). metrics: glob(s) of train.py metrics.json files joined by variant name or by (spec
     name, overrides). emit: a folder to write one spec file per valid variant (new, empty or
-    written by secompile: secompile/outputs.py). dataframe=True returns a pandas DataFrame."""
+    written by secompile: secompile/outputs.py). dataframe=True returns a pandas DataFrame.
+    batch (dtype, optimizer): rows also get the memory estimates train_mem, infer_mem and
+    act_mem in bytes for that batch (analysis/memory.py); a `where` that reads one of them
+    gets them at batch 1 without it (`where="train_mem < 24GiB"`: sizes with units)."""
     axes = axes_of(vary)
     pred = compile_where(where)
     if sample is not None:
@@ -49,8 +53,14 @@ def run(spec, vary, *, sample: int | None = None, seed: int = 0, where: str | No
         check_size(grid_size(axes), max_variants, "variants",
                    f" ({' x '.join(map(str, sizes))})" if len(sizes) > 1 else "")
         axes = [as_grid(a) for a in axes]
+    memory = None
+    if batch is not None or reads_memory(where):
+        bad = isinstance(batch, bool) or not isinstance(batch, int) or batch < 1
+        if batch is not None and bad:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        memory = {"batch": 1 if batch is None else batch, "dtype": dtype, "optimizer": optimizer}
     with gc_paused():
-        sweep = Sweep(spec, axes, base_dir)
+        sweep = Sweep(spec, axes, base_dir, memory=memory)
         if emit:
             rows = _with_emit(sweep, axes, emit, sample, seed, pred, max_draws)
         else:

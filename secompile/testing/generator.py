@@ -10,6 +10,9 @@ template's parameters that evaluate to the value modelled.
 It also records every *named* scope it creates (full IR path -> channels of its
 output, None where SE cannot go), which is what SE path selectors and `{after: PATH}`
 positions are drawn from.
+
+Over 400 lines on purpose: one generator keeps the shape and channel bookkeeping of every
+block kind in one place; split, each part would need the whole of `Gen`'s state.
 """
 from __future__ import annotations
 

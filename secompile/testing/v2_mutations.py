@@ -12,6 +12,8 @@ campaign's oracles (the IR verifier, torch's shapes) check what it accepted.
 
 `mutate_v2(spec, rng, n)` -> (new dict, names of the n mutations applied); `spec` is unchanged.
 Every choice comes from `rng` (a random.Random), so a campaign seed replays exactly.
+
+Over 400 lines on purpose: one function per mutation, in one table the campaign draws from.
 """
 from __future__ import annotations
 

@@ -350,3 +350,32 @@ def test_sample_cli_csv_and_plot(tmp_path, capsys):
     assert main(args) == 0 and (tmp_path / "s.csv").read_text() == first     # same seed, same file
     assert main(["sweep", str(CIFAR), "--vary", SPACE[0], "--seed", "3"]) == 2
     assert capsys.readouterr().err.endswith("--seed and --max-draws are for --sample N\n")
+
+
+# -- memory as a sweep metric -------------------------------------------------------------------
+def sweep_run(*args, **kwargs):
+    import secompile.sweep
+    return secompile.sweep.run(*args, **kwargs)
+
+
+def test_memory_metrics_in_rows_and_where_with_units():
+    from secompile.analysis.memory import memory
+    from secompile.lang.overrides import make_override
+    rows = sweep_run("se_resnet50", vary={"se.0.reduction": [4, 16]}, batch=8, optimizer="adamw")
+    for r in rows:
+        g = secompile.build_ir("se_resnet50", overrides=[
+            make_override("se.0.reduction", r["overrides"]["se.0.reduction"])])
+        m = memory(g, 8, "fp32", "adamw")
+        assert (r["train_mem"], r["infer_mem"], r["act_mem"]) == (
+            m.train_peak, m.inference_peak, m.activations_total)
+    assert rows[0]["train_mem"] > rows[1]["train_mem"]          # reduction 4: bigger SE FCs
+    # sizes in a --where take units
+    cut = (rows[0]["train_mem"] + rows[1]["train_mem"]) / 2 / 2**20
+    kept = sweep_run("se_resnet50", vary={"se.0.reduction": [4, 16]}, batch=8,
+                     optimizer="adamw", where=f"train_mem < {cut:.3f}MiB")
+    assert [r["overrides"]["se.0.reduction"] for r in kept] == [16]
+    # a --where reading a memory metric gets it (at batch 1) without a batch
+    plain = sweep_run("se_resnet50", vary={"se.0.reduction": [16]})
+    assert "train_mem" not in plain[0]                           # not estimated unless asked
+    one = sweep_run("se_resnet50", vary={"se.0.reduction": [16]}, where="train_mem < 24GiB")
+    assert one[0]["train_mem"] == memory(secompile.build_ir("se_resnet50"), 1).train_peak

@@ -10,6 +10,9 @@ Ops with weights or state are modules; parameter-free ops are inline tensor code
 emitter per op in `EMITTERS`. The forward runs the graph after `passes.fuse`, so an SE
 scale feeding a residual add is one `torch.addcmul` (the reference Caffe models' Axpy
 layer): one pass over memory instead of two.
+
+Over 400 lines on purpose: the emitter table is one entry per op of the registry (the rule:
+one emitter per op per backend), kept beside the code generator that calls it.
 """
 from __future__ import annotations
 
