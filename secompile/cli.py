@@ -306,7 +306,10 @@ def _resolve_names(args) -> None:
         from .zoo import resolve_spec
         for attr in ("spec", "a", "b"):
             if getattr(args, attr, None) is not None:
-                setattr(args, attr, pathlib.Path(resolve_spec(getattr(args, attr))))
+                found = resolve_spec(getattr(args, attr))
+                # a family's variant has no file of its own: its name, which the loader resolves
+                setattr(args, attr, pathlib.Path(found) if isinstance(found, (str, os.PathLike))
+                        else str(getattr(args, attr)))
 
 
 def main(argv=None) -> int:

@@ -283,6 +283,10 @@ def _fmt(v) -> str:
     return format_value(v)
 
 
+def _mib(n) -> str:
+    return "" if n is None else f"{n / 2**20:,.1f} MiB"
+
+
 def print_sweep_table(rows: list[dict], file=None) -> None:
     """`secompile sweep`: one row per variant, its costs, the Pareto front and the errors."""
     from rich.console import Console
@@ -290,12 +294,14 @@ def print_sweep_table(rows: list[dict], file=None) -> None:
     file = file or sys.stdout
     keys = _keys(rows)
     has_acc = any(r.get("acc") is not None for r in rows)
+    has_mem = any("train_mem" in r for r in rows)
     t = Table(title=f"{rows[0]['spec'] if rows else 'sweep'}: {len(rows)} variant(s)",
               title_justify="left")
     t.add_column("#", justify="right")
     for k in keys:
         t.add_column(k)
     for col in ("MACs", "conv+fc MACs", "params", "SE", "SE params", "SE MACs") + \
+            (("train mem", "infer mem") if has_mem else ()) + \
             (("top-1 %",) if has_acc else ()) + ("",):
         t.add_column(col, justify="right" if col else "left")
     for r in rows:
@@ -305,11 +311,14 @@ def print_sweep_table(rows: list[dict], file=None) -> None:
                      str(r["se_blocks"]),
                      f"{r['se_params']:+,} ({_rel(r['se_params_rel'])})",
                      f"+{_si(r['se_macs'])} ({_rel(r['se_macs_rel'])})"]
+            if has_mem:
+                vals += [_mib(r["train_mem"]), _mib(r["infer_mem"])]
             if has_acc:
                 vals.append(f"{100 * r['acc']:.2f}" if r.get("acc") is not None else "")
             vals.append("pareto" if r.get("pareto") else "")
         else:
-            vals += ["", "", "", "", "", ""] + ([""] if has_acc else []) + ["invalid"]
+            vals += ["", "", "", "", "", ""] + (["", ""] if has_mem else []) + \
+                ([""] if has_acc else []) + ["invalid"]
         t.add_row(*vals)
     Console(file=file, width=160).print(t)
     for r in rows:

@@ -52,7 +52,16 @@ def register(subparsers) -> None:
                         "'params < 30e6' or 'macs >= 400e6 and macs <= 800e6' (with --sample: "
                         "the band the sample is drawn in); names: params, macs, "
                         "conv_linear_macs, nodes, se_blocks, se_params, se_macs, se_params_rel, "
-                        "se_macs_rel, base_params, base_macs, acc, val_loss, epochs, index")
+                        "se_macs_rel, base_params, base_macs, acc, val_loss, epochs, index, "
+                        "train_mem, infer_mem, act_mem (bytes; sizes with units: "
+                        "'train_mem < 24GiB')")
+    p.add_argument("--batch", type=_count, metavar="N",
+                   help="also estimate memory for N images: train_mem, infer_mem, act_mem "
+                        "(a --where that reads them estimates them at batch 1 without it)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="memory estimates: fp32, or bf16/fp16 autocast (default fp32)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw", "none"], default="sgd",
+                   help="memory estimates: optimizer state in train_mem (default sgd)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
     p.add_argument("--plot", metavar="FILE",
@@ -98,7 +107,8 @@ def cmd_sweep(args) -> int:
     with output_option("--emit"):
         rows = run(args.spec, args.vary, sample=args.sample, seed=args.seed or 0, where=args.where,
                    metrics=args.metrics, emit=args.emit, max_variants=args.max_variants,
-                   max_draws=args.max_draws)
+                   max_draws=args.max_draws, batch=args.batch, dtype=args.dtype,
+                   optimizer=args.optimizer)
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not quiet:

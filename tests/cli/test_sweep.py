@@ -379,3 +379,19 @@ def test_memory_metrics_in_rows_and_where_with_units():
     assert "train_mem" not in plain[0]                           # not estimated unless asked
     one = sweep_run("se_resnet50", vary={"se.0.reduction": [16]}, where="train_mem < 24GiB")
     assert one[0]["train_mem"] == memory(secompile.build_ir("se_resnet50"), 1).train_peak
+
+
+def test_cli_memory_flags_and_variant_names(tmp_path):
+    """A family's variant by name (it has no file of its own), memory for a batch, a --where in
+    GiB; `diff` between two variants."""
+    out = run("sweep", "regnety_002", "--vary", "params.w0=range(16, 64, 8)", "--sample", "4",
+              "--seed", "0", "--batch", "32", "--where", "train_mem < 1GiB", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rows and all(r["spec"] == "regnety_002" and r["train_mem"] < 2**30 for r in rows)
+    assert all(r["overrides"]["params.w0"] in range(16, 64, 8) for r in rows)
+    py = sweep_run("regnety_002", vary=["params.w0=range(16, 64, 8)"], sample=4, seed=0, batch=32,
+                   where="train_mem < 1GiB")
+    assert [r["train_mem"] for r in rows] == [r["train_mem"] for r in py]
+    out = run("diff", "efficientnet_b0", "efficientnet_b1", cwd=tmp_path)
+    assert out.returncode == 0 and "params     5,288,548 -> 7,794,184" in out.stdout, out.stderr
