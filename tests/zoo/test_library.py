@@ -360,6 +360,7 @@ def test_onnx_backbone_one_output_per_feature(tmp_path):
     ]
 
 
+@pytest.mark.slow   # ~8 s of training steps; the backbone API itself is tested above
 def test_detect_fpn_example_trains():
     sys.path.insert(0, str(ROOT / "examples"))
     try:

@@ -524,7 +524,15 @@ def _forward(name, size):
     assert y.shape == (1, 1000) and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", [n for n, (_, size) in ZOO.items() if size is not None])
+# one network per family in the default run (the SE one where the plain one adds nothing)
+DEFAULT_FORWARD = {"se_resnet101", "se_resnext101_32x4d", "senet154", "se_bn_inception",
+                   "inception_resnet_v2", "se_mobilenet_v1", "se_shufflenet_v1_g3", "seresnet34",
+                   "seresnext26d_32x4d"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[] if n in DEFAULT_FORWARD else [pytest.mark.slow])
+    for n, (_, size) in ZOO.items() if size is not None])
 def test_forward_default(name):
     """Every member at a reduced input, every node's shape checked (full size: -m slow)."""
     _forward(name, ZOO[name][1])
@@ -539,6 +547,7 @@ def test_forward_full_size(name):
 def test_every_family_but_vgg_has_a_reduced_forward_by_default():
     """VGG's fc6 reads a 7 x 7 map: it runs only at 224, under -m slow."""
     assert {fam for fam, size in ZOO.values() if size is None} == {"vgg"}
+    assert {ZOO[n][0] for n in DEFAULT_FORWARD} == {fam for fam, _ in ZOO.values()} - {"vgg"}
 
 
 def test_spec_headers_name_their_counts(by_name):
