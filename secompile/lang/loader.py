@@ -191,13 +191,24 @@ class _Builder:
         self._check_tag(node, path)
         if node.tag == _T + "int":
             return self._int(node, path)
-        return self.scalar.construct_object(node, deep=True)
+        return self._scalar(node, path)
+
+    def _scalar(self, node, path):
+        """A scalar as YAML types it; an explicit tag its text cannot be (`!!float abc`,
+        `!!bool maybe`, `!!null x`) is the user's error, located, not PyYAML's ValueError."""
+        try:
+            return self.scalar.construct_object(node, deep=True)
+        except (ValueError, KeyError, TypeError, yaml.YAMLError):
+            shown = node.value if len(node.value) <= 20 else node.value[:17] + "..."
+            raise SpecError([Problem(_mark(self.file, node.start_mark), format_path(path),
+                                     f"{shown!r} is not a {node.tag.replace(_T, '!!')} "
+                                     "value")]) from None
 
     def _int(self, node, path):
         """Integers are bounded like expression values (|n| <= 10**15): a 5,000-digit literal
         would crash int() (Python's 4,300-digit limit), a long base-60 one takes quadratic time."""
         if len(node.value) <= 64:
-            value = self.scalar.construct_object(node)
+            value = self._scalar(node, path)
             if abs(value) <= MAX_INT:
                 return value
         shown = node.value if len(node.value) <= 20 else node.value[:17] + "..."
@@ -235,7 +246,7 @@ class _Builder:
                 raise SpecError([Problem(_mark(self.file, k.start_mark), format_path(path),
                                          "mapping keys must be plain scalars")])
             self._check_tag(k, path)
-            key = self._int(k, path) if k.tag == _T + "int" else self.scalar.construct_object(k)
+            key = self._int(k, path) if k.tag == _T + "int" else self._scalar(k, path)
             if not isinstance(key, (str, int)) or isinstance(key, bool):
                 key = str(k.value)
             kmark = _mark(self.file, k.start_mark)
