@@ -173,8 +173,8 @@ def main(argv=None) -> int:
 
 
 ORT_NETS = {"SE-ResNeXt-50": "se_resnext50_tv.yaml", "SE-ResNet-50": "se_resnet50.yaml",
-            "EfficientNet-B0": "efficientnet_b0.yaml",
-            "MobileNetV3-Large": "mobilenetv3_large_100.yaml"}
+            "EfficientNet-B0": "efficientnet_b0",                 # variants of family files:
+            "MobileNetV3-Large": "mobilenetv3_large_100"}         # zoo names
 
 
 def thread_clock(nt):
@@ -193,7 +193,7 @@ def against_ort(args, threads, batches):
     print("|---|---:|---|---:|---:|---:|---|")
     tmp = tempfile.mkdtemp(prefix="bench_inference.")
     for label, spec in ORT_NETS.items():
-        spec = os.path.join(SPECS, spec)
+        spec = os.path.join(SPECS, spec) if spec.endswith(".yaml") else spec
         model = randomise_bn(secompile.compile(spec, seed=0)).eval()
         path = os.path.join(tmp, "model.onnx")
         secompile.to_onnx(spec, model, path=path, fold_bn=True)
