@@ -38,6 +38,9 @@ class _NodeView:
     def __iter__(self) -> Iterator:
         return iter(self._nodes)
 
+    def __reversed__(self) -> Iterator:
+        return reversed(self._nodes)
+
     def __contains__(self, n) -> bool:
         return n in self._nodes
 

@@ -262,8 +262,9 @@ class Graph:
         return self.g.number_of_nodes()
 
     def nodes_since(self, mark: int) -> list[str]:
-        """The nodes added after `node_count()` gave `mark` (networkx keeps insertion order)."""
-        return list(itertools.islice(self.g.nodes, mark, None))
+        """The nodes added after `node_count()` gave `mark`, in order; read from the end, so
+        that a template instance costs its own nodes, not the whole graph's."""
+        return list(itertools.islice(reversed(self.g.nodes), self.node_count() - mark))[::-1]
 
     def add_scope(self, scope: Scope) -> None:
         self.scopes[scope.path] = scope
@@ -271,7 +272,8 @@ class Graph:
     def add_attention(self, module: AttentionModule) -> None:
         """Record an attention module; modules recorded inside its scope were its parts (CBAM's
         two gates) and are dropped: a module is counted once, at its outermost scope."""
-        for k in [k for k in self.attention if k.startswith(module.scope + ".")]:
+        inner = module.scope + "."   # its parts were recorded as it was built: the newest ones
+        for k in list(itertools.takewhile(lambda k: k.startswith(inner), reversed(self.attention))):
             del self.attention[k]
         self.attention[module.scope] = module
         rec = self.scopes.get(module.scope)
