@@ -410,6 +410,7 @@ def test_kill_during_onnx_write_of_a_build(work):
     assert os.path.getsize(work / "out" / "tiny.onnx") == size
 
 
+@pytest.mark.slow   # ~8-10 s, three CLI runs; the same staged ONNX write is killed in a build above
 def test_kill_during_export(work):
     pytest.importorskip("secompile.backends.onnx")
     _run_cli(work, "-q", "export", "valid.yaml", "-o", "model.onnx", "--seed", "1")
