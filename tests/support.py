@@ -28,3 +28,17 @@ def slow_unless_cheap(names, cheap=CHEAP):
     """Names as pytest params, the ones not in `cheap` marked slow."""
     import pytest
     return [pytest.param(n, id=n, marks=[] if n in cheap else [pytest.mark.slow]) for n in names]
+
+
+def randomise_bn(model, gen):
+    """Random BatchNorm weights and running statistics (from `gen`, a torch.Generator): with the
+    default init a wrong block can still match, as its BN outputs are near an identity."""
+    import torch
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.2, generator=gen)
+                m.running_mean.normal_(0, 0.2, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+    return model

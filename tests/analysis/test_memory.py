@@ -150,28 +150,26 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def _within_10_percent(name: str, batch: int, training: bool) -> None:
+    g = _graph(name)
+    model = secompile.compile(name)
+    x = torch.randn(batch, *g.input_shape)
+    m = memory(g, batch)
+    est, got = ((m.train_peak, measured_train_peak(model, x)) if training else
+                (m.inference_peak, measured_inference_peak(model, x)))
+    assert abs(est - got) <= 0.10 * got, (est, got)
+
+
 def test_training_peak_within_10_percent_small():
     """The small twin of the SE-ResNet-50 check below: SE-ResNet-20 (CIFAR), batch 8."""
-    g = _graph("se_resnet20_cifar")
-    model = secompile.compile("se_resnet20_cifar")
-    x = torch.randn(8, *g.input_shape)
-    est, got = memory(g, 8).train_peak, measured_train_peak(model, x)
-    assert abs(est - got) <= 0.10 * got, (est, got)
+    _within_10_percent("se_resnet20_cifar", 8, training=True)
 
 
 @pytest.mark.slow
 def test_se_resnet50_training_peak_batch_8_within_10_percent():
-    g = _graph("se_resnet50_tv")
-    model = secompile.compile("se_resnet50_tv")
-    x = torch.randn(8, 3, 224, 224)
-    est, got = memory(g, 8).train_peak, measured_train_peak(model, x)
-    assert abs(est - got) <= 0.10 * got, (est, got)
+    _within_10_percent("se_resnet50_tv", 8, training=True)
 
 
 @pytest.mark.slow
 def test_efficientnet_b0_inference_peak_batch_32_within_10_percent():
-    g = _graph("efficientnet_b0")
-    model = secompile.compile("efficientnet_b0")
-    x = torch.randn(32, 3, 224, 224)
-    est, got = memory(g, 32).inference_peak, measured_inference_peak(model, x)
-    assert abs(est - got) <= 0.10 * got, (est, got)
+    _within_10_percent("efficientnet_b0", 32, training=False)

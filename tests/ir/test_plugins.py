@@ -18,7 +18,7 @@ from secompile.backends.torch.codegen import trace_shapes
 from secompile.ir import ops, plugins
 from secompile.lang import schema
 from secompile.testing import check_shapes, specs
-from support import ROOT
+from support import ROOT, randomise_bn
 
 
 def _example():
@@ -52,16 +52,6 @@ def _hand_counts(c, h, w, r, minimum=8):
     return params, macs
 
 
-def _randomise_bn(model, gen):
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.normal_(0, 0.2, generator=gen)
-                m.running_mean.normal_(0, 0.2, generator=gen)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-
-
 def test_count_is_the_hand_count_and_the_torch_modules(coord):
     ca_params, ca_macs = _hand_counts(16, 16, 16, r=4)
     assert (ca_params, ca_macs) == (440, 24576)
@@ -93,7 +83,7 @@ def test_onnx_equals_torch_with_bn_randomised(coord):
     import onnxruntime as ort
     gen = torch.Generator().manual_seed(0)
     model = secompile.compile(ex.SPEC, seed=0).eval()
-    _randomise_bn(model, gen)
+    randomise_bn(model, gen)
     om = secompile.to_onnx(ex.SPEC, model)
     assert [n.name for n in om.graph.node if n.name.startswith(CA) and "/" not in n.name] == [CA]
     assert {i.name for i in om.graph.initializer if i.name.startswith(CA)} == {

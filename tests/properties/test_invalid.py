@@ -29,7 +29,11 @@ def check_located(problems, inv, file, text):
 @scaled(0.5)
 @given(data=st.data())
 def test_invalid_spec_raises_located_spec_error(kind, data):
-    inv = data.draw(invalid_specs(kinds=[kind]), label="invalid spec")
+    refused_located(data.draw(invalid_specs(kinds=[kind]), label="invalid spec"))
+
+
+def refused_located(inv) -> None:
+    """The invalid spec, written to a file, is refused with its exact located message(s)."""
     text = inv.text()
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "spec.yaml")
