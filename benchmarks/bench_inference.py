@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     p.add_argument("--skip", default="",
                    help="comma list of: main (the SE-ResNeXt-50 table), jit, se, ort, order")
     p.add_argument("--order", default="2,1,2", help="thread counts of the order section, in turn")
+    p.add_argument("--nets", default=None,
+                   help="comma list of the ort section's networks (default: all of " +
+                        ", ".join(ORT_NETS) + ")")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: CUDA is not available on this machine (torch "
@@ -192,7 +195,12 @@ def against_ort(args, threads, batches):
     print("| network | threads | clock | batch | optimised ms | ORT ms | optimised / ORT |")
     print("|---|---:|---|---:|---:|---:|---|")
     tmp = tempfile.mkdtemp(prefix="bench_inference.")
-    for label, spec in ORT_NETS.items():
+    wanted = args.nets.split(",") if args.nets else list(ORT_NETS)
+    unknown = sorted(set(wanted) - set(ORT_NETS))
+    if unknown:
+        raise SystemExit(f"--nets: unknown {unknown}; known: {', '.join(ORT_NETS)}")
+    for label in wanted:
+        spec = ORT_NETS[label]
         spec = os.path.join(SPECS, spec) if spec.endswith(".yaml") else spec
         model = randomise_bn(secompile.compile(spec, seed=0)).eval()
         path = os.path.join(tmp, "model.onnx")

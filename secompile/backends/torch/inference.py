@@ -31,12 +31,19 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...ir.graph import Graph
 from ...passes.fold_bn import conv_chains, fold, foldable_bn
 from .codegen import CompiledNet, Unit
+from .kernels import (
+    FUSED_ACTS,
+    MatmulConv,
+    OneDNNConv,
+    merged_groups,
+    retain_freed_memory,
+    tracing,
+)
 
 # CPU, eager convs (onednn=False): channels_last from this batch size on. Issue 16 measured the
 # hand-written SE-ResNeXt-50 (2 threads): NHWC costs ~10% at batch 1, saves at batch 8; 4 is
@@ -55,105 +62,6 @@ class Folded(nn.Identity):
 
     def extra_repr(self) -> str:
         return f"{self.what} folded into {self.into}"
-
-
-def _cpu_autocast() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:          # PyTorch before 2.4
-        return torch.is_autocast_cpu_enabled()
-
-
-def tracing(x: torch.Tensor) -> bool:
-    """Is this forward being traced or compiled (torch.jit.trace, torch.export, torch.compile,
-    both ONNX exporters) rather than run? Those see standard ops only: the packed oneDNN weight is
-    an opaque tensor that fake tensors and TorchScript cannot carry (issue 23), so the traced graph
-    is conv2d + relu, which inductor and ONNX Runtime fuse and pack themselves."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or \
-        torch.compiler.is_exporting() or type(x) is not torch.Tensor
-
-
-# IR activation kind -> (its torch module, oneDNN's post-op name); the post-op computed the plain
-# way (traced, autograd, other dtypes): fn(y, inplace)
-FUSED_ACTS = {"relu": (nn.ReLU, "relu"), "silu": (nn.SiLU, "swish"),
-              "hard_swish": (nn.Hardswish, "hardswish")}
-POST_OPS = {"relu": lambda y, inplace: torch.relu_(y) if inplace else torch.relu(y),
-            "swish": lambda y, inplace: F.silu(y, inplace=inplace),
-            "hardswish": lambda y, inplace: F.hardswish(y, inplace=inplace)}
-
-
-class OneDNNConv(nn.Conv2d):
-    """conv2d + bias (+ ReLU as a post-op) in one oneDNN call, with the weight reordered once.
-
-    Eager `F.conv2d` on CPU reorders the plain weight into oneDNN's blocked layout on every call
-    (all 25M weights of a ResNet-50 at each forward); this keeps the reordered copy (`_packed`,
-    not in the state_dict) and reorders again only when `weight` changes (load_state_dict, `.to`).
-    The output comes back channels_last (a 1x1 conv on a 1x1 input is a `MatmulConv`). Anything
-    but a float32 CPU forward without autograd or autocast takes the plain path: conv2d, relu_.
-    """
-
-    act = None     # the oneDNN post-op: "relu", "swish" (SiLU) or "hardswish"
-
-    @property
-    def relu(self) -> bool:
-        return self.act == "relu"
-
-    @relu.setter
-    def relu(self, on: bool) -> None:
-        self.act = "relu" if on else None
-
-    def forward(self, x):
-        w = self.weight
-        if tracing(x):
-            y = super().forward(x)
-            return POST_OPS[self.act](y, False) if self.act else y
-        if torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu" or \
-                _cpu_autocast() or x.dtype != torch.float32 or w.dtype != torch.float32:
-            y = super().forward(x)
-            return POST_OPS[self.act](y, True) if self.act else y
-        # oneDNN picks the blocked weight layout for the thread count; a copy packed at another
-        # count is reordered again inside every call (2x the time, issue 23): re-pack on a change
-        key = (w.data_ptr(), w._version, torch.get_num_threads())
-        if self.__dict__.get("_packed_key") != key:
-            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
-                w.detach(), self.padding, self.stride, self.dilation, self.groups, list(x.shape))
-            self._packed_key = key
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, self._packed, self.bias, self.padding, self.stride, self.dilation, self.groups,
-            self.act or "none", [None], "")
-
-    def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
-        state = self.__dict__.copy()
-        state.pop("_packed", None)
-        state.pop("_packed_key", None)
-        return state
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + (f", act={self.act}" if self.act else "")
-
-
-class MatmulConv(OneDNNConv):
-    """A 1x1 conv that the IR shows reading a 1x1 map (the SE excitation's FC layers): a matrix
-    product, any device, dtype or autocast. oneDNN's fixed cost per call (~20 us) and eager's
-    slow_conv2d are several times that; at batch 1 a matrix-vector product (addmv), and the
-    per-call guards of OneDNNConv are left out (Python time is a third of an SE block's at
-    batch 1)."""
-
-    def forward(self, x):
-        if tracing(x) or x.shape[-1] != 1 or x.shape[-2] != 1:   # no batch-1 branch baked in;
-            # or a larger input than the spec's
-            y = nn.Conv2d.forward(self, x)
-            return torch.relu_(y) if self.relu else y
-        w = self.weight.flatten(1)
-        if x.shape[0] == 1 and self.bias is not None and x.dtype == w.dtype:   # (not autocast)
-            y = torch.addmv(self.bias, w, x.reshape(-1))
-        elif self.bias is not None:
-            y = torch.addmm(self.bias, x.flatten(1), w.t())
-        else:
-            y = x.flatten(1) @ w.t()
-        if self.relu:
-            y = y.relu_()
-        return y.view(x.shape[0], -1, 1, 1)
 
 
 def matmul_conv(g: Graph, path: str) -> bool:
@@ -281,6 +189,10 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
         if _plain_conv(m):     # the copy's own conv: same parameters, another forward
             m.__class__ = MatmulConv if matmul_conv(g, p) else OneDNNConv
             report["onednn_convs"] += 1
+            if type(m) is OneDNNConv:
+                m.merge = merged_groups(m.in_channels // m.groups, m.out_channels // m.groups,
+                                        m.groups)
+                report["groups_merged"] += m.merge > 1
     for chain in conv_chains(g, tuple(FUSED_ACTS)):
         conv, act = mods[chain.conv], mods[chain.act]
         module, post_op = FUSED_ACTS[g.node(chain.act)["attrs"]["kind"]]
@@ -343,7 +255,7 @@ def _measure(model: nn.Module, x: torch.Tensor, rounds: int = 5) -> torch.memory
 
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None = None, *,
                            memory_format: str = "auto", onednn: bool | None = None,
-                           compile: bool = False) -> nn.Module:
+                           compile: bool = False, retain_memory: bool = True) -> nn.Module:
     """A compiled module -> an inference-only module computing the same outputs, faster.
 
     The model must be in eval mode: in train mode its BatchNorms normalise with the batch's
@@ -353,8 +265,12 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
 
     memory_format: "auto" (channels_last on CUDA and on CPU from CHANNELS_LAST_MIN_BATCH
     images of `example_input`, else contiguous), "measure" (time both on `example_input`),
-    "channels_last" or "contiguous". fuse_relu: run ReLUs inside their convolutions (oneDNN
-    post-op on CPU). compile: wrap the result in `torch.compile` (first call compiles).
+    "channels_last" or "contiguous". onednn (CPU, float32): convolutions through oneDNN with
+    packed weights and their activation as a post-op (default: where PyTorch has oneDNN, and
+    not with compile). compile: wrap the result in `torch.compile` (first call compiles).
+    retain_memory (CPU): have glibc's malloc keep freed memory for reuse, process-wide
+    (`kernels.retain_freed_memory`: no page faults for each call's activations), unless the
+    environment tunes malloc itself; False leaves the allocator alone.
     """
     if isinstance(model, InferenceNet):
         raise ValueError("this module is already optimised for inference")
@@ -378,7 +294,8 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0, "act_fused": 0}
+    report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0, "act_fused": 0,
+              "groups_merged": 0}
     _rewrite(net, model.graph, onednn, report)
     fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
     out = InferenceNet(net, fmt, report).eval()
@@ -388,6 +305,8 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     out.memory_format = fmt
     report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
     report["params"] = sum(p.numel() for p in out.parameters())
+    on_cpu = next(out.parameters()).device.type == "cpu"
+    report["malloc"] = retain_freed_memory() if retain_memory and on_cpu else "unchanged"
     if example_input is not None and not compile:
         # packs the oneDNN weights for this input
         out(example_input.to(next(out.parameters()).device))

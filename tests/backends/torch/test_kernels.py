@@ -1,0 +1,109 @@
+"""The inference kernels (secompile/backends/torch/kernels.py): grouped convs run as fewer,
+wider groups, and malloc keeping freed memory."""
+from __future__ import annotations
+
+import platform
+import resource
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import secompile
+from secompile.backends.torch import kernels
+from secompile.backends.torch.inference import OneDNNConv, optimize_for_inference
+from secompile.backends.torch.kernels import block_diagonal, merged_groups
+
+onednn = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+
+
+def test_merged_groups_rule():
+    assert merged_groups(4, 4, 32) == 2       # SE-ResNeXt-50's first stage: 32 groups of 4 -> 16 of 8
+    assert merged_groups(2, 2, 16) == 4
+    assert merged_groups(8, 8, 32) == 1       # already a vector wide
+    assert merged_groups(1, 1, 128) == 1      # depthwise keeps oneDNN's own kernels
+    assert merged_groups(4, 4, 1) == 1
+    assert merged_groups(3, 3, 3) == 3        # 3 groups of 3: no divisor reaches 8, so one group
+    assert merged_groups(4, 2, 6) == 6        # the narrower side decides: 2 x 6 = 12 >= 8
+    assert merged_groups(2, 2, 6) == 6
+
+
+@pytest.mark.parametrize("in_g,out_g,groups", [(4, 4, 32), (2, 2, 16), (4, 2, 6), (3, 3, 3)])
+def test_block_diagonal_weight_gives_the_grouped_conv(in_g, out_g, groups):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(out_g * groups, in_g, 3, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, in_g * groups, 9, 9, generator=gen, dtype=torch.float64)
+    k = merged_groups(in_g, out_g, groups)
+    wide = block_diagonal(w, groups, k)
+    assert wide.shape == (out_g * groups, in_g * k, 3, 3)
+    assert (wide != 0).sum() == (w != 0).sum()
+    torch.testing.assert_close(F.conv2d(x, wide, padding=1, groups=groups // k),
+                               F.conv2d(x, w, padding=1, groups=groups), rtol=0, atol=1e-12)
+
+
+@onednn
+def test_narrow_groups_run_merged_with_the_same_outputs():
+    """ResNeXt blocks with 4 channels a group (the first stage of a 32x4d net): the packed copy
+    runs 16 groups of 8; the module's own weight and state_dict keep the 32 groups."""
+    spec = """
+name: narrow_groups
+input: {channels: 3, size: [16, 16]}
+stages:
+  - name: s
+    layers:
+      - {name: c1, conv: {out: 64, kernel: 3, padding: same}}
+      - {name: g4, conv: {out: 64, kernel: 3, padding: same, groups: 16}}
+      - {name: g2, conv: {out: 64, kernel: 3, stride: 2, padding: 1, groups: 32}}
+      - {name: dw, conv: {out: 64, kernel: 3, padding: same, groups: 64}}
+head:
+  - {name: pool, global_avgpool: {}}
+  - {name: fc, linear: {out: 5}}
+"""
+    model = secompile.compile(spec, seed=0).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x)
+    opt = optimize_for_inference(model, x)
+    convs = {n: m for n, m in opt.named_modules() if type(m) is OneDNNConv}
+    merge = {n.split(".")[2]: m.merge for n, m in convs.items()}
+    assert merge == {"c1": 1, "g4": 2, "g2": 4, "dw": 1}
+    assert opt.report["groups_merged"] == 2
+    assert convs["stages.0.g4.conv"].weight.shape == (64, 4, 3, 3)
+    assert "groups=16, act=relu, groups_run=8" in repr(convs["stages.0.g4.conv"])
+    torch.testing.assert_close(opt(x), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_malloc_left_alone_where_the_environment_tunes_it(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    assert kernels.retain_freed_memory.__wrapped__() == "unchanged: tuned by the environment"
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000000")
+    assert kernels.retain_freed_memory.__wrapped__() == "unchanged: tuned by the environment"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_freed_activations_are_not_paged_in_again(monkeypatch):
+    """After optimize_for_inference a 64 MB block freed and allocated again comes back without
+    page faults (glibc would have unmapped it: 16,000 faults of 4 kB each time)."""
+    for var in kernels._MALLOC_ENV + ("GLIBC_TUNABLES",):
+        monkeypatch.delenv(var, raising=False)
+    model = secompile.compile("se_resnet20_cifar", seed=0).eval()
+    opt = optimize_for_inference(model, torch.randn(1, 3, 32, 32))
+    assert opt.report["malloc"] == "retains freed memory"
+    assert optimize_for_inference(model, retain_memory=False).report["malloc"] == "unchanged"
+
+    def faults_of_one_block() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t = torch.ones(16 << 20)          # 64 MB, touched
+        del t
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    faults_of_one_block()
+    assert faults_of_one_block() < 100
