@@ -224,7 +224,7 @@ def against_ort(args, threads, batches):
                 t = interleaved({"optimised": infer_fn(opt, x, contextlib.nullcontext),
                                  "ort": lambda: sess.run(None, {name: xn})},
                                 args.rounds, args.iters or (3 if bs == 1 else 1), 2,
-                                torch.device("cpu"), clock)
+                                torch.device("cpu"), clock, settle=1)
                 print(f"| {label} | {nt} | {clock_name} | {bs} | "
                       f"{1e3 * statistics.median(t['optimised']):.1f} | "
                       f"{1e3 * statistics.median(t['ort']):.1f} | "

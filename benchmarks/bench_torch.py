@@ -123,9 +123,11 @@ def sync(device):
 
 
 def interleaved(fns: dict, rounds: int, iters: int, warmup: int, device,
-                clock=time.perf_counter) -> dict:
+                clock=time.perf_counter, settle: int = 0) -> dict:
     """name -> seconds per call in each round; every round runs each fn `iters` times, the order
-    alternating, so the two sides of a ratio are always measured next to each other."""
+    alternating, so the two sides of a ratio are always measured next to each other. `settle`
+    untimed calls precede each timed run: across two runtimes, the first call after the other
+    one ran pays for its thread pool still spinning and the caches it filled."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -134,6 +136,9 @@ def interleaved(fns: dict, rounds: int, iters: int, warmup: int, device,
     names = list(fns)
     for r in range(rounds):
         for k in (names if r % 2 == 0 else names[::-1]):
+            for _ in range(settle):
+                fns[k]()
+            sync(device)
             t = clock()
             for _ in range(iters):
                 fns[k]()
