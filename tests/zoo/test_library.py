@@ -266,6 +266,21 @@ def test_features_only_with_inference_and_refusals():
         secompile.compile("seresnet18", out_indices=(1,))
 
 
+def test_optimized_backbone_with_fused_silu_and_merged_groups():
+    """A backbone of an activation other than ReLU (SiLU runs as a oneDNN post-op) and of a
+    grouped conv narrower than a vector: `optimized()` gave KeyError 'act_fused' before."""
+    for name, key in (("efficientnet_b0", "act_fused"), ("seresnext26d_32x4d", "groups_merged")):
+        net = _randomise_bn(secompile.compile(name, features_only=True, input_size=64).eval())
+        x = torch.randn(1, 3, 64, 64)
+        fast = net.optimized(x)
+        if torch.backends.mkldnn.is_available():
+            assert fast.report[key] > 0
+        with torch.no_grad():
+            for a, b in zip(fast(x), net(x)):
+                torch.testing.assert_close(a, b, rtol=1e-4,
+                                           atol=1e-4 * max(1.0, b.abs().max().item()))
+
+
 def test_backbone_with_fpn_takes_module_names():
     torchvision = pytest.importorskip("torchvision")
     from torchvision.models.detection.backbone_utils import BackboneWithFPN

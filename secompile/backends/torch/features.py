@@ -129,7 +129,7 @@ class FeatureNet(nn.Module):
         for p in net.parameters():
             p.requires_grad_(False)
         onednn = inference._onednn_available()
-        report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0}
+        report = inference.new_report()
         for child in net.children():     # one at a time: a cut unit's two halves share a path
             holder = nn.Module()
             holder.add_module("child", child)
@@ -139,6 +139,8 @@ class FeatureNet(nn.Module):
         net.memory_format = fmt
         report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
         report["params"] = sum(p.numel() for p in net.parameters())
+        report["malloc"] = (inference.retain_freed_memory()
+                            if next(net.parameters()).device.type == "cpu" else "unchanged")
         net.report = report
         if example_input is not None:
             net(example_input.to(next(net.parameters()).device))

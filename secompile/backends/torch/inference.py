@@ -205,6 +205,12 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
             report["relu_fused" if post_op == "relu" else "act_fused"] += 1
 
 
+def new_report() -> dict:
+    """What `_rewrite` counts, each at zero."""
+    return {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0, "act_fused": 0,
+            "groups_merged": 0}
+
+
 def _onednn_available() -> bool:
     try:   # private ops (what inductor's freezing emits): present in builds with oneDNN
         return torch.backends.mkldnn.is_available() and \
@@ -294,8 +300,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    report = {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0, "act_fused": 0,
-              "groups_merged": 0}
+    report = new_report()
     _rewrite(net, model.graph, onednn, report)
     fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
     out = InferenceNet(net, fmt, report).eval()

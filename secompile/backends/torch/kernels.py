@@ -1,8 +1,9 @@
 """The kernels an inference module runs: oneDNN convolutions with their weights packed once.
 
 `OneDNNConv` and `MatmulConv` are `nn.Conv2d` subclasses (same parameters, same state_dict)
-that `inference._rewrite` puts in place of the torch backend's convs; see
-docs/performance.md for what each choice measured.
+that `inference._rewrite` puts in place of the torch backend's convs; narrow groups run as
+wider block-diagonal ones (`merged_groups`); `retain_freed_memory` keeps malloc from handing
+activations back to the OS between calls. docs/performance.md has what each choice measured.
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ def merged_groups(in_per_group: int, out_per_group: int, groups: int) -> int:
 
 def block_diagonal(w: torch.Tensor, groups: int, k: int) -> torch.Tensor:
     """The weight of `groups` groups as `groups // k` groups of k times the input channels,
-    each original group's kernel on its own diagonal block (the same outputs, exactly: the
-    added products are with zeros)."""
+    each original group's kernel on its own diagonal block: the same sums plus products with
+    zeros. (So an Inf or NaN in one group's input would reach the groups merged with it, as
+    0 x Inf is NaN; finite activations give the grouped conv's outputs.)"""
     out_g, in_g, *kernel = w.shape[0] // groups, w.shape[1], *w.shape[2:]
     blocks = w.reshape(groups // k, k, out_g, in_g, *kernel)
     wide = w.new_zeros(groups // k, k, out_g, k, in_g, *kernel)
@@ -165,7 +167,9 @@ def retain_freed_memory() -> str:
     blocks above a 32 MB dynamic threshold, heap tops above twice that), so each forward pages
     its activations in again: SE-ResNeXt-50 at batch 8 took 25,000-34,000 page faults per
     forward (about 10% of its time, 1043 -> 912 ms at 1 thread). The cost: the process keeps
-    its peak heap. Left alone where the user has tuned malloc (MALLOC_*_ environment, glibc
+    its peak heap. It acts on the main thread's arena: a forward run from another thread
+    allocates from that thread's own arena, whose heaps glibc caps at 64 MB, and is paged in
+    as before. Left alone where the user has tuned malloc (MALLOC_*_ environment, glibc
     tunables) or it is not glibc. Returns what was done, for the module's report."""
     if any(v in os.environ for v in _MALLOC_ENV) or "glibc.malloc" in \
             os.environ.get("GLIBC_TUNABLES", ""):
