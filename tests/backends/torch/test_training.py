@@ -58,7 +58,7 @@ def test_se_network_learns_the_shapes_task(tmp_path, capsys):
 def test_resume_mid_epoch_gives_the_uninterrupted_result(tmp_path, capsys):
     """Stop after 3 steps (mid-epoch 1 of 4 steps each), resume to the end: bit-identical weights,
     optimizer momentum, learning-rate schedule and data order included."""
-    common = ["--epochs", 2, "--train-size", 128, "--val-size", 32, "--batch-size", 32, "--lr", 0.05,
+    common = ["--epochs", 2, "--train-size", 64, "--val-size", 16, "--batch-size", 16, "--lr", 0.05,
               "--lr-step", 1]
     assert run_train(tmp_path / "a", *common) == 0
     whole = capsys.readouterr().out
