@@ -337,6 +337,10 @@ class Graph:
         self.units.append(scope)
         self._unit_set.add(scope)
 
+    def scope_prefixes(self):
+        """Every proper prefix of a node path ('a', 'a.b' of 'a.b.c'): the scopes holding nodes."""
+        return self._scopes.keys()
+
     def unit_of(self, path: str) -> str | None:
         units = self._unit_set if len(self._unit_set) == len(self.units) else self._index_units()
         prefix = ""

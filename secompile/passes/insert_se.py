@@ -34,6 +34,7 @@ from .se_rules import (  # noqa: F401 (glob_match, SEOptions: this module's publ
     _indices,
     _select_blocks,
     glob_match,
+    names_in_use,
     resolve,
     scopes,
 )
@@ -113,7 +114,7 @@ def _splice_all(g: Graph, chosen: dict, rules: list, smap: SourceMap,
                 modules: AttentionModules) -> list[Problem]:
     problems = []
     rank = {p: i for i, p in enumerate(g.order)}
-    taken = set(scopes(g))   # node paths and scopes of the network's own layers
+    taken = names_in_use(g)   # node paths and scopes of the network's own layers
     index = _PathIndex(g)
     reshaping: dict = {}   # rule -> [its first problem's index, points] (a module that reshapes)
     for pt, (opts, rpath) in sorted(chosen.items(),

@@ -9,6 +9,7 @@ the graph: passes/insert_se.py splices a module in at each point.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass
 
 from ..ir.graph import Composite, Graph
@@ -74,6 +75,16 @@ def _select_blocks(g: Graph, sel: dict) -> list[Composite]:
     return out
 
 
+def names_in_use(g: Graph) -> set[str]:
+    """The set of `scopes(g)`, from the graph's own index of scope prefixes (no walk of the
+    order): every node path and scope, modules SE rules inserted excluded."""
+    inserted = [s for s, a in g.attention.items() if a.rule is not None]
+    under = tuple(s + "." for s in inserted)
+    own = set(inserted)
+    return {p for seq in (g.g, g.scope_prefixes()) for p in seq
+            if p != "input" and p not in own and not p.startswith(under)}
+
+
 def scopes(g: Graph) -> list[str]:
     """Every node path and every scope prefix, in order, modules SE rules inserted excluded."""
     seen, out = set(), []
@@ -102,8 +113,11 @@ def _selected_paths(g: Graph, sel: dict, scopes: list[str]) -> list[str]:
 class _Resolver:
     def __init__(self, g: Graph, smap: SourceMap, unknown=frozenset()):
         self.g, self.smap, self.problems = g, smap, []
-        self.scopes = scopes(g)
         self.unknown = unknown   # stages not built (the spec has problems): may match there
+
+    @functools.cached_property
+    def scopes(self) -> list[str]:    # only path selectors and `position: {after: ...}` read it
+        return scopes(self.g)
 
     def points(self, rule: dict, rpath: tuple) -> list[Point]:
         g, where = self.g, rule["where"]

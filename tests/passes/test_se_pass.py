@@ -206,3 +206,15 @@ def test_rules_twice_keep_the_modules_written_as_layers():
     assert len(once) - len(plain) == 2 * 6   # pool, fc1, act, fc2, gate, scale per se_post
     stripped, want = strip_se(once), plain.to_dict()   # the property tests' view (helpers.py)
     assert (stripped["output"], stripped["nodes"]) == (want["output"], want["nodes"])
+
+
+@pytest.mark.parametrize("name", ["se_resnext50", "cbam_resnet50", "rexnet_100", "efficientnet_b0",
+                                  "skresnet18"])
+def test_names_in_use_is_the_set_of_scopes(name):
+    """insert_se's name check reads the graph's prefix index (no walk of the order): the same
+    set as `scopes`, modules the SE rules inserted excluded, layers' attention modules kept."""
+    from secompile.passes.se_rules import names_in_use, scopes
+    g = secompile.build_ir(name)
+    assert names_in_use(g) == set(scopes(g))
+    inserted = [s for s, a in g.attention.items() if a.rule is not None]
+    assert all(s not in names_in_use(g) for s in inserted)
