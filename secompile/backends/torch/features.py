@@ -125,25 +125,21 @@ class FeatureNet(nn.Module):
         where available), as backends.torch.inference.optimize_for_inference does for a whole
         network; forward runs under inference_mode in the chosen memory format."""
         from . import inference
-        net = copy.deepcopy(self).eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        onednn = inference._onednn_available()
-        report = inference.new_report()
-        for child in net.children():     # one at a time: a cut unit's two halves share a path
-            holder = nn.Module()
-            holder.add_module("child", child)
-            inference._rewrite(holder, self._ir.graph, onednn, report)
-        fmt = inference.choose_memory_format(example_input, onednn)
-        net = net.to(memory_format=fmt)
-        net.memory_format = fmt
-        report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
-        report["params"] = sum(p.numel() for p in net.parameters())
-        report["malloc"] = (inference.retain_freed_memory()
-                            if next(net.parameters()).device.type == "cpu" else "unchanged")
-        net.report = report
-        if example_input is not None:
-            net(example_input.to(next(net.parameters()).device))
+        with torch.inference_mode(False):   # normal tensors, as optimize_for_inference makes
+            net = copy.deepcopy(self).eval()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            onednn = inference._onednn_available()
+            report = inference.new_report()
+            for child in net.children():     # one at a time: a cut unit's two halves share a path
+                holder = nn.Module()
+                holder.add_module("child", child)
+                inference._rewrite(holder, self._ir.graph, onednn, report)
+            fmt = inference.choose_memory_format(example_input, onednn)
+            net = inference.place(net, fmt, report)
+            net.report = report
+            if example_input is not None:
+                net(example_input.to(next(net.parameters()).device))
         return net
 
     def train(self, mode: bool = True):

@@ -205,6 +205,19 @@ def _rewrite(net: CompiledNet, g: Graph, onednn: bool, report: dict) -> None:
             report["relu_fused" if post_op == "relu" else "act_fused"] += 1
 
 
+def place(module: nn.Module, fmt: torch.memory_format, report: dict,
+          retain_memory: bool = True) -> nn.Module:
+    """The module's weights (and, in its forward, its input) in `fmt`; the report's format,
+    parameter count and what was done to malloc (`retain_freed_memory`, CPU)."""
+    module = module.to(memory_format=fmt)
+    module.memory_format = fmt
+    report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
+    report["params"] = sum(p.numel() for p in module.parameters())
+    on_cpu = next(module.parameters()).device.type == "cpu"
+    report["malloc"] = retain_freed_memory() if retain_memory and on_cpu else "unchanged"
+    return module
+
+
 def new_report() -> dict:
     """What `_rewrite` counts, each at zero."""
     return {"bn_folded": 0, "onednn_convs": 0, "relu_fused": 0, "act_fused": 0,
@@ -297,24 +310,23 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor | None 
         raise ValueError("memory_format='measure' times the model on example_input: give one")
     if onednn is None:           # inductor packs the weights itself (freezing)
         onednn = not compile and _onednn_available()
-    net = copy.deepcopy(model).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    report = new_report()
-    _rewrite(net, model.graph, onednn, report)
-    fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
-    out = InferenceNet(net, fmt, report).eval()
-    if memory_format == "measure":
-        fmt = _measure(out, example_input)
-    out = out.to(memory_format=fmt)
-    out.memory_format = fmt
-    report["memory_format"] = "channels_last" if fmt == torch.channels_last else "contiguous"
-    report["params"] = sum(p.numel() for p in out.parameters())
-    on_cpu = next(out.parameters()).device.type == "cpu"
-    report["malloc"] = retain_freed_memory() if retain_memory and on_cpu else "unchanged"
-    if example_input is not None and not compile:
-        # packs the oneDNN weights for this input
-        out(example_input.to(next(out.parameters()).device))
+    # normal tensors, made outside inference mode even when called inside it: a weight made
+    # there would be an inference tensor, without the version counter that says when the
+    # packed oneDNN copy is stale
+    with torch.inference_mode(False):
+        net = copy.deepcopy(model).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        report = new_report()
+        _rewrite(net, model.graph, onednn, report)
+        fmt = FORMATS.get(memory_format) or choose_memory_format(example_input, onednn)
+        out = InferenceNet(net, fmt, report).eval()
+        if memory_format == "measure":
+            fmt = _measure(out, example_input)
+        out = place(out, fmt, report, retain_memory)
+        if example_input is not None and not compile:
+            # packs the oneDNN weights for this input
+            out(example_input.to(next(out.parameters()).device))
     if compile:
         # freezing: inductor treats the (frozen) weights as constants, so it packs them for
         # oneDNN and fuses conv + ReLU itself; the oneDNN convs above are then left out

@@ -117,3 +117,30 @@ def test_freed_activations_are_not_paged_in_again():
     (left, without), (retained, after) = (line.rsplit(" ", 1) for line in out)
     assert left == "unchanged" and int(without) >= 16000
     assert retained == "retains freed memory" and int(after) < 100
+
+
+def test_optimised_inside_inference_mode():
+    """compile(..., inference=True) called inside torch.inference_mode(): its weights were
+    inference tensors, which have no version counter, and the first forward raised
+    RuntimeError ("Inference tensors do not track version counter"). They are normal tensors
+    now, so a state_dict loaded later, inside inference mode too, is packed again."""
+    x = torch.randn(2, 3, 32, 32)
+    ref = secompile.compile("se_resnet20_cifar", inference=True, seed=0)
+    with torch.inference_mode():
+        net = secompile.compile("se_resnet20_cifar", inference=True, seed=0)
+        backbone = secompile.compile("se_resnet20_cifar", inference=True, seed=0,
+                                     features_only=True)
+        assert not any(p.is_inference() for p in [*net.parameters(), *backbone.parameters()])
+        torch.testing.assert_close(net(x), ref(x))
+        assert [f.shape[1] for f in backbone(x)] == [16, 32, 64]
+        key = "stages.1.blocks.0.branch.conv1.conv.weight"      # a oneDNN conv's (packed) weight
+        assert isinstance(net.get_submodule(key[:-len(".weight")]), OneDNNConv) or \
+            not torch.backends.mkldnn.is_available()
+        state = {k: v * 1.5 if k == key else v for k, v in net.state_dict().items()}
+        net.load_state_dict(state)
+    ref.load_state_dict(state)
+    with torch.inference_mode():
+        y = net(x)
+    assert not torch.allclose(y, secompile.compile("se_resnet20_cifar", inference=True,
+                                                   seed=0)(x))
+    torch.testing.assert_close(y, ref(x))
