@@ -391,11 +391,19 @@ def _run_cli(cwd, *argv):
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-def test_kill_during_onnx_write_of_a_build(work):
+def _cli_here(cwd, monkeypatch, *argv):
+    """The same command in this process (setup and follow-up runs: only the killed one needs a
+    child of its own, and each child imports torch and onnx again)."""
+    from secompile.cli import main
+    monkeypatch.chdir(cwd)
+    assert main(list(argv)) == 0
+
+
+def test_kill_during_onnx_write_of_a_build(work, monkeypatch):
     """SIGKILL while `build --onnx` writes the ONNX file: the previous output directory is left
     exactly as it was, and no ONNX file (partial or not) appears at the destination."""
     pytest.importorskip("secompile.backends.onnx")
-    _run_cli(work, "-q", "build", "valid.yaml", "--no-draw", "-o", "out")      # the previous build
+    _cli_here(work, monkeypatch, "-q", "build", "valid.yaml", "--no-draw", "-o", "out")  # before
     before = snapshot(work / "out")
     assert sorted(before) == [".secompile-output", "report.json", "report.md"]
     tmp, size = kill_mid_write(work, ".onnx.", ["-q", "build", "valid.yaml", "--no-draw", "--onnx", "-o", "out"])
@@ -404,7 +412,7 @@ def test_kill_during_onnx_write_of_a_build(work):
     assert visible(work) == ["blocks.yaml", "out", "valid.yaml"]
     assert not [p for p in work.rglob("*.onnx")]       # nothing named like a finished model anywhere
     # the next build is not confused by the leftover staging directory
-    _run_cli(work, "-q", "build", "valid.yaml", "--no-draw", "--onnx", "-o", "out")
+    _cli_here(work, monkeypatch, "-q", "build", "valid.yaml", "--no-draw", "--onnx", "-o", "out")
     assert sorted(snapshot(work / "out")) == [".secompile-output", "report.json", "report.md",
                                               "tiny.onnx"]
     assert os.path.getsize(work / "out" / "tiny.onnx") == size
