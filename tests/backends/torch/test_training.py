@@ -113,7 +113,7 @@ def test_torchrun_two_processes_gloo_then_resume(tmp_path):
 
 
 def test_amp_bf16_and_channels_last_training_steps(tmp_path, capsys):
-    assert run_train(tmp_path, "--epochs", 1, "--train-size", 64, "--val-size", 32, "--batch-size", 16,
+    assert run_train(tmp_path, "--epochs", 1, "--train-size", 32, "--val-size", 16, "--batch-size", 16,
                      "--amp", "--channels-last") == 0
     out = capsys.readouterr().out
     assert "amp bfloat16, channels_last" in out
@@ -123,7 +123,7 @@ def test_amp_bf16_and_channels_last_training_steps(tmp_path, capsys):
 
 
 def _trained(tmp_path, capsys):
-    assert run_train(tmp_path, "--epochs", 1, "--train-size", 128, "--val-size", 32, "--batch-size", 32) == 0
+    assert run_train(tmp_path, "--epochs", 1, "--train-size", 64, "--val-size", 32, "--batch-size", 32) == 0
     capsys.readouterr()
     return str(tmp_path / "last.pt")
 
