@@ -36,7 +36,6 @@ from .se_rules import (  # noqa: F401 (glob_match, SEOptions: this module's publ
     glob_match,
     names_in_use,
     resolve,
-    scopes,
 )
 
 

@@ -15,7 +15,7 @@ from secompile.frontend import attention_modules, expand
 from secompile.lang import expr
 from secompile.lang.errors import SpecError
 from secompile.passes import fuse_scale_add, insert_se
-from support import SPECS
+from support import SPECS, randomise_bn
 
 
 def timm_make_divisible(v, divisor=8, min_value=None, round_limit=0.9):  # timm/layers/helpers.py
@@ -405,13 +405,7 @@ def _onnx_matches_torch(text):
     spec = secompile.load_spec(text, base_dir=str(SPECS))
     model = secompile.compile(spec, seed=0).eval()
     gen = torch.Generator().manual_seed(0)
-    for m in model.modules():  # randomised BN: statistics a plain init would hide
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.normal_(0, 0.2, generator=gen)
-                m.running_mean.normal_(0, 0.2, generator=gen)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
+    randomise_bn(model, gen)   # randomised BN: statistics a plain init would hide
     om = secompile.to_onnx(spec, model)
     sess = ort.InferenceSession(om.SerializeToString(), providers=["CPUExecutionProvider"])
     x = torch.randn(2, *spec.input_shape, generator=gen)

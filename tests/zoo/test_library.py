@@ -15,7 +15,7 @@ import torch
 import secompile
 from secompile.cli import main
 from secompile.lang.errors import SpecError
-from support import ROOT, SPECS, all_specs
+from support import ROOT, SPECS, all_specs, randomise_bn
 
 FC = 635 * 2049  # the 1000 -> 365 classes of the fc layer: (1000 - 365) x (2048 weights + 1 bias)
 
@@ -215,15 +215,7 @@ def test_features_match_the_whole_network():
 
 
 def _randomise_bn(model, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen))
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return model
+    return randomise_bn(model, torch.Generator().manual_seed(seed))
 
 
 def test_every_feature_is_the_whole_networks_tensor_there():
@@ -331,14 +323,7 @@ def test_count_of_the_truncated_network():
 def test_onnx_backbone_one_output_per_feature(tmp_path):
     import onnxruntime as ort
 
-    net = secompile.compile("se_resnet20_cifar", features_only=True, seed=0).eval()
-    with torch.no_grad():  # randomised BN statistics
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    net = _randomise_bn(secompile.compile("se_resnet20_cifar", features_only=True, seed=0).eval())
     full = secompile.compile("se_resnet20_cifar", seed=0)
     full.load_state_dict({net.source_keys()[k]: v for k, v in net.state_dict().items()},
                          strict=False)
