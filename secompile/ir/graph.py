@@ -4,6 +4,9 @@ Node paths name the hierarchy (`stages.2.blocks.0.branch.conv2.conv`); the torch
 backend turns it into nested modules, so paths double as `state_dict` prefixes.
 `Graph.order` is the deterministic topological order (construction order, with
 inserted nodes placed right after the node they hang off).
+
+About 400 lines on purpose: the graph and every method that rewires it while keeping its
+records true (scopes, composites, attention modules, the scope index) live in one class.
 """
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The registry of IR ops: every fact about an op that more than one module needs.
 
+Over 400 lines on purpose: one entry per op, each op's facts (attributes, weights, shape,
+cost) side by side in one table, as the rule "an op's facts live in one registry" asks.
+
 Each `OpDef` declares the op's attributes, its weight tensors (state_dict suffix and shape
 as functions of the attributes and input shapes), its shape rule, its multiply-add rule and
 whether its output is always a newly allocated tensor. Parameter counts are derived from the

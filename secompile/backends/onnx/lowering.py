@@ -1,5 +1,8 @@
 """ONNX backend: lower the IR to an `onnx.ModelProto` with `onnx.helper`.
 
+Over 400 lines on purpose: one emitter per op of the registry (the rule: one emitter per op
+per backend), in one table beside the lowering loop that calls them, as in the torch backend.
+
 Each IR node becomes one ONNX node named by its IR path, whose output tensor is named
 by the same path (the network's result is called `output`, its input `input`). A few
 ops need a short pattern; the helper nodes are named `<path>/<role>` and the node that
