@@ -8,7 +8,9 @@ in the user's spec, not at the template line that used it).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..lang import expr
 from ..lang.errors import Problem
@@ -29,11 +31,32 @@ class Abort(Exception):
     """
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):   # a tuple, not a frozen dataclass: built for every value resolved
     value: object
     smap: SourceMap | None
     path: tuple          # where the value was written (blame location)
+
+
+class _Values(Mapping):
+    """The values of an environment of Params, as an expression reads them (looked up by name,
+    not copied: an expression reads one to three of the ~20 names in scope)."""
+
+    __slots__ = ("_env",)
+
+    def __init__(self, env: dict):
+        self._env = env
+
+    def __getitem__(self, name):
+        return self._env[name].value
+
+    def __contains__(self, name) -> bool:
+        return name in self._env
+
+    def __iter__(self):
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
 
 
 @dataclass(frozen=True)
@@ -75,15 +98,16 @@ class Binding:
         """Resolve an attribute (literal or $-expression) -> (value, blame Param)."""
         blame = Param(raw, ctx.smap, tuple(path))
         if expr.is_expr(raw):
+            env = ctx.env
             try:
-                val = expr.evaluate(raw, {k: p.value for k, p in ctx.env.items()})
+                val = expr.evaluate(raw, _Values(env))
             except expr.ExprError as e:
                 self.problem(ctx, path, str(e))
                 raise Abort from None
-            used = [n for n in expr.names(raw) if n in ctx.env] or [
-                n for n in ctx.env if n in raw.replace("$", " ").split()]
-            if len(used) == 1 and ctx.env[used[0]].smap is not None:
-                blame = ctx.env[used[0]]
+            used = [n for n in expr.names(raw) if n in env] or [
+                n for n in env if n in raw.replace("$", " ").split()]
+            if len(used) == 1 and env[used[0]].smap is not None:
+                blame = env[used[0]]
         else:
             val = raw
         if want is int and (isinstance(val, float) and val.is_integer()):

@@ -57,12 +57,14 @@ class Graph:
     def add(self, path: str, op: str, attrs: dict, inputs: list[str],
             after: str | None = None) -> str:
         """Add a node, inferring its shape (raises ops.OpError). Returns its path."""
-        self._claim(path)
+        prefixes = self._claim(path)
         ops.check_attrs(op, attrs)
-        shape = ops.infer(op, attrs, [self.shape(i) for i in inputs])
+        nodes = self.g._node
+        shape = ops.infer(op, attrs, [nodes[i]["shape"] for i in inputs])
         self.g.add_node(path, op=op, attrs=attrs, inputs=list(inputs), shape=shape)
-        for prefix in _prefixes(path):
-            self._scopes[prefix] = self._scopes.get(prefix, 0) + 1
+        scopes = self._scopes
+        for prefix in prefixes:
+            scopes[prefix] = scopes.get(prefix, 0) + 1
         for i, src in enumerate(inputs):
             self.g.add_edge(src, path, index=i)
         if after is None:
@@ -75,16 +77,18 @@ class Graph:
             self._order = None
         return path
 
-    def _claim(self, path: str) -> None:
-        if path in self.g:
+    def _claim(self, path: str) -> list[str]:
+        """Refuse a path that is taken (PathTaken) -> its proper prefixes, outermost first."""
+        nodes = self.g._node
+        if path in nodes:
             raise PathTaken("two layers get this name")
         if path in self._scopes:
             raise PathTaken("a layer gets the name of a scope holding other layers")
-        parts = path.split(".")
-        prefixes = [".".join(parts[:i]) for i in range(1, len(parts))]
-        inside = next((q for q in prefixes if q in self.g), None)
-        if inside is not None:
-            raise PathTaken(f"a layer would be inside the layer {inside}")
+        prefixes = list(_prefixes(path))
+        for q in prefixes:
+            if q in nodes:
+                raise PathTaken(f"a layer would be inside the layer {q}")
+        return prefixes
 
     @property
     def order(self) -> list[str]:
@@ -401,8 +405,13 @@ class Graph:
 
 def _prefixes(path: str, proper: bool = True):
     """'a.b.c' -> 'a', 'a.b' (and 'a.b.c' unless proper)."""
-    parts = path.split(".")
-    return (".".join(parts[:i]) for i in range(1, len(parts) + (0 if proper else 1)))
+    # slices at the dots: no list of parts joined again for each prefix
+    end = path.find(".")
+    while end != -1:
+        yield path[:end]
+        end = path.find(".", end + 1)
+    if not proper:
+        yield path
 
 
 def _jsonable(attrs: dict) -> dict:

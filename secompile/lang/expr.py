@@ -105,8 +105,10 @@ def is_expr(value) -> bool:
     return isinstance(value, str) and "$" in value
 
 
-def names(text: str) -> set[str]:
-    return set(_NAME.findall(text))
+@functools.lru_cache(maxsize=4096)
+def names(text: str) -> frozenset[str]:
+    """The `$names` of an expression (cached: templates resolve the same texts for every block)."""
+    return frozenset(_NAME.findall(text))
 
 
 def evaluate(text: str, env: dict):
