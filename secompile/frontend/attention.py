@@ -25,7 +25,8 @@ class AttentionModules:
 
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.templates = {**shipped_templates(), **spec.templates}
+        self.shipped = shipped_templates()
+        self.templates = {**self.shipped, **spec.templates}
         self._block_order: dict = {}
 
     def __contains__(self, name: str) -> bool:
@@ -47,6 +48,7 @@ class AttentionModules:
     def build(self, g: Graph, name: str, u: str, scope: str, params: dict, rule_path: tuple,
               block: Composite | None) -> tuple[str, list[str], dict]:
         fe = Expander(self.spec, graph=g)
+        fe._shipped = self.shipped
         fe.anchor, fe.added = u, []
         fe.block_env = self.block_env(g, block)
         env = {**fe.net_params(), "in_channels": Param(g.shape(u)[0], None, ())}

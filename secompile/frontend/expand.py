@@ -43,6 +43,7 @@ class Expander(Binding, Stages, Templates):
         self.anchor: str | None = None   # set: new nodes are placed after it (SE modules, passes/)
         self.added: list[str] = []       # nodes added in anchor mode
         self.bound: dict = {}            # the environment of the template instantiated last
+        self._shipped: dict | None = None   # the shipped templates, read once (Templates.shipped)
 
     def _skips(self, *part) -> bool:
         return self.partial is not None and self.partial.skips(*part)

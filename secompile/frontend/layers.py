@@ -37,10 +37,12 @@ def conv2d(fe, ctx, a, path, p, x) -> str:
 
 
 def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
+    # an attribute not written takes its literal default without being resolved (the defaults
+    # are valid: resolving them could find no problem; groups 1 divides any channel count)
     out, _ = fe.value(ctx, a["out"], path + ("out",), int)
-    k = fe.pair(ctx, a.get("kernel", 1), path + ("kernel",))
-    stride = fe.pair(ctx, a.get("stride", 1), path + ("stride",))
-    dil = fe.pair(ctx, a.get("dilation", 1), path + ("dilation",))
+    k = fe.pair(ctx, a["kernel"], path + ("kernel",)) if "kernel" in a else (1, 1)
+    stride = fe.pair(ctx, a["stride"], path + ("stride",)) if "stride" in a else (1, 1)
+    dil = fe.pair(ctx, a["dilation"], path + ("dilation",)) if "dilation" in a else (1, 1)
     pad_raw = fe.value(ctx, a.get("padding", "same"), path + ("padding",))[0] \
         if not isinstance(a.get("padding"), list) else None
     if pad_raw == "same":
@@ -49,9 +51,12 @@ def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
         pad = (0, 0)
     else:
         pad = fe.pair(ctx, a["padding"], path + ("padding",))
-    groups, g_blame = fe.value(ctx, a.get("groups", 1), path + ("groups",), int)
-    norm = "none" if raw else fe.value(ctx, a.get("norm", "bn"), path + ("norm",))[0]
-    act = "none" if raw else fe.value(ctx, a.get("act", "relu"), path + ("act",))[0]
+    groups, g_blame = fe.value(ctx, a["groups"], path + ("groups",), int) if "groups" in a \
+        else (1, None)
+    norm = "none" if raw else fe.value(ctx, a["norm"], path + ("norm",))[0] if "norm" in a \
+        else "bn"
+    act = "none" if raw else fe.value(ctx, a["act"], path + ("act",))[0] if "act" in a \
+        else "relu"
     bias = fe.value(ctx, a["bias"], path + ("bias",), bool)[0] if "bias" in a else norm == "none"
     attrs = {"out": out, "kernel": k, "stride": stride, "padding": pad, "dilation": dil,
              "groups": groups, "bias": bias}

@@ -57,17 +57,24 @@ _SHIPPED: dict = {}
 class Templates:
     """Mixed into the Expander (needs `graph`, `problem`, `value`, `items`, `block_env`)."""
 
+    def shipped(self) -> dict:
+        """shipped_templates(), read once per expansion (it checks the file each time)."""
+        found = self._shipped
+        if found is None:
+            found = self._shipped = shipped_templates()
+        return found
+
     def template(self, name) -> Template | None:
         """A template by name: the spec's own (defined or included), else a shipped attention
         module (specs/blocks/attention.yaml)."""
         if not isinstance(name, str):
             return None
         found = self.spec.templates.get(name)
-        return found if found is not None else shipped_templates().get(name)
+        return found if found is not None else self.shipped().get(name)
 
     def template_names(self) -> list[str]:
         own = self.spec.templates
-        return list(own) + [n for n in shipped_templates() if n not in own]
+        return list(own) + [n for n in self.shipped() if n not in own]
 
     def instance(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
                  stage=None, paths=None) -> str:
@@ -102,7 +109,7 @@ class Templates:
             self.graph.blocks[scope] = comp
         if comp.kind not in ("layers", "gate"):
             self.graph.composites[scope] = comp
-        record_instance(self.graph, tmpl, tmpl is shipped_templates().get(tmpl.name), scope, x,
+        record_instance(self.graph, tmpl, tmpl is self.shipped().get(tmpl.name), scope, x,
                         comp.output, env, mark, stage is not None)
         return comp
 
@@ -220,7 +227,7 @@ class Templates:
         own = Ctx(tmpl.smap, env, where, ctx.depth)
         for k, default in tmpl.params.items():
             if k not in given:
-                if k in tmpl.required():
+                if k in tmpl.required_names:
                     self.problem(ctx, path, f"block template '{tmpl.name}' needs parameter '{k}'")
                     ok = False
                 elif expr.is_expr(default):   # derived: an expression over what is bound so far
@@ -249,7 +256,7 @@ class Templates:
         except Abort:
             return False
         default = tmpl.params[k]
-        want = Template.REQUIRED_TYPES.get(default) if k in tmpl.required() else \
+        want = Template.REQUIRED_TYPES.get(default) if k in tmpl.required_names else \
             None if expr.is_expr(default) else type(default)
         if want is float and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
@@ -258,7 +265,7 @@ class Templates:
         wrong = want is not None and (not isinstance(val, want)
                                       or (want is int and isinstance(val, bool)))
         if wrong:
-            typed = want is str and k not in tmpl.required()
+            typed = want is str and k not in tmpl.required_names
             hint = did_you_mean(default, Template.REQUIRED_TYPES) if typed else ""
             if hint:   # `params: {out: integer}` declares a string default, not a type
                 hint = f"; the template's default {default!r} is a string{hint}"

@@ -64,6 +64,17 @@ class DiGraph:
             self._pred[n] = {}
         self._node[n].update(attr)
 
+    def add_node_reading(self, n, attr: dict, sources: list) -> None:
+        """A new node `n` (not in the graph) with an edge from each source, indexed by its position
+        (`index`; a source listed twice keeps its last): `add_node` and `add_edge` in one step, as
+        the IR adds every node."""
+        self._node[n] = attr
+        self._succ[n] = {}
+        pred = self._pred[n] = {}
+        succ = self._succ
+        for i, src in enumerate(sources):
+            pred[src] = succ[src][n] = {"index": i}
+
     def add_nodes_from(self, nodes: Iterable) -> None:
         for item in nodes:
             n, attr = item if isinstance(item, tuple) else (item, {})

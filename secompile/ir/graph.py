@@ -61,12 +61,11 @@ class Graph:
         ops.check_attrs(op, attrs)
         nodes = self.g._node
         shape = ops.infer(op, attrs, [nodes[i]["shape"] for i in inputs])
-        self.g.add_node(path, op=op, attrs=attrs, inputs=list(inputs), shape=shape)
+        self.g.add_node_reading(path, {"op": op, "attrs": attrs, "inputs": list(inputs),
+                                       "shape": shape}, inputs)
         scopes = self._scopes
         for prefix in prefixes:
             scopes[prefix] = scopes.get(prefix, 0) + 1
-        for i, src in enumerate(inputs):
-            self.g.add_edge(src, path, index=i)
         if after is None:
             self._rank[path] = (len(self._rank),)
             if self._order is not None:

@@ -9,6 +9,7 @@ the front end and the SE rules on them, so one run reports every phase's problem
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -42,6 +43,11 @@ class Template:
     def required(self) -> list[str]:
         return [k for k, v in self.params.items() if isinstance(v, str)
                 and v in self.REQUIRED_TYPES]
+
+    @functools.cached_property
+    def required_names(self) -> frozenset:
+        """required(), as a set computed once (every instance binds against it)."""
+        return frozenset(self.required())
 
 
 @dataclass(frozen=True)
