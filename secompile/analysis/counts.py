@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..ir import ops
 from ..ir.graph import Graph
+from ..ir.records import prefixes
 
 
 @dataclass(frozen=True)
@@ -26,33 +27,49 @@ class Counts:
     def __init__(self, g: Graph):
         self.graph = g
         self.nodes: dict[str, Cost] = {}
-        sums: dict[str, list] = {}   # every path prefix -> [macs, params], summed in one pass
+        # every path prefix (a node's own path too) -> [macs, params, nodes], summed in one pass
+        sums: dict[str, list] = {}
+        last: dict[str, str] = {}    # every path prefix -> its last node in order
         nodes = g.g.nodes
         for path, d in g.nodes():
             ins = [nodes[i]["shape"] for i in d["inputs"]]
             m, p = (ops.macs(d["op"], d["attrs"], ins, d["shape"]),
                     ops.params(d["op"], d["attrs"], ins))
             self.nodes[path] = Cost(m, p)
-            prefix = ""
-            for seg in path.split("."):
-                prefix = f"{prefix}.{seg}" if prefix else seg
+            for prefix in prefixes(path, proper=False):
                 acc = sums.get(prefix)
                 if acc is None:
-                    sums[prefix] = [m, p]
+                    sums[prefix] = [m, p, 1]
                 else:
                     acc[0] += m
                     acc[1] += p
+                    acc[2] += 1
+                last[prefix] = path
         self._scopes = sums
+        self._last = last
 
     def scope(self, prefix: str) -> Cost:
-        return Cost(*self._scopes.get(prefix, (0, 0)))
+        return Cost(*self._scopes.get(prefix, (0, 0))[:2])
+
+    def holds(self, scope: str) -> bool:
+        """Whether a node lies inside `scope` (a node of that path itself does not count)."""
+        return self._scopes.get(scope, (0, 0, 0))[2] > (scope in self.nodes)
+
+    def output_shape(self, scope: str) -> list:
+        """Graph.scope_output_shape as counted: the shape of the last node (in order) under
+        `scope`, [] when there is none."""
+        last = self._last.get(scope)
+        return [] if last is None else list(self.graph.shape(last))
 
     @property
     def total(self) -> Cost:
-        return sum(self.nodes.values(), Cost())
+        costs = self.nodes.values()   # summed as ints: a Cost per addition cost more than the rest
+        return Cost(sum(c.macs for c in costs), sum(c.params for c in costs))
 
     def by_op(self, *op_names: str) -> Cost:
-        return sum((c for p, c in self.nodes.items() if self.graph.op(p) in op_names), Cost())
+        op = self.graph.op
+        costs = [c for p, c in self.nodes.items() if op(p) in op_names]
+        return Cost(sum(c.macs for c in costs), sum(c.params for c in costs))
 
     def se(self) -> Cost:
         """What the attention modules (SE blocks and their kin) cost, all together."""
@@ -64,11 +81,16 @@ def report(g: Graph, counts: Counts | None = None) -> dict:
     c = counts or Counts(g)
     total = c.total
     conv_linear = c.by_op(*ops.CONV_LINEAR_OPS)
+    counted = c.graph is g   # else the counts of another graph: read this one's shapes
 
     def part(prefix, name):
         cost = c.scope(prefix)
         return {"name": name, "path": prefix, "macs": cost.macs, "params": cost.params,
-                "output_shape": g.scope_output_shape(prefix)}
+                "output_shape": c.output_shape(prefix) if counted
+                else g.scope_output_shape(prefix)}
+
+    def holds(scope: str) -> bool:
+        return c.holds(scope) if counted else any(p.startswith(scope + ".") for p in g.order)
 
     stages = []
     for st in g.stages:
@@ -83,8 +105,8 @@ def report(g: Graph, counts: Counts | None = None) -> dict:
         "output": list(g.shape(g.output)),
         "total": {"macs": total.macs, "params": total.params,
                   "conv_linear_macs": conv_linear.macs, "nodes": len(g)},
-        "stem": part("stem", "stem") if any(p.startswith("stem.") for p in g.order) else None,
+        "stem": part("stem", "stem") if holds("stem") else None,
         "stages": stages,
-        "head": part("head", "head") if any(p.startswith("head.") for p in g.order) else None,
+        "head": part("head", "head") if holds("head") else None,
         "se": {"blocks": len(g.attention), "macs": se.macs, "params": se.params},
     }

@@ -27,6 +27,7 @@ from .records import (
     inside,
     named_nodes,
 )
+from .records import prefixes as _prefixes
 
 
 class PathTaken(ops.OpError):
@@ -83,7 +84,7 @@ class Graph:
             raise PathTaken("two layers get this name")
         if path in self._scopes:
             raise PathTaken("a layer gets the name of a scope holding other layers")
-        prefixes = list(_prefixes(path))
+        prefixes = _prefixes(path)
         for q in prefixes:
             if q in nodes:
                 raise PathTaken(f"a layer would be inside the layer {q}")
@@ -400,17 +401,6 @@ class Graph:
         d.pop("name")
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
-
-
-def _prefixes(path: str, proper: bool = True):
-    """'a.b.c' -> 'a', 'a.b' (and 'a.b.c' unless proper)."""
-    # slices at the dots: no list of parts joined again for each prefix
-    end = path.find(".")
-    while end != -1:
-        yield path[:end]
-        end = path.find(".", end + 1)
-    if not proper:
-        yield path
 
 
 def _jsonable(attrs: dict) -> dict:

@@ -103,5 +103,20 @@ def inside(path: str, scope: str) -> bool:
     return path == scope or path.startswith(scope + ".")
 
 
+def prefixes(path: str, proper: bool = True) -> list[str]:
+    """The scopes a path lies in: 'a.b.c' -> ['a', 'a.b'] (and 'a.b.c' unless proper)."""
+    # each prefix extends the one before: no list of parts joined again for each (every node
+    # is walked so when added, verified and counted)
+    segments = iter(path.split("."))
+    prefix = next(segments)
+    out = [prefix]
+    for seg in segments:
+        prefix = f"{prefix}.{seg}"
+        out.append(prefix)
+    if proper:
+        del out[-1]
+    return out
+
+
 __all__ = ["Composite", "Stage", "Scope", "AttentionModule", "NODE_FIELDS", "RESULT_FIELD",
-           "named_nodes", "ATTENTION_KINDS", "attention_kind", "inside"]
+           "named_nodes", "ATTENTION_KINDS", "attention_kind", "inside", "prefixes"]

@@ -19,6 +19,7 @@ import functools
 import os
 
 from . import ops
+from .records import prefixes as _prefixes
 
 MAX_LISTED = 20   # findings printed in full; the rest are counted
 # Verify after the front end and after every pass (`verified`), not only the final graph that
@@ -72,15 +73,18 @@ def _nodes(g) -> list[str]:
         except ValueError as e:
             out.append(f"{path}: {e}")
             continue
-        missing = [i for i in inputs if i not in nodes]
-        if missing:
+        try:
+            in_shapes = [nodes[i]["shape"] for i in inputs]
+        except KeyError:
+            missing = [i for i in inputs if i not in nodes]
+            if not missing:   # an input node without a shape: not this finding
+                raise
             out.append(f"{path}: reads {missing}, not in the graph")
             continue
-        edges = {src: e.get("index") for src, e in pred[path].items()}
-        if set(edges) != set(inputs) or any(inputs[i] != src for src, i in edges.items()
-                                            if isinstance(i, int) and i < len(inputs)):
+        edges = pred[path]
+        if edges.keys() != set(inputs) or not _edges_indexed(edges, inputs):
+            edges = {src: e.get("index") for src, e in edges.items()}
             out.append(f"{path}: inputs {inputs} but edges from {sorted(edges.items())}")
-        in_shapes = [nodes[i]["shape"] for i in inputs]
         try:
             shape = ops.infer(op, attrs, in_shapes)
             tensors = ops.OPS[op].tensors(attrs, in_shapes)
@@ -95,6 +99,16 @@ def _nodes(g) -> list[str]:
         if bad:
             out.append(f"{path}: weight tensors with empty or odd shapes {bad}")
     return out
+
+
+def _edges_indexed(edges: dict, inputs: list) -> bool:
+    """Each in-edge's `index` (where it is an int within the inputs) names its source."""
+    n = len(inputs)
+    for src, e in edges.items():
+        i = e.get("index")
+        if isinstance(i, int) and i < n and inputs[i] != src:
+            return False
+    return True
 
 
 def _order(g) -> list[str]:
@@ -162,11 +176,6 @@ def _scopes(g) -> list[str]:
         out.append(f"units listed twice: {sorted(u for u in units if g.units.count(u) > 1)}")
     out += [f"unit {u} is inside unit {v}" for u in units for v in _prefixes(u) if v in units]
     return out
-
-
-def _prefixes(path: str):
-    parts = path.split(".")
-    return (".".join(parts[:i]) for i in range(1, len(parts)))
 
 
 def _attention(g) -> list[str]:
