@@ -67,6 +67,10 @@ class Ctx:
     depth: int = 0
     entry: str = ""      # a generated stage's entry ('stages[0][entry 2]'), named in messages
 
+    def down(self) -> "Ctx":
+        """This context one nesting level down (dataclasses.replace, without its field scan)."""
+        return Ctx(self.smap, self.env, self.where, self.depth + 1, self.entry)
+
 
 class Binding:
     """Problem recording and value resolution.

@@ -18,8 +18,11 @@ def record_instance(g: Graph, tmpl: Template, shipped: bool, scope: str, entry: 
                     env: dict, mark: int, block: bool) -> None:
     """After template `tmpl` was built at `scope` (nodes added since `mark`) from `entry`."""
     params = {k: p.value for k, p in env.items()}
-    g.add_scope(Scope(scope, "block" if block else "template", tmpl.name, entry, exit_, params))
-    if not (shipped or "gate" in tmpl.body) or g.shape(exit_) != g.shape(entry):
+    attention = (shipped or "gate" in tmpl.body) and g.shape(exit_) == g.shape(entry)
+    # recorded as the attention module it is (Graph.add_attention would replace the record)
+    kind = "attention" if attention else "block" if block else "template"
+    g.add_scope(Scope(scope, kind, tmpl.name, entry, exit_, params))
+    if not attention:
         return
     g.add_attention(AttentionModule(
         scope, tmpl.name, attention_kind(tmpl.name), g.op(exit_), entry, exit_,

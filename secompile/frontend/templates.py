@@ -11,7 +11,6 @@ computed from a stage parameter is reported at that parameter.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from ..ir import ops
@@ -82,7 +81,7 @@ class Templates:
 
     def instantiate(self, ctx: Ctx, tmpl: Template, given: dict, path, scope, x, where,
                     stage=None, paths=None) -> Composite:
-        self.deeper(ctx, path)
+        self.check_depth(ctx, path)
         env = self.bind(ctx, tmpl, given, path, x, stage is not None, where, paths)
         mark = self.graph.node_count()
         inner = Ctx(tmpl.smap, env, where, ctx.depth + 1)
@@ -161,11 +160,15 @@ class Templates:
 
     def deeper(self, ctx: Ctx, path) -> Ctx:
         """The context one nesting level down; a located problem past MAX_NESTING levels."""
+        self.check_depth(ctx, path)
+        return ctx.down()
+
+    def check_depth(self, ctx: Ctx, path) -> None:
+        """A located problem (Abort) where going one level below `ctx` passes MAX_NESTING."""
         if ctx.depth >= MAX_NESTING:
             self.problem(ctx, path, f"template nesting deeper than {MAX_NESTING} levels "
                                     "(a template that instantiates itself?)")
             raise Abort
-        return dataclasses.replace(ctx, depth=ctx.depth + 1)
 
     def attention(self, ctx: Ctx, body: dict, path, scope: str, x: str) -> Composite:
         """c = context(x) (x without one); out = x * f(c) (`gate`, node `<scope>.scale`, f

@@ -284,7 +284,7 @@ class Graph:
             del self.attention[k]
         self.attention[module.scope] = module
         rec = self.scopes.get(module.scope)
-        if rec is not None:
+        if rec is not None and rec.kind != "attention":
             self.scopes[module.scope] = dataclasses.replace(rec, kind="attention")
 
     def param_count(self, paths) -> int:
@@ -364,15 +364,12 @@ class Graph:
     def copy(self) -> "Graph":
         """A copy that passes may rewrite: node data and scopes are copied, attrs are shared."""
         new = copy.copy(self)
-        new.g = nx.DiGraph()
-        new.g.add_nodes_from((p, {**d, "inputs": list(d["inputs"])})
-                             for p, d in self.g.nodes(data=True))
-        new.g.add_edges_from(self.g.edges(data=True))
+        new.g = self.g.copy(lambda d: {**d, "inputs": list(d["inputs"])})
         new._rank = dict(self._rank)
         new._scopes = dict(self._scopes)
         new._order = list(self._order) if self._order is not None else None
-        new.blocks = {k: dataclasses.replace(v) for k, v in self.blocks.items()}
-        new.composites = {k: new.blocks.get(k) or dataclasses.replace(v)
+        new.blocks = {k: copy.copy(v) for k, v in self.blocks.items()}
+        new.composites = {k: new.blocks.get(k) or copy.copy(v)
                           for k, v in self.composites.items()}
         new.stages = [Stage(s.path, s.name, list(s.blocks)) for s in self.stages]
         new.units = list(self.units)
