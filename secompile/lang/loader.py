@@ -56,14 +56,17 @@ def _mark(file: str, m) -> Mark:
     return Mark(file, m.line + 1, m.column + 1)
 
 
-def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
+def _prescan(text: str, file: str, loader=_FAST_LOADER) -> bool:
     """Bound nesting depth and node count with the event stream (iterative: no recursion),
-    before any node is composed: 4 MiB of one-character items would be 2 million nodes."""
+    before any node is composed: 4 MiB of one-character items would be 2 million nodes.
+    -> whether the document has an alias (only then can it expand past these bounds)."""
     depth = nodes = 0
+    aliases = False
     try:
         for ev in yaml.parse(text, Loader=loader):
             if isinstance(ev, yaml.NodeEvent):
                 nodes += 1
+                aliases = aliases or isinstance(ev, yaml.AliasEvent)
                 if nodes > MAX_NODES:
                     raise LimitError([Problem(_mark(file, ev.start_mark), "<yaml>",
                                               f"document has more than {MAX_NODES} "
@@ -75,6 +78,7 @@ def _prescan(text: str, file: str, loader=_FAST_LOADER) -> None:
                                               f"nesting deeper than {MAX_DEPTH} levels")])
             elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
+        return aliases
     except (yaml.MarkedYAMLError, yaml.reader.ReaderError) as e:
         if loader is not yaml.SafeLoader:
             _prescan(text, file, yaml.SafeLoader)   # the same error, in the pure-Python wording
@@ -268,7 +272,7 @@ def load_yaml_text(text: str, file: str = "<string>"):
         raise LimitError([Problem(Mark(file, 1, 1), "<yaml>",
                                   f"file is larger than {MAX_BYTES // (1024 * 1024)} "
                                   f"MiB; refusing it")])
-    _prescan(text, file)
+    aliases = _prescan(text, file)
     try:
         loader = _FAST_LOADER(text)
         try:
@@ -281,8 +285,10 @@ def load_yaml_text(text: str, file: str = "<string>"):
         raise SpecError([Problem(Mark(file, 1, 1), "<yaml>", str(e))]) from None
     if node is None:
         raise SpecError([Problem(Mark(file, 1, 1), "<root>", "the spec is empty")])
-    # refuse before building anything ("billion laughs", alias depth, recursion)
-    _measure(node, file)
+    # refuse before building anything ("billion laughs", alias depth, recursion); without an
+    # alias the nodes form the tree the prescan bounded already
+    if aliases:
+        _measure(node, file)
     b = _Builder(file)
     try:
         data = b.build(node)
