@@ -103,30 +103,41 @@ class Binding:
         blame = Param(raw, ctx.smap, tuple(path))
         if expr.is_expr(raw):
             env = ctx.env
-            try:
-                val = expr.evaluate(raw, _Values(env))
-            except expr.ExprError as e:
-                self.problem(ctx, path, str(e))
-                raise Abort from None
+            val = self._evaluate(ctx, raw, path)
             used = [n for n in expr.names(raw) if n in env] or [
                 n for n in env if n in raw.replace("$", " ").split()]
             if len(used) == 1 and env[used[0]].smap is not None:
                 blame = env[used[0]]
         else:
             val = raw
+        return self._typed(ctx, val, path, want), blame
+
+    def resolve(self, ctx: Ctx, raw, path, want=None):
+        """The value `value` gives, without its blame (most values are never blamed)."""
+        val = self._evaluate(ctx, raw, path) if expr.is_expr(raw) else raw
+        return self._typed(ctx, val, path, want)
+
+    def _evaluate(self, ctx: Ctx, raw: str, path):
+        try:
+            return expr.evaluate(raw, _Values(ctx.env))
+        except expr.ExprError as e:
+            self.problem(ctx, path, str(e))
+            raise Abort from None
+
+    def _typed(self, ctx: Ctx, val, path, want):
         if want is int and (isinstance(val, float) and val.is_integer()):
             val = int(val)
         if want is not None and not (isinstance(val, want)
                                      and not (want is int and isinstance(val, bool))):
             self.problem(ctx, path, f"expected {want.__name__}, got {_show(val)}")
             raise Abort
-        return val, blame
+        return val
 
     def pair(self, ctx, raw, path):
         """An int or a [h, w] list -> (h, w)."""
         if isinstance(raw, list):
-            return tuple(self.value(ctx, r, path + (i,), int)[0] for i, r in enumerate(raw))
-        v = self.value(ctx, raw, path, int)[0]
+            return tuple(self.resolve(ctx, r, path + (i,), int) for i, r in enumerate(raw))
+        v = self.resolve(ctx, raw, path, int)
         return (v, v)
 
     def positive(self, ctx, path, attrs, keys):

@@ -209,7 +209,7 @@ class Expander(Binding, Stages, Templates):
 
 
     def condition(self, ctx: Ctx, raw, path) -> bool:
-        val = self.value(ctx, raw, path)[0]
+        val = self.resolve(ctx, raw, path)
         if not isinstance(val, bool):
             self.problem(ctx, path, f"when: expected true or false, got {val!r}")
             raise Abort

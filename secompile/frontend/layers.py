@@ -23,7 +23,7 @@ BN_DEFAULTS = {"eps": 1e-5, "momentum": 0.1}
 
 def _opt(fe, ctx, a, path, key, default=None, want=None):
     """An optional attribute, resolved (expressions allowed) or its default."""
-    return fe.value(ctx, a[key], path + (key,), want)[0] if key in a else default
+    return fe.resolve(ctx, a[key], path + (key,), want) if key in a else default
 
 
 def conv(fe, ctx, a, path, p, x) -> str:
@@ -39,11 +39,11 @@ def conv2d(fe, ctx, a, path, p, x) -> str:
 def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
     # an attribute not written takes its literal default without being resolved (the defaults
     # are valid: resolving them could find no problem; groups 1 divides any channel count)
-    out, _ = fe.value(ctx, a["out"], path + ("out",), int)
+    out = fe.resolve(ctx, a["out"], path + ("out",), int)
     k = fe.pair(ctx, a["kernel"], path + ("kernel",)) if "kernel" in a else (1, 1)
     stride = fe.pair(ctx, a["stride"], path + ("stride",)) if "stride" in a else (1, 1)
     dil = fe.pair(ctx, a["dilation"], path + ("dilation",)) if "dilation" in a else (1, 1)
-    pad_raw = fe.value(ctx, a.get("padding", "same"), path + ("padding",))[0] \
+    pad_raw = fe.resolve(ctx, a.get("padding", "same"), path + ("padding",)) \
         if not isinstance(a.get("padding"), list) else None
     if pad_raw == "same":
         pad = (ops.same_padding(k[0], dil[0]), ops.same_padding(k[1], dil[1]))
@@ -53,11 +53,11 @@ def _conv(fe, ctx, a, path, p, x, raw: bool) -> str:
         pad = fe.pair(ctx, a["padding"], path + ("padding",))
     groups, g_blame = fe.value(ctx, a["groups"], path + ("groups",), int) if "groups" in a \
         else (1, None)
-    norm = "none" if raw else fe.value(ctx, a["norm"], path + ("norm",))[0] if "norm" in a \
+    norm = "none" if raw else fe.resolve(ctx, a["norm"], path + ("norm",)) if "norm" in a \
         else "bn"
-    act = "none" if raw else fe.value(ctx, a["act"], path + ("act",))[0] if "act" in a \
+    act = "none" if raw else fe.resolve(ctx, a["act"], path + ("act",)) if "act" in a \
         else "relu"
-    bias = fe.value(ctx, a["bias"], path + ("bias",), bool)[0] if "bias" in a else norm == "none"
+    bias = fe.resolve(ctx, a["bias"], path + ("bias",), bool) if "bias" in a else norm == "none"
     attrs = {"out": out, "kernel": k, "stride": stride, "padding": pad, "dilation": dil,
              "groups": groups, "bias": bias}
     fe.positive(ctx, path, attrs, ("out", "kernel", "stride", "dilation", "groups"))
@@ -102,7 +102,7 @@ def act(kind):
 
 def act_layer(fe, ctx, a, path, p, x) -> str:
     """`act: KIND` (an activation name or an expression giving one): one act node."""
-    kind = fe.value(ctx, a, path)[0]
+    kind = fe.resolve(ctx, a, path)
     if kind not in ops.ACTIVATIONS:
         hint = did_you_mean(str(kind), ops.ACTIVATIONS)
         fe.problem(ctx, path, f"unknown activation {kind!r}{hint}")
@@ -174,7 +174,7 @@ def identity(fe, ctx, a, path, p, x) -> str:
 # -- attention building blocks (ECA, CBAM, Selective Kernel) --------------------------------
 def channel_conv(fe, ctx, a, path, p, x) -> str:
     """ECA's Conv1d across the pooled channels: `channel_conv: {kernel: K[, padding: P]}`."""
-    k = fe.value(ctx, a["kernel"], path + ("kernel",), int)[0]
+    k = fe.resolve(ctx, a["kernel"], path + ("kernel",), int)
     fe.positive(ctx, path, {"kernel": k}, ("kernel",))
     pad = _opt(fe, ctx, a, path, "padding", None, int)
     if pad is not None and pad < 0:
@@ -193,7 +193,7 @@ def reduce(op):
 def channel_slice(fe, ctx, a, path, p, x) -> str:
     """`channel_slice: {start: S, size: N}`: channels [S, S + N) (Selective Kernel's split)."""
     start, s_blame = fe.value(ctx, a["start"], path + ("start",), int)
-    size = fe.value(ctx, a["size"], path + ("size",), int)[0]
+    size = fe.resolve(ctx, a["size"], path + ("size",), int)
     fe.positive(ctx, path, {"size": size}, ("size",))
     if start < 0:
         fe.blame(ctx, s_blame, f"start must be >= 0, got {start}")
@@ -325,7 +325,7 @@ def residual(fe, ctx, a, path, p, x) -> Composite:
         fe.problem(ctx, path + ("branch",), "every layer of the branch is switched off by "
                                             "`when:`; a residual branch needs at least one")
         raise Abort
-    merge = fe.value(ctx, a.get("merge", "add"), path + ("merge",))[0]
+    merge = fe.resolve(ctx, a.get("merge", "add"), path + ("merge",))
     if merge not in MERGES:
         fe.problem(ctx, path + ("merge",), f"merge must be one of {', '.join(MERGES)}, "
                                            f"got {merge!r}")
@@ -361,7 +361,7 @@ def _skip_residual(fe, ctx, a, path, p, x, branch, merge) -> Composite:
     keep = _agree(merge, xs, bs)
     skip = a["skip"]
     if skip != "auto":
-        skip = fe.value(ctx, skip, path + ("skip",), bool)[0]
+        skip = fe.resolve(ctx, skip, path + ("skip",), bool)
         if skip and not keep:
             fe.blame(ctx, fe.value(ctx, a["skip"], path + ("skip",))[1],
                      f"skip needs the branch to keep the shape {xs}, it gives {bs}")
@@ -413,7 +413,7 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
         raise Abort
     if isinstance(a.get("merge"), dict):
         return select_merge(fe, ctx, a, path, p, x, outs)
-    merge = fe.value(ctx, a.get("merge", "concat"), path + ("merge",))[0]
+    merge = fe.resolve(ctx, a.get("merge", "concat"), path + ("merge",))
     if merge not in ("add", "concat"):
         fe.problem(ctx, path + ("merge",), f"merge must be concat or add, got {merge!r}")
         raise Abort

@@ -58,7 +58,7 @@ class Stages:
         """One stage per entry of the `foreach:` list."""
         fpath = path + ("foreach",)
         try:
-            items, _ = self.value(root, st["foreach"], fpath)
+            items = self.resolve(root, st["foreach"], fpath)
         except Abort:
             return [StageEntry(None, path, root, None)]
         if not isinstance(items, list) or not items:
@@ -95,7 +95,7 @@ class Stages:
         if "repeat" not in st or "layers" in st:
             return StageEntry(st, path, ctx, n, name, label)
         try:
-            repeat, _ = self.value(ctx, st["repeat"], path + ("repeat",), int)
+            repeat = self.resolve(ctx, st["repeat"], path + ("repeat",), int)
         except Abort:
             return StageEntry(None, path, ctx, None, name, label)
         if repeat < 1:

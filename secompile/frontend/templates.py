@@ -199,7 +199,7 @@ class Templates:
         elif "select" in body:
             sel, spath = body["select"], path + ("select",)
             parts, blame = self.value(ctx, sel.get("parts", 2), spath + ("parts",), int)
-            groups = self.value(ctx, sel.get("groups", 1), spath + ("groups",), int)[0]
+            groups = self.resolve(ctx, sel.get("groups", 1), spath + ("groups",), int)
             self.positive(ctx, spath, {"parts": parts, "groups": groups}, ("parts", "groups"))
             f = self.items(ctx, sel["layers"], spath + ("layers",), scope, c)
             out = self.node(ctx, spath, f"{scope}.select", "split_select",
@@ -255,7 +255,7 @@ class Templates:
 
     def _bind_given(self, ctx, tmpl, k, raw, kpath, env) -> bool:
         try:
-            val, _ = self.value(ctx, raw, kpath)
+            val = self.resolve(ctx, raw, kpath)
         except Abort:
             return False
         default = tmpl.params[k]
