@@ -288,7 +288,7 @@ class Graph:
             self.scopes[module.scope] = dataclasses.replace(rec, kind="attention")
 
     def param_count(self, paths) -> int:
-        nodes = self.g.nodes
+        nodes = self.g._node
         return sum(ops.params(nodes[p]["op"], nodes[p]["attrs"],
                               [nodes[i]["shape"] for i in nodes[p]["inputs"]]) for p in paths)
 
@@ -320,17 +320,18 @@ class Graph:
     def __len__(self) -> int:
         return len(self.order)
 
+    # the node dicts read directly (not through the `nodes` view): these run for every node
     def node(self, path: str) -> dict:
-        return self.g.nodes[path]
+        return self.g._node[path]
 
     def shape(self, path: str) -> tuple:
-        return self.g.nodes[path]["shape"]
+        return self.g._node[path]["shape"]
 
     def op(self, path: str) -> str:
-        return self.g.nodes[path]["op"]
+        return self.g._node[path]["op"]
 
     def inputs(self, path: str) -> list[str]:
-        return self.g.nodes[path]["inputs"]
+        return self.g._node[path]["inputs"]
 
     def consumers(self, path: str) -> list[str]:
         return sorted(self.g.successors(path), key=self._rank.__getitem__)
