@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from ..ir import ops
 from ..ir.graph import Graph
-from ..ir.records import prefixes
 
 
 @dataclass(frozen=True)
@@ -27,26 +26,36 @@ class Counts:
     def __init__(self, g: Graph):
         self.graph = g
         self.nodes: dict[str, Cost] = {}
-        # every path prefix (a node's own path too) -> [macs, params, nodes], summed in one pass
+        # every path prefix (a node's own path too) -> [macs, params, nodes, index in order of
+        # its last node]: each node's own entry, then each scope's from its members', deepest
+        # first (a walk up every node's prefixes cost more than the counting)
         sums: dict[str, list] = {}
-        last: dict[str, str] = {}    # every path prefix -> its last node in order
-        nodes = g.g.nodes
+        nodes = g.g._node
+        paths = []
         for path, d in g.nodes():
             ins = [nodes[i]["shape"] for i in d["inputs"]]
             m, p = (ops.macs(d["op"], d["attrs"], ins, d["shape"]),
                     ops.params(d["op"], d["attrs"], ins))
             self.nodes[path] = Cost(m, p)
-            for prefix in prefixes(path, proper=False):
-                acc = sums.get(prefix)
+            sums[path] = [m, p, 1, len(paths)]
+            paths.append(path)
+        by_depth: dict[int, list] = {}
+        for path in sums:
+            by_depth.setdefault(path.count("."), []).append(path)
+        for depth in range(max(by_depth, default=0), 0, -1):
+            for key in by_depth.get(depth, ()):
+                member, scope = sums[key], key[:key.rfind(".")]
+                acc = sums.get(scope)
                 if acc is None:
-                    sums[prefix] = [m, p, 1]
+                    sums[scope] = list(member)
+                    by_depth.setdefault(depth - 1, []).append(scope)
                 else:
-                    acc[0] += m
-                    acc[1] += p
-                    acc[2] += 1
-                last[prefix] = path
+                    acc[0] += member[0]
+                    acc[1] += member[1]
+                    acc[2] += member[2]
+                    acc[3] = max(acc[3], member[3])
         self._scopes = sums
-        self._last = last
+        self._paths = paths
 
     def scope(self, prefix: str) -> Cost:
         return Cost(*self._scopes.get(prefix, (0, 0))[:2])
@@ -58,8 +67,8 @@ class Counts:
     def output_shape(self, scope: str) -> list:
         """Graph.scope_output_shape as counted: the shape of the last node (in order) under
         `scope`, [] when there is none."""
-        last = self._last.get(scope)
-        return [] if last is None else list(self.graph.shape(last))
+        acc = self._scopes.get(scope)
+        return [] if acc is None else list(self.graph.shape(self._paths[acc[3]]))
 
     @property
     def total(self) -> Cost:

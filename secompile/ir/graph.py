@@ -23,6 +23,7 @@ from .records import (
     AttentionModule,
     Composite,
     Scope,
+    ScopeChains,
     Stage,
     inside,
     named_nodes,
@@ -53,6 +54,7 @@ class Graph:
         self._unit_set: set = set()
         self.output: str | None = None
         self._scopes: dict[str, int] = {}   # every proper prefix of a node path -> its nodes
+        self._chains = ScopeChains()         # path -> its proper prefixes (shared by copies)
 
     # -- construction ----------------------------------------------------------------
     def add(self, path: str, op: str, attrs: dict, inputs: list[str],
@@ -77,14 +79,14 @@ class Graph:
             self._order = None
         return path
 
-    def _claim(self, path: str) -> list[str]:
+    def _claim(self, path: str) -> tuple:
         """Refuse a path that is taken (PathTaken) -> its proper prefixes, outermost first."""
         nodes = self.g._node
         if path in nodes:
             raise PathTaken("two layers get this name")
         if path in self._scopes:
             raise PathTaken("a layer gets the name of a scope holding other layers")
-        prefixes = _prefixes(path)
+        prefixes = self._chains(path)
         for q in prefixes:
             if q in nodes:
                 raise PathTaken(f"a layer would be inside the layer {q}")

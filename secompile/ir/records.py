@@ -118,5 +118,25 @@ def prefixes(path: str, proper: bool = True) -> list[str]:
     return out
 
 
+class ScopeChains:
+    """`prefixes(path)` of many paths, as tuples, each scope's chain built once: the nodes of a
+    scope share their prefixes (a graph walk asks for them per node, three walks per count)."""
+
+    __slots__ = ("_chains",)
+
+    def __init__(self):
+        self._chains: dict[str, tuple] = {}   # scope -> its proper prefixes and itself
+
+    def __call__(self, path: str) -> tuple:
+        cut = path.rfind(".")
+        if cut == -1:
+            return ()
+        parent = path[:cut]
+        chain = self._chains.get(parent)
+        if chain is None:
+            chain = self._chains[parent] = self(parent) + (parent,)
+        return chain
+
+
 __all__ = ["Composite", "Stage", "Scope", "AttentionModule", "NODE_FIELDS", "RESULT_FIELD",
-           "named_nodes", "ATTENTION_KINDS", "attention_kind", "inside", "prefixes"]
+           "named_nodes", "ATTENTION_KINDS", "attention_kind", "inside", "prefixes", "ScopeChains"]

@@ -19,6 +19,7 @@ import functools
 import os
 
 from . import ops
+from .records import ScopeChains
 from .records import prefixes as _prefixes
 
 MAX_LISTED = 20   # findings printed in full; the rest are counted
@@ -209,8 +210,9 @@ def _scope_index(g) -> list[str]:
     """Graph._scopes (what `Graph.add` refuses as a layer name) is exactly the proper prefixes
     of the node paths, each with its node count: a scope whose nodes all went is free again."""
     want: dict = {}
+    chains = ScopeChains()   # built here, not the graph's: the index is checked against paths
     for p in g.g:
-        for prefix in _prefixes(p):
+        for prefix in chains(p):
             want[prefix] = want.get(prefix, 0) + 1
     have = getattr(g, "_scopes", want)
     if have == want:
