@@ -129,15 +129,22 @@ def _parse(text: str) -> ast.expr:
         raise ExprError(f"invalid expression {text!r}: {e.msg}") from None
 
 
+_VISITORS: dict[type, object] = {}   # ast node type -> its _Eval.v_<name> method
+
+
 class _Eval:
     def __init__(self, env, text):
         self.env, self.text = env, text
 
     def visit(self, node):
-        method = getattr(self, "v_" + type(node).__name__, None)
+        method = _VISITORS.get(type(node))
         if method is None:
-            raise ExprError(f"{type(node).__name__} is not allowed in expression {self.text!r}")
-        return self._check(method(node))
+            method = getattr(_Eval, "v_" + type(node).__name__, None)
+            if method is None:
+                raise ExprError(f"{type(node).__name__} is not allowed in expression "
+                                f"{self.text!r}")
+            _VISITORS[type(node)] = method   # found by name once per node type, then by type
+        return self._check(method(self, node))
 
     def _check(self, value):
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
