@@ -399,22 +399,23 @@ OPS: dict[str, OpDef] = {d.name: d for d in _DEFS}
 def check_attrs(op: str, attrs: dict) -> None:
     """An unknown op, an undeclared attribute or a missing required one is a compiler bug."""
     opdef = OPS.get(op)
-    if opdef is None:
-        raise ValueError(f"unknown IR op {op!r} (ops: {', '.join(OPS)})")
-    declared = opdef.attrs
-    required = _REQUIRED.get(op)
-    if required is None or required[0] is not opdef:   # an op registered (again) since
-        required = _REQUIRED[op] = (opdef, tuple(k for k, v in declared.items()
-                                                 if v is REQUIRED))
-    # every node is checked twice (added, verified): the usual case is one C-level subset test
-    if attrs.keys() <= declared.keys() and all(k in attrs for k in required[1]):
+    known = _ATTR_SETS.get(op)
+    if known is None or known[0] is not opdef:   # first use, or an op registered (again) since
+        if opdef is None:
+            raise ValueError(f"unknown IR op {op!r} (ops: {', '.join(OPS)})")
+        known = _ATTR_SETS[op] = (opdef, frozenset(opdef.attrs),
+                                  frozenset(k for k, v in opdef.attrs.items() if v is REQUIRED))
+    # every node is checked twice (added, verified): the usual case is two C-level set tests
+    keys = attrs.keys()
+    if keys <= known[1] and keys >= known[2]:
         return
+    declared = opdef.attrs
     extra = set(attrs) - set(declared)
     missing = [k for k, v in declared.items() if v is REQUIRED and k not in attrs]
     raise ValueError(f"IR op {op}: undeclared attributes {sorted(extra)}, missing {missing}")
 
 
-_REQUIRED: dict[str, tuple] = {}   # op -> (its OpDef, its required attributes)
+_ATTR_SETS: dict[str, tuple] = {}   # op -> (its OpDef, its attributes, its required ones)
 
 
 def infer(op: str, attrs: dict, in_shapes: list) -> tuple:
