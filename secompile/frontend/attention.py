@@ -17,6 +17,7 @@ from ..lang.document import Spec
 from ..lang.errors import SpecError, format_path
 from .binding import Abort, Ctx, Param
 from .expand import Expander
+from .replay import Replays
 from .templates import shipped_templates
 
 
@@ -26,6 +27,7 @@ class AttentionModules:
     def __init__(self, spec: Spec):
         self.spec = spec
         self.shipped = shipped_templates()
+        self.replays = Replays()   # one pass's module bodies: 16 SE modules are a few distinct
         self.templates = {**self.shipped, **spec.templates}
         self._block_order: dict = {}
 
@@ -48,7 +50,7 @@ class AttentionModules:
     def build(self, g: Graph, name: str, u: str, scope: str, params: dict, rule_path: tuple,
               block: Composite | None) -> tuple[str, list[str], dict]:
         fe = Expander(self.spec, graph=g)
-        fe._shipped = self.shipped
+        fe._shipped, fe.replays = self.shipped, self.replays
         fe.anchor, fe.added = u, []
         fe.block_env = self.block_env(g, block)
         env = {**fe.net_params(), "in_channels": Param(g.shape(u)[0], None, ())}

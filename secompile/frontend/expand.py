@@ -19,6 +19,7 @@ from ..lang.document import Spec
 from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
 from .layers import COMPOSITES, layer_builder
+from .replay import Replays
 from .stages import Stages
 from .templates import MAX_NESTING, Templates
 
@@ -44,6 +45,7 @@ class Expander(Binding, Stages, Templates):
         self.added: list[str] = []       # nodes added in anchor mode
         self.bound: dict = {}            # the environment of the template instantiated last
         self._shipped: dict | None = None   # the shipped templates, read once (Templates.shipped)
+        self.replays = Replays()         # template bodies built, for instances that match them
 
     def _skips(self, *part) -> bool:
         return self.partial is not None and self.partial.skips(*part)
@@ -65,17 +67,34 @@ class Expander(Binding, Stages, Templates):
             raise LimitError([ctx.smap.problem(path, f"the network grows past {MAX_IR_NODES} "
                                                      f"nodes at {ipath}; refusing it{where}")])
         try:
-            if self.anchor is None:
-                return self.graph.add(ipath, op, attrs, inputs)
-            self.anchor = self.graph.add(ipath, op, attrs, inputs, after=self.anchor)
-            self.added.append(self.anchor)
-            return self.anchor
+            return self._add(ipath, op, attrs, inputs)
         except ops.OpError as e:
             if blame is not None:
                 self.blame(ctx, blame, f"{e} at {ipath}")
             else:
                 self.problem(ctx, path, f"{e} at {ipath}")
             raise Abort from None
+
+    def _add(self, ipath, op, attrs, inputs) -> str:
+        if self.anchor is None:
+            return self.graph.add(ipath, op, attrs, inputs)
+        self.anchor = self.graph.add(ipath, op, attrs, inputs, after=self.anchor)
+        self.added.append(self.anchor)
+        return self.anchor
+
+    def replay(self, body: tuple, scope: str, x: str) -> str | None:
+        """Add a body kept by `Replays` under `scope`, reading `x` -> its output; None (nothing
+        added) where a node could be refused: the instance is then built as usual, which finds
+        and locates the problem."""
+        records, out = body
+        g, prefix = self.graph, scope + "."
+        if g.g.number_of_nodes() + len(records) > MAX_IR_NODES or any(
+                g.taken(prefix + suffix) is not None for suffix, *_ in records):
+            return None
+        for suffix, op, attrs, inputs in records:
+            self._add(prefix + suffix, op, dict(attrs),
+                      [x if i is None else prefix + i for i in inputs])
+        return prefix + out
 
     # -- whole network ---------------------------------------------------------------
     def run(self) -> Graph:

@@ -93,11 +93,8 @@ class Templates:
             self.problem(inner, bpath, f"a block template has exactly one of {', '.join(BODIES)}")
             raise Abort
         kind = kinds[0]
-        if kind == "layers":
-            out = self.items(inner, body["layers"], bpath + ("layers",), scope, x)
-            comp = Composite(scope, "layers", x, out)
-        elif kind == "gate":
-            comp = self.attention(inner, body, bpath, scope, x)
+        if kind in ("layers", "gate"):   # a body of nodes only: maybe one built before
+            comp = self._body(inner, tmpl, kind, scope, x, mark)
         else:
             comp = COMPOSITES[kind](self, inner, body[kind], bpath + (kind,), scope, x)
         self.bound = env   # after the body: an outer instance overwrites its inner ones
@@ -110,6 +107,26 @@ class Templates:
             self.graph.composites[scope] = comp
         record_instance(self.graph, tmpl, tmpl is self.shipped().get(tmpl.name), scope, x,
                         comp.output, env, mark, stage is not None)
+        return comp
+
+    def _body(self, inner: Ctx, tmpl: Template, kind: str, scope: str, x: str,
+              mark: int) -> Composite:
+        """A `layers` or attention body: the nodes of one built before with the same values and
+        input shape where there is one (frontend/replay.py), else built and kept."""
+        key = self.replays.key(tmpl, inner.env, self.graph.shape(x))
+        kept = self.replays.get(key) if key is not None else None
+        out = self.replay(kept, scope, x) if kept is not None else None
+        if out is not None:
+            return Composite(scope, "layers", x, out)
+        problems = len(self.problems)
+        if kind == "layers":
+            out = self.items(inner, tmpl.body["layers"], tmpl.path + ("layers",), scope, x)
+            comp = Composite(scope, "layers", x, out)
+        else:
+            comp = self.attention(inner, tmpl.body, tmpl.path, scope, x)
+        if key is not None and kept is None and len(self.problems) == problems:
+            self.replays.keep(key, self.graph, scope, x, comp.output,
+                              self.graph.nodes_since(mark))
         return comp
 
     def min_nodes(self, items, cap: int, _open=None) -> int:

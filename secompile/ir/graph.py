@@ -81,16 +81,22 @@ class Graph:
 
     def _claim(self, path: str) -> tuple:
         """Refuse a path that is taken (PathTaken) -> its proper prefixes, outermost first."""
+        why = self.taken(path)
+        if why is not None:
+            raise PathTaken(why)
+        return self._chains(path)
+
+    def taken(self, path: str) -> str | None:
+        """Why `add` would refuse a node at `path`, or None where it is free."""
         nodes = self.g._node
         if path in nodes:
-            raise PathTaken("two layers get this name")
+            return "two layers get this name"
         if path in self._scopes:
-            raise PathTaken("a layer gets the name of a scope holding other layers")
-        prefixes = self._chains(path)
-        for q in prefixes:
+            return "a layer gets the name of a scope holding other layers"
+        for q in self._chains(path):
             if q in nodes:
-                raise PathTaken(f"a layer would be inside the layer {q}")
-        return prefixes
+                return f"a layer would be inside the layer {q}"
+        return None
 
     @property
     def order(self) -> list[str]:

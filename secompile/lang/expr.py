@@ -119,6 +119,13 @@ def evaluate(text: str, env: dict):
 
 
 @functools.lru_cache(maxsize=4096)
+def reads(text: str) -> frozenset[str]:
+    """Every name in the expression's tree (parameters, and the functions it calls): what its
+    value can depend on. Raises ExprError where it does not parse."""
+    return frozenset(n.id for n in ast.walk(_parse(text)) if isinstance(n, ast.Name))
+
+
+@functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> ast.expr:
     """The expression's tree, parsed once per process (templates evaluate the same few
     expressions for every block; the walker only reads the tree)."""
