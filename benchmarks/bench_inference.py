@@ -17,7 +17,8 @@
 3. Against ONNX Runtime (`ort`, CPU): SE-ResNeXt-50, SE-ResNet-50, EfficientNet-B0 and
    MobileNetV3-Large, each optimised and as `secompile.to_onnx` writes it (fold_bn=True) in an
    onnxruntime CPU session with as many intra-op threads, batch 1 and 8; 1 thread on the CPU
-   clock, more on the wall clock (issue 23's measure).
+   clock, more on the wall clock (issue 23's measure); with --torch-compile also the optimised
+   module under `torch.compile` (freezing) against ORT.
 4. Thread-count changes (`order`, CPU): SE-ResNeXt-50 optimised once, then run at 2, 1, 2
    threads, against the hand-written eager model and against a module optimised at that count
    only (the packed weights follow the count, issue 23).
@@ -192,8 +193,10 @@ def against_ort(args, threads, batches):
     import onnxruntime as ort
     print(f"\n### Optimised torch vs ONNX Runtime {ort.__version__} (CPUExecutionProvider, "
           f"secompile.to_onnx fold_bn=True), ms per batch (median), ratio optimised / ORT\n")
-    print("| network | threads | clock | batch | optimised ms | ORT ms | optimised / ORT |")
-    print("|---|---:|---|---:|---:|---:|---|")
+    tc = args.torch_compile           # + the optimised module under torch.compile (freezing)
+    print("| network | threads | clock | batch | optimised ms | ORT ms | optimised / ORT |"
+          + (" compiled ms | compiled / ORT |" if tc else ""))
+    print("|---|---:|---|---:|---:|---:|---|" + ("---:|---|" if tc else ""))
     tmp = tempfile.mkdtemp(prefix="bench_inference.")
     wanted = args.nets.split(",") if args.nets else list(ORT_NETS)
     unknown = sorted(set(wanted) - set(ORT_NETS))
@@ -218,17 +221,24 @@ def against_ort(args, threads, batches):
                 x = make_input((bs, *size), torch.device("cpu"), False)
                 opt = optimize_for_inference(model, x)
                 xn = x.numpy()
+                fns = {"optimised": infer_fn(opt, x, contextlib.nullcontext),
+                       "ort": lambda: sess.run(None, {name: xn})}
+                if tc:     # compiles at its first call (a minute or more on 2 cores)
+                    comp = optimize_for_inference(model, x, compile=True)
+                    fns["compiled"] = infer_fn(comp, x, contextlib.nullcontext)
                 with torch.inference_mode():
                     check(torch.from_numpy(sess.run(None, {name: xn})[0]), model(x), label + " ORT")
                     check(opt(x), model(x), label + " optimised")
-                t = interleaved({"optimised": infer_fn(opt, x, contextlib.nullcontext),
-                                 "ort": lambda: sess.run(None, {name: xn})},
-                                args.rounds, args.iters or (3 if bs == 1 else 1), 2,
+                    if tc:
+                        check(comp(x), model(x), label + " compiled")
+                t = interleaved(fns, args.rounds, args.iters or (3 if bs == 1 else 1), 2,
                                 torch.device("cpu"), clock, settle=1)
                 print(f"| {label} | {nt} | {clock_name} | {bs} | "
                       f"{1e3 * statistics.median(t['optimised']):.1f} | "
                       f"{1e3 * statistics.median(t['ort']):.1f} | "
-                      f"{spread(t['optimised'], t['ort'])} |", flush=True)
+                      f"{spread(t['optimised'], t['ort'])} |"
+                      + (f" {1e3 * statistics.median(t['compiled']):.1f} | "
+                         f"{spread(t['compiled'], t['ort'])} |" if tc else ""), flush=True)
                 del opt
     os.unlink(path)
     os.rmdir(tmp)

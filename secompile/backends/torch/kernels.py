@@ -38,8 +38,8 @@ def merged_groups(in_per_group: int, out_per_group: int, groups: int) -> int:
 def block_diagonal(w: torch.Tensor, groups: int, k: int) -> torch.Tensor:
     """The weight of `groups` groups as `groups // k` groups of k times the input channels,
     each original group's kernel on its own diagonal block: the same sums plus products with
-    zeros. (So an Inf or NaN in one group's input would reach the groups merged with it, as
-    0 x Inf is NaN; finite activations give the grouped conv's outputs.)"""
+    zeros. An Inf or NaN in one group's input would reach the groups merged with it (0 x Inf is
+    NaN), so `OneDNNConv` runs a merged conv whose output is not all finite again unmerged."""
     out_g, in_g, *kernel = w.shape[0] // groups, w.shape[1], *w.shape[2:]
     blocks = w.reshape(groups // k, k, out_g, in_g, *kernel)
     wide = w.new_zeros(groups // k, k, out_g, k, in_g, *kernel)
@@ -106,16 +106,28 @@ class OneDNNConv(nn.Conv2d):
         # oneDNN picks the blocked weight layout for the thread count; a copy packed at another
         # count is reordered again inside every call (2x the time, issue 23): re-pack on a change
         key = (w.data_ptr(), w._version, torch.get_num_threads())
-        groups = self.groups // self.merge
         if self.__dict__.get("_packed_key") != key:
-            if self.merge > 1:
-                w = block_diagonal(w.detach(), self.groups, self.merge)
-            self._packed = torch.ops.mkldnn._reorder_convolution_weight(
-                w.detach(), self.padding, self.stride, self.dilation, groups, list(x.shape))
+            self._packed = self._pack(w, x, self.merge)
             self._packed_key = key
+        y = self._run(x, self.merge)
+        # merged groups mix a group's Inf/NaN into its neighbours (0 x Inf): a non-finite
+        # output (the sum is finite only if every element is; ~3% of the conv) runs unmerged
+        if self.merge > 1 and not torch.isfinite(y.sum()):
+            if 1 not in self._packed:
+                self._packed.update(self._pack(w, x, 1))
+            y = self._run(x, 1)
+        return y
+
+    def _pack(self, w: torch.Tensor, x: torch.Tensor, merge: int) -> dict:
+        """{merge: the weight reordered for oneDNN, with `merge` groups run as one}"""
+        w = block_diagonal(w.detach(), self.groups, merge) if merge > 1 else w.detach()
+        return {merge: torch.ops.mkldnn._reorder_convolution_weight(
+            w, self.padding, self.stride, self.dilation, self.groups // merge, list(x.shape))}
+
+    def _run(self, x: torch.Tensor, merge: int) -> torch.Tensor:
         return torch.ops.mkldnn._convolution_pointwise(
-            x, self._packed, self.bias, self.padding, self.stride, self.dilation, groups,
-            self.act or "none", [None], "")
+            x, self._packed[merge], self.bias, self.padding, self.stride, self.dilation,
+            self.groups // merge, self.act or "none", [None], "")
 
     def __getstate__(self):          # deepcopy / pickle: the packed copy is rebuilt on first use
         state = self.__dict__.copy()

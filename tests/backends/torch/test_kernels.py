@@ -2,6 +2,7 @@
 wider groups, and malloc keeping freed memory."""
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import secompile
 from secompile.backends.torch import kernels
@@ -74,6 +76,31 @@ head:
     assert convs["stages.0.g4.conv"].weight.shape == (64, 4, 3, 3)
     assert "groups=16, act=relu, groups_run=8" in repr(convs["stages.0.g4.conv"])
     torch.testing.assert_close(opt(x), ref, rtol=1e-4, atol=1e-4)
+
+
+@onednn
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_non_finite_input_stays_in_its_group(bad):
+    """Merged groups would spread an Inf or NaN of one group's input to the groups merged with
+    it (0 x Inf = NaN); the conv then runs unmerged, so its output is the grouped conv's: the
+    other groups' channels finite and equal, as in eager."""
+    conv = nn.Conv2d(32, 32, 3, padding=1, groups=8).eval()       # 8 groups of 4 -> 4 of 8
+    with torch.no_grad():
+        conv.bias.uniform_(-1, 1)
+    fast = copy.deepcopy(conv).requires_grad_(False)
+    fast.__class__, fast.merge = OneDNNConv, merged_groups(4, 4, 8)
+    assert fast.merge == 2
+    x = torch.randn(2, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), conv(x), rtol=1e-5, atol=1e-5)   # merged, finite
+        assert set(fast._packed) == {2}
+        x[1, 5, 3, 3] = bad                           # group 1 (channels 4-7) of image 1
+        want, got = conv(x), fast(x)
+    finite = want.isfinite()
+    assert not finite[1, 4:8].all() and finite[1, :4].all() and finite[1, 8:].all()
+    assert got.isfinite().equal(finite)
+    torch.testing.assert_close(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+    assert set(fast._packed) == {2, 1}                # the unmerged copy, made when needed
 
 
 def test_malloc_left_alone_where_the_environment_tunes_it(monkeypatch):
