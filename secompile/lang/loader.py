@@ -24,6 +24,7 @@ _T = "tag:yaml.org,2002:"
 # libyaml parses ~10x faster; errors are re-parsed with the pure-Python loader so that the
 # messages are the same with or without it.
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = _T + "str"
 _ALLOWED_TAGS = {_T + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
@@ -200,6 +201,8 @@ class _Builder:
     def _scalar(self, node, path):
         """A scalar as YAML types it; an explicit tag its text cannot be (`!!float abc`,
         `!!bool maybe`, `!!null x`) is the user's error, located, not PyYAML's ValueError."""
+        if node.tag == _STR:   # what SafeConstructor makes of it, without its dispatch
+            return node.value
         try:
             return self.scalar.construct_object(node, deep=True)
         except (ValueError, KeyError, TypeError, yaml.YAMLError):
