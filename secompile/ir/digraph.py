@@ -143,9 +143,26 @@ class DiGraph:
         return iter(self._node)
 
 
+def _topological(g: DiGraph, order: list) -> bool:
+    """Whether every edge of `g` runs forward in `order`."""
+    position = {n: i for i, n in enumerate(order)}
+    pred = g._pred
+    for i, v in enumerate(order):
+        for u in pred[v]:
+            if position[u] >= i:
+                return False
+    return True
+
+
 def lexicographical_topological_sort(g: DiGraph, key: Callable | None = None) -> Iterator:
     """networkx's: a topological order that takes the smallest `key` among the ready nodes."""
     key = key or (lambda n: n)
+    # Where the key order is topological already (the IR's rank order almost always is), it is
+    # the answer: Kahn's algorithm would take each node in it, ready as its inputs come first.
+    ranked = sorted(g._node, key=key)   # stable: ties in insertion order, as below
+    if _topological(g, ranked):
+        yield from ranked
+        return
     index = {n: i for i, n in enumerate(g._node)}     # ties: insertion order, as networkx
     indegree = {n: len(p) for n, p in g._pred.items()}
     ready = [(key(n), index[n], n) for n, d in indegree.items() if d == 0]

@@ -42,6 +42,22 @@ def test_same_as_networkx(seed):
     assert ours.nodes[order[0]] == {"op": "x"} and ours.nodes.get("missing") is None
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_same_as_networkx_where_the_key_order_is_topological(seed):
+    """The shortcut taken where the key order is topological already (the IR's rank order):
+    with distinct keys, with ties (insertion order decides), and a key order that is not."""
+    order, edges, _ = _random_dag(seed)
+    dag_order = {p: i for i, p in enumerate(sorted(order, key=lambda p: int(p.split("_")[1])))}
+    ours, theirs = digraph.DiGraph(), nx.DiGraph()
+    for g in (ours, theirs):
+        g.add_nodes_from(order)
+        g.add_edges_from(edges)
+    for key in (dag_order.__getitem__, lambda p: dag_order[p] // 7, lambda p: 0,
+                lambda p: -dag_order[p]):
+        assert list(digraph.lexicographical_topological_sort(ours, key=key)) == list(
+            nx.lexicographical_topological_sort(theirs, key=key))
+
+
 def test_a_cycle_has_no_order():
     g = digraph.DiGraph()
     g.add_edges_from([("a", "b"), ("b", "c"), ("c", "a"), ("x", "a")])
