@@ -13,13 +13,13 @@ bound and problems blamed in `binding.py`, templates instantiated in `templates.
 from __future__ import annotations
 
 from ..ir import ops
-from ..ir.graph import Graph, Stage
+from ..ir.graph import Composite, Graph, Stage
 from ..ir.verify import verified
 from ..lang.document import Spec
 from ..lang.errors import LimitError, SpecError, did_you_mean, format_path
 from .binding import Abort, Binding, Ctx, Param
 from .layers import COMPOSITES, layer_builder
-from .replay import Replays
+from .replay import INPUT, Replays
 from .stages import Stages
 from .templates import MAX_NESTING, Templates
 
@@ -82,19 +82,21 @@ class Expander(Binding, Stages, Templates):
         self.added.append(self.anchor)
         return self.anchor
 
-    def replay(self, body: tuple, scope: str, x: str) -> str | None:
-        """Add a body kept by `Replays` under `scope`, reading `x` -> its output; None (nothing
-        added) where a node could be refused: the instance is then built as usual, which finds
-        and locates the problem."""
-        records, out = body
+    def replay(self, body: tuple, scope: str, x: str) -> Composite | None:
+        """Add a body kept by `Replays` under `scope`, reading `x` -> its composite; None
+        (nothing added) where a node could be refused: the instance is then built as usual,
+        which finds and locates the problem."""
+        records, kind, fields = body
         g, prefix = self.graph, scope + "."
         if g.g.number_of_nodes() + len(records) > MAX_IR_NODES or any(
                 g.taken(prefix + suffix) is not None for suffix, *_ in records):
             return None
+
+        def node(relative):
+            return x if relative == INPUT else prefix + relative
         for suffix, op, attrs, inputs in records:
-            self._add(prefix + suffix, op, dict(attrs),
-                      [x if i is None else prefix + i for i in inputs])
-        return prefix + out
+            self._add(prefix + suffix, op, dict(attrs), [node(i) for i in inputs])
+        return Composite(scope, kind, x, **{f: node(r) for f, r in fields.items()})
 
     # -- whole network ---------------------------------------------------------------
     def run(self) -> Graph:

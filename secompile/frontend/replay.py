@@ -18,11 +18,14 @@ instance is built as usual, so each problem is found, and located, where it alwa
 """
 from __future__ import annotations
 
+from ..ir.records import Composite
 from ..lang import expr
 from ..lang.document import Template
 
 RECORDING_KINDS = ("block", "residual", "parallel")   # layers that record more than nodes
 NOT_BODY = ("description", "params", "vars")            # bound before the body is built
+FIELDS = ("output", "merge", "branch_out", "shortcut_out")   # the composite's nodes
+INPUT = ()   # in a kept body: the instance's input (other nodes are paths below its scope)
 
 
 class Replays:
@@ -30,7 +33,7 @@ class Replays:
         # id(template) -> (template, the names its body reads or None: never replayed); the
         # template is held, so its id is not reused while the key is here
         self._reads: dict[int, tuple] = {}
-        self._bodies: dict[tuple, tuple] = {}   # key -> (node records, output suffix)
+        self._bodies: dict[tuple, tuple] = {}   # key -> (node records, kind, composite fields)
 
     def key(self, tmpl: Template, env: dict, shape: tuple) -> tuple | None:
         """What a body's nodes depend on (None: this template's bodies are never kept)."""
@@ -50,30 +53,39 @@ class Replays:
         return key
 
     def get(self, key: tuple) -> tuple | None:
-        """(node records, output suffix) of the body kept under `key`, or None."""
+        """The body kept under `key` (`Expander.replay` adds it), or None."""
         return self._bodies.get(key)
 
-    def keep(self, key: tuple, graph, scope: str, x: str, out: str, built: list[str]) -> None:
-        """Keep the body just built: nodes `built` (in order) under `scope`, reading `x`,
-        giving `out`. A body that reads or gives anything else is not kept."""
-        prefix = scope + "."
+    def keep(self, key: tuple, graph, comp: Composite, built: list[str]) -> None:
+        """Keep the body just built: nodes `built` (in order) under the scope of `comp`, reading
+        its input. A body that reads or names anything else is not kept."""
+        prefix, x = comp.path + ".", comp.input
         inside = set(built)
-        if out not in inside:
-            return
+
+        def relative(node):   # INPUT, or the path below the scope
+            return INPUT if node == x else node[len(prefix):] if node in inside else None
         records = []
         for path in built:
             d = graph.node(path)
-            if not path.startswith(prefix) or any(i != x and i not in inside
-                                                  for i in d["inputs"]):
+            inputs = tuple(relative(i) for i in d["inputs"])
+            if not path.startswith(prefix) or None in inputs:
                 return
-            records.append((path[len(prefix):], d["op"], dict(d["attrs"]),
-                            tuple(None if i == x else i[len(prefix):] for i in d["inputs"])))
-        self._bodies[key] = (tuple(records), out[len(prefix):])
+            records.append((path[len(prefix):], d["op"], dict(d["attrs"]), inputs))
+        fields = {f: relative(getattr(comp, f)) for f in FIELDS if getattr(comp, f) is not None}
+        if comp.output not in inside or None in fields.values():
+            return
+        self._bodies[key] = (tuple(records), comp.kind, fields)
 
 
 def _names_read(body: dict) -> frozenset | None:
+    """The names a body's `$`-strings read; None where it may record more than nodes: a
+    `parallel` body (a select merge instantiates a template), anything nested in a body that
+    records (a `block:`, a residual or parallel layer). A top-level `residual` records only the
+    instance's own composite, which a replay rebuilds."""
+    if "parallel" in body:
+        return None
     names: set = set()
-    stack: list = [{k: v for k, v in body.items() if k not in NOT_BODY}]
+    stack: list = [v for k, v in body.items() if k not in NOT_BODY]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):

@@ -93,10 +93,7 @@ class Templates:
             self.problem(inner, bpath, f"a block template has exactly one of {', '.join(BODIES)}")
             raise Abort
         kind = kinds[0]
-        if kind in ("layers", "gate"):   # a body of nodes only: maybe one built before
-            comp = self._body(inner, tmpl, kind, scope, x, mark)
-        else:
-            comp = COMPOSITES[kind](self, inner, body[kind], bpath + (kind,), scope, x)
+        comp = self._body(inner, tmpl, kind, scope, x, mark)
         self.bound = env   # after the body: an outer instance overwrites its inner ones
         comp.template = tmpl.name
         comp.mark, comp.spec_path = ctx.smap.mark(path), where
@@ -111,22 +108,24 @@ class Templates:
 
     def _body(self, inner: Ctx, tmpl: Template, kind: str, scope: str, x: str,
               mark: int) -> Composite:
-        """A `layers` or attention body: the nodes of one built before with the same values and
-        input shape where there is one (frontend/replay.py), else built and kept."""
+        """The template's body at `scope`: the nodes of one built before with the same values
+        and input shape where there is one (frontend/replay.py), else built (and kept)."""
         key = self.replays.key(tmpl, inner.env, self.graph.shape(x))
         kept = self.replays.get(key) if key is not None else None
-        out = self.replay(kept, scope, x) if kept is not None else None
-        if out is not None:
-            return Composite(scope, "layers", x, out)
+        comp = self.replay(kept, scope, x) if kept is not None else None
+        if comp is not None:
+            return comp
         problems = len(self.problems)
+        body, bpath = tmpl.body, tmpl.path
         if kind == "layers":
-            out = self.items(inner, tmpl.body["layers"], tmpl.path + ("layers",), scope, x)
+            out = self.items(inner, body["layers"], bpath + ("layers",), scope, x)
             comp = Composite(scope, "layers", x, out)
+        elif kind == "gate":
+            comp = self.attention(inner, body, bpath, scope, x)
         else:
-            comp = self.attention(inner, tmpl.body, tmpl.path, scope, x)
+            comp = COMPOSITES[kind](self, inner, body[kind], bpath + (kind,), scope, x)
         if key is not None and kept is None and len(self.problems) == problems:
-            self.replays.keep(key, self.graph, scope, x, comp.output,
-                              self.graph.nodes_since(mark))
+            self.replays.keep(key, self.graph, comp, self.graph.nodes_since(mark))
         return comp
 
     def min_nodes(self, items, cap: int, _open=None) -> int:

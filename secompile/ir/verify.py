@@ -96,10 +96,20 @@ def _nodes(g) -> list[str]:
         if shape != tuple(d.get("shape", ())):
             out.append(f"{path}: recorded shape {tuple(d.get('shape', ()))}, but {op} over "
                        f"{[tuple(s) for s in in_shapes]} gives {shape}")
-        bad = {n: s for n, s in tensors.items() if not all(type(x) is int and x >= 1 for x in s)}
-        if bad:
+        if not _sizes_ok(tensors):
+            bad = {n: s for n, s in tensors.items()
+                   if not all(type(x) is int and x >= 1 for x in s)}
             out.append(f"{path}: weight tensors with empty or odd shapes {bad}")
     return out
+
+
+def _sizes_ok(tensors: dict) -> bool:
+    """Every size of every tensor an int >= 1 (one loop, no generator per tensor)."""
+    for shape in tensors.values():
+        for x in shape:
+            if type(x) is not int or x < 1:
+                return False
+    return True
 
 
 def _edges_indexed(edges: dict, inputs: list) -> bool:

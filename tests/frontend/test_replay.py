@@ -8,6 +8,7 @@ import secompile
 from secompile.frontend import replay
 from secompile.frontend.binding import Param
 from secompile.frontend.expand import Expander
+from secompile.ir.records import Composite
 from secompile.lang.errors import SpecError
 from support import SPECS
 
@@ -39,7 +40,9 @@ def replays_counted(monkeypatch):
 
 def test_se_resnext50_modules_replayed_and_identical(replays_counted):
     g = secompile.build_ir("se_resnext50")
-    assert replays_counted["hits"] == 12   # 16 SE modules, 4 widths: 4 built, 12 replayed
+    # 16 SE modules of 4 widths: 12 replayed; 16 bottlenecks, each stage's first and second
+    # differ (stride, input width): 8 replayed
+    assert replays_counted["hits"] == 12 + 8
     replays_counted["on"] = False
     replays_counted["hits"] = 0
     plain = secompile.build_ir("se_resnext50")
@@ -91,10 +94,41 @@ def test_keys_tell_values_of_other_types_apart_and_refuse_what_they_cannot_compa
                  (8, 4, 4)) is None
 
 
-def test_bodies_that_record_more_than_nodes_are_never_kept():
-    spec = secompile.load_spec("resnet50")
+NESTED = """name: t
+input: {channels: 3, size: 16}
+blocks:
+  nested:
+    params: {out: int}
+    residual:
+      branch:
+        - {name: conv1, conv: {out: $out, kernel: 3}}
+        - {name: se, block: {template: se, reduction: 4}}
+  fork:
+    params: {out: int}
+    parallel:
+      branches: {a: [{conv: {out: $out}}], b: [{conv: {out: $out}}]}
+  inner:
+    params: {out: int}
+    layers:
+      - {name: r, residual: {branch: [{conv: {out: $out}}]}}
+stem: [{name: conv1, conv: {out: 8, kernel: 3}}]
+stages:
+  - {block: nested, repeat: 2, out: 8}
+  - {block: fork, repeat: 2, out: 8}
+  - {block: inner, repeat: 2, out: 16}
+head: [{name: pool, global_avgpool: {}}, {name: fc, linear: {out: 10}}]
+"""
+
+
+def test_bodies_that_record_more_than_their_own_composite_are_never_kept(replays_counted):
+    spec = secompile.load_spec(NESTED)
     r = replay.Replays()
-    assert r.key(spec.templates["bottleneck"], {}, (64, 56, 56)) is None   # a residual body
+    for name in ("nested", "fork", "inner"):   # a block inside, a parallel, a residual layer
+        assert r.key(spec.templates[name], {"out": Param(8, None, ())}, (8, 4, 4)) is None
+    g = build(NESTED)
+    assert replays_counted["hits"] == 1   # only the SE module inside the second `nested` block
+    replays_counted["on"] = False
+    assert described(g) == described(build(NESTED))
 
 
 def test_a_replay_that_could_be_refused_adds_nothing():
@@ -106,7 +140,8 @@ def test_a_replay_that_could_be_refused_adds_nothing():
     g.add("free.a", "identity", {}, ["input"])   # 'free.a' taken: the body's first node
     assert fe.replay(body, "free", "input") is None
     assert g.node_count() == before + 1
-    assert fe.replay(body, "other", "stem.conv1.act") == "other.b.act"
+    assert fe.replay(body, "other", "stem.conv1.act") == Composite("other", "layers", "stem.conv1.act",
+                                                                   "other.b.act")
 
 
 def test_problems_after_a_kept_body_are_reported_where_written():
