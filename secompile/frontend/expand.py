@@ -88,8 +88,9 @@ class Expander(Binding, Stages, Templates):
         which finds and locates the problem."""
         records, kind, fields = body
         g, prefix = self.graph, scope + "."
-        if g.g.number_of_nodes() + len(records) > MAX_IR_NODES or any(
-                g.taken(prefix + suffix) is not None for suffix, *_ in records):
+        # the body's nodes did not clash among themselves where it was built; they clash with
+        # none here if no node lies at, above or below the scope (a node at its path would)
+        if g.g.number_of_nodes() + len(records) > MAX_IR_NODES or g.taken(scope) is not None:
             return None
 
         def node(relative):

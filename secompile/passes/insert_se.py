@@ -235,8 +235,11 @@ def _splice(g: Graph, pt: Point, o: SEOptions, taken: set, index: _PathIndex,
         index.add(path)
     g.insert_between(u, a, consumers, s, owner=comp.path if comp is not None else None)
     width = names.get("width")
+    built = g.attention.get(s)   # as its template recorded it, over the same nodes: counted
+    params = built.param_count if built is not None and built.output == a else \
+        g.param_count(added)
     g.add_attention(AttentionModule(
-        s, name, attention_kind(name), g.op(a), u, a, g.param_count(added), rpath, pt.position,
+        s, name, attention_kind(name), g.op(a), u, a, params, rpath, pt.position,
         pt.target, width if isinstance(width, int) and not isinstance(width, bool) else None))
 
 
