@@ -81,19 +81,23 @@ class Graph:
 
     def _claim(self, path: str) -> tuple:
         """Refuse a path that is taken (PathTaken) -> its proper prefixes, outermost first."""
-        why = self.taken(path)
+        prefixes = self._chains(path)
+        why = self._refusal(path, prefixes)
         if why is not None:
             raise PathTaken(why)
-        return self._chains(path)
+        return prefixes
 
     def taken(self, path: str) -> str | None:
         """Why `add` would refuse a node at `path`, or None where it is free."""
+        return self._refusal(path, self._chains(path))
+
+    def _refusal(self, path: str, prefixes: tuple) -> str | None:
         nodes = self.g._node
         if path in nodes:
             return "two layers get this name"
         if path in self._scopes:
             return "a layer gets the name of a scope holding other layers"
-        for q in self._chains(path):
+        for q in prefixes:
             if q in nodes:
                 return f"a layer would be inside the layer {q}"
         return None
