@@ -34,8 +34,8 @@ class Counts:
         paths = []
         for path, d in g.nodes():
             ins = [nodes[i]["shape"] for i in d["inputs"]]
-            m, p = (ops.macs(d["op"], d["attrs"], ins, d["shape"]),
-                    ops.params(d["op"], d["attrs"], ins))
+            opdef, attrs = ops.OPS[d["op"]], d["attrs"]   # ops.macs and ops.params, looked up once
+            m, p = opdef.macs(attrs, ins, d["shape"]), opdef.params(attrs, ins)
             self.nodes[path] = Cost(m, p)
             sums[path] = [m, p, 1, len(paths)]
             paths.append(path)

@@ -89,10 +89,14 @@ class OpDef:
 
     def tensors(self, a: dict, ins: list, inference: bool = False) -> dict[str, tuple]:
         """name -> shape of the tensors a node owns (`inference`: only those a runtime needs)."""
+        if not self.weights:   # most ops: asked for every node verified
+            return {}
         return {w.name: tuple(w.shape(a, ins)) for w in self.weights
                 if w.present(a) and (w.inference or not inference)}
 
     def params(self, a: dict, ins: list) -> int:
+        if not self.weights:   # most ops: asked for every node counted
+            return 0
         return sum(_prod(w.shape(a, ins)) for w in self.weights if not w.buffer and w.present(a))
 
 
