@@ -129,7 +129,8 @@ def build_ir(spec, *, se: bool = True, base_dir: str | None = None, overrides=No
         if verify.EVERY_PASS:
             g.check()
         if se and spec.data.get("se"):
-            g = insert_se(g, se_rules(spec), spec.smap, modules=attention_modules(spec))
+            g = insert_se(g, se_rules(spec), spec.smap, modules=attention_modules(spec),
+                          copy=False)   # g is this call's own: no copy to rewrite
         g = _features(g, features_only, out_indices, num_classes)[0]
         if not verify.EVERY_PASS:   # else each pass checked its own result
             g.check()   # every validate, count and build: ~1 ms per 20 nodes

@@ -55,10 +55,14 @@ class AttentionModules(Protocol):
 
 
 @verified
-def insert_se(g: Graph, rules: list, smap: SourceMap, modules: AttentionModules) -> Graph:
-    """Return a copy of `g` with SE blocks (attention modules) spliced in. Raises SpecError."""
+def insert_se(g: Graph, rules: list, smap: SourceMap, modules: AttentionModules, *,
+              copy: bool = True) -> Graph:
+    """Return a copy of `g` with SE blocks (attention modules) spliced in. Raises SpecError.
+    copy=False: splice them into `g` itself, for a caller that drops `g` (after a SpecError,
+    `g` is half rewritten)."""
     _need(modules)
-    g = g.copy()
+    if copy:
+        g = g.copy()
     problems = _module_problems(rules, smap, modules)
     if problems:
         raise SpecError(problems)

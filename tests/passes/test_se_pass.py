@@ -110,6 +110,19 @@ def test_applying_rules_twice_is_idempotent(spec_dir):
     assert again.attention == g.attention and again.scopes == g.scopes
 
 
+def test_insert_se_in_place_gives_what_the_copy_gives(spec_dir):
+    spec, _ = build("  - {where: {stages: all}}\n", spec_dir)
+    rules, modules = spec.data["se"], attention_modules(spec)
+    plain = expand(spec)
+    before = plain.structural_hash()
+    copied = insert_se(plain, rules, spec.smap, modules=modules)
+    assert plain.structural_hash() == before and not plain.attention   # left as it was
+    same = insert_se(plain, rules, spec.smap, modules=modules, copy=False)
+    assert same is plain and same.structural_hash() == copied.structural_hash() != before
+    assert (same.attention, same.scopes, same.blocks, same.composites) == (
+        copied.attention, copied.scopes, copied.blocks, copied.composites)
+
+
 def test_insert_se_needs_the_attention_templates(spec_dir):
     spec, g = build("  - {where: {stages: all}}\n", spec_dir)
     with pytest.raises(TypeError, match="modules=frontend.attention_modules"):
