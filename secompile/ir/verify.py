@@ -19,7 +19,6 @@ import functools
 import os
 
 from . import ops
-from .records import ScopeChains
 from .records import prefixes as _prefixes
 
 MAX_LISTED = 20   # findings printed in full; the rest are counted
@@ -219,11 +218,27 @@ def _attention(g) -> list[str]:
 def _scope_index(g) -> list[str]:
     """Graph._scopes (what `Graph.add` refuses as a layer name) is exactly the proper prefixes
     of the node paths, each with its node count: a scope whose nodes all went is free again."""
+    # counted here from the paths, not with the graph's own prefix chains: each node counts in
+    # its parent scope, then each scope in its parent, deepest first
     want: dict = {}
-    chains = ScopeChains()   # built here, not the graph's: the index is checked against paths
+    by_depth: dict[int, list] = {}
     for p in g.g:
-        for prefix in chains(p):
-            want[prefix] = want.get(prefix, 0) + 1
+        cut = p.rfind(".")
+        if cut != -1:
+            parent = p[:cut]
+            if parent in want:
+                want[parent] += 1
+            else:
+                want[parent] = 1
+                by_depth.setdefault(parent.count("."), []).append(parent)
+    for depth in range(max(by_depth, default=0), 0, -1):
+        for scope in by_depth.get(depth, ()):
+            parent = scope[:scope.rfind(".")]
+            if parent in want:
+                want[parent] += want[scope]
+            else:
+                want[parent] = want[scope]
+                by_depth.setdefault(depth - 1, []).append(parent)
     have = getattr(g, "_scopes", want)
     if have == want:
         return []
