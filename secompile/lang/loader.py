@@ -57,6 +57,19 @@ def _mark(file: str, m) -> Mark:
     return Mark(file, m.line + 1, m.column + 1)
 
 
+_EVENT_KINDS: dict[type, tuple] = {}   # event class -> (a node?, nesting +1/-1/0, an alias?)
+
+
+def _event_kind(cls: type) -> tuple:
+    """What the prescan counts of an event class: looked up by class, found once (isinstance)."""
+    kind = (issubclass(cls, yaml.NodeEvent),
+            1 if issubclass(cls, (yaml.MappingStartEvent, yaml.SequenceStartEvent)) else
+            -1 if issubclass(cls, (yaml.MappingEndEvent, yaml.SequenceEndEvent)) else 0,
+            issubclass(cls, yaml.AliasEvent))
+    _EVENT_KINDS[cls] = kind
+    return kind
+
+
 def _prescan(text: str, file: str, loader=_FAST_LOADER) -> bool:
     """Bound nesting depth and node count with the event stream (iterative: no recursion),
     before any node is composed: 4 MiB of one-character items would be 2 million nodes.
@@ -65,19 +78,20 @@ def _prescan(text: str, file: str, loader=_FAST_LOADER) -> bool:
     aliases = False
     try:
         for ev in yaml.parse(text, Loader=loader):
-            if isinstance(ev, yaml.NodeEvent):
+            node, nesting, alias = _EVENT_KINDS.get(type(ev)) or _event_kind(type(ev))
+            if node:
                 nodes += 1
-                aliases = aliases or isinstance(ev, yaml.AliasEvent)
+                aliases = aliases or alias
                 if nodes > MAX_NODES:
                     raise LimitError([Problem(_mark(file, ev.start_mark), "<yaml>",
                                               f"document has more than {MAX_NODES} "
                                               f"nodes; refusing it")])
-            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if nesting > 0:
                 depth += 1
                 if depth > MAX_DEPTH:
                     raise LimitError([Problem(_mark(file, ev.start_mark), "<yaml>",
                                               f"nesting deeper than {MAX_DEPTH} levels")])
-            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            elif nesting < 0:
                 depth -= 1
         return aliases
     except (yaml.MarkedYAMLError, yaml.reader.ReaderError) as e:
