@@ -8,7 +8,7 @@ Every mutation keeps a well-formed spec valid:
 - input_size: the input's height and width times 2 (sizes only grow, parity is kept);
 - repeat: a block stage with repeat >= 2 repeats 1 .. repeat+1 times (blocks after the first
   get stride 1; a stage written once may be a block that is not repeatable, e.g. one with a
-  fixed stride);
+  fixed stride), never fewer than the block indices its SE selectors name need;
 - se: SE rules get smaller reductions, other squeeze/gate/bias options (the paper's SE block
   only: other `module:`s keep their parameters), or are dropped (`position: none` rules are
   kept, so nothing they removed comes back);
@@ -111,12 +111,35 @@ def scale_input(spec: dict, factor: int = 2) -> dict:
 
 
 def _repeat(draw, spec):
-    # a stage that repeats its block already can repeat it more
-    for stage in spec.get("stages", []):
+    # a stage that repeats its block already can repeat it more, or fewer times down to the
+    # blocks its SE selectors name by index (`where: {stages: 1, blocks: 1}` needs 2)
+    stages = spec.get("stages", [])
+    floor = _selected_blocks(spec, len(stages))
+    for i, stage in enumerate(stages):
         if ("block" in stage and _is_int(stage.get("repeat")) and stage["repeat"] > 1
                 and draw(st.booleans())):
-            stage["repeat"] = draw(st.integers(1, stage["repeat"] + 1))
+            stage["repeat"] = draw(st.integers(max(1, floor[i]), stage["repeat"] + 1))
     return spec
+
+
+def _selected_blocks(spec, n: int) -> list[int]:
+    """Per stage, how many blocks the SE rules' selectors (`where`, `exclude`) need it to have
+    for every block index they list to exist (-1 needs 1, 1 needs 2)."""
+    need = [0] * n
+
+    def ints(v):
+        return [v] if _is_int(v) else [x for x in v if _is_int(x)] if isinstance(v, list) else []
+    for rule in spec.get("se") or []:
+        for key in ("where", "exclude"):
+            sel = rule.get(key) if isinstance(rule, dict) else None
+            if not isinstance(sel, dict) or not ints(sel.get("blocks")):
+                continue
+            stages = sel.get("stages", "all")
+            which = range(n) if stages == "all" else [s % n for s in ints(stages) if -n <= s < n]
+            blocks = max(b + 1 if b >= 0 else -b for b in ints(sel["blocks"]))
+            for s in which:
+                need[s] = max(need[s], blocks)
+    return need
 
 
 def _se(draw, spec):

@@ -82,3 +82,25 @@ def test_mutations_of_generated_specs_compile_or_raise_spec_error(pair):
         return
     model = secompile.compile(variant)
     assert sum(p.numel() for p in model.parameters()) == counts(g).total.params
+
+
+def test_repeat_mutations_keep_the_blocks_se_selectors_name():
+    """`where: {stages: 1, blocks: 1}` needs stage 1 to keep two blocks: repeat mutations of
+    the v2_everything seed never go below (a 2,000-example run found repeat 1 refused with
+    "selector {stages: 1, blocks: 1} matches nothing")."""
+    from secompile.testing.mutations import _selected_blocks
+    spec = yaml.safe_load((ROOT / "tests" / "fuzz" / "seeds" / "v2_everything.yaml").read_text())
+    assert _selected_blocks(spec, len(spec["stages"])) == [0, 2, 0, 0]
+    rules = [{"where": {"stages": -1, "blocks": [0, -3]}}, {"where": {"stages": "all"}},
+             {"where": {"blocks": 2}, "exclude": {"stages": [0], "blocks": 4}}]
+    assert _selected_blocks({"se": rules}, 3) == [5, 3, 3]
+    spec["stages"][1]["repeat"] = 1
+    with pytest.raises(secompile.SpecError, match=r"selector \{stages: 1, blocks: 1\} matches"):
+        secompile.build_ir(spec, base_dir=str(SPECS))
+
+    @settings(PROFILE, max_examples=30)
+    @given(mutations(ROOT / "tests" / "fuzz" / "seeds" / "v2_everything.yaml", kinds=("repeat",)))
+    def repeats_stay_valid(variant):
+        assert variant["stages"][1]["repeat"] >= 2
+        secompile.build_ir(variant, base_dir=str(SPECS))
+    repeats_stay_valid()
