@@ -401,6 +401,10 @@ def parallel(fe, ctx, a, path, p, x) -> Composite:
     outs = []
     for i, (name, items) in enumerate(named):
         key = name if isinstance(br, dict) else i
+        if not isinstance(name, str):   # YAML reads `1:`, `true:` or `null:` as no text
+            fe.problem(ctx, path + ("branches", key),
+                       f"branch name {name!r} is not text: quote it ('{name}')", key=True)
+            raise Abort
         if not name or "." in name:
             fe.problem(ctx, path + ("branches", key),
                        f"branch name {name!r}: names are non-empty and have no "

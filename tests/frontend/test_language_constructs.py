@@ -245,6 +245,26 @@ stages: [{block: r}]
 """))
 
 
+def test_a_branch_name_that_yaml_reads_as_a_number_is_refused_where_it_is_written():
+    """`1:` is an int key to YAML: a located problem, not a TypeError from the front end (a
+    mutation campaign found it inside a template body)."""
+    text = spec("""
+blocks:
+  fork:
+    params: {out: int}
+    parallel:
+      branches:
+        1: [{conv: {out: $out, kernel: 1}}]
+        b: [{conv: {out: $out, kernel: 3}}]
+stages: [{block: fork, out: 8}]
+""")
+    with pytest.raises(SpecError) as e:
+        build(text)
+    assert [m.split(": ", 1)[1] for m in e.value.messages] == [
+        "blocks.fork.parallel.branches[1]: branch name 1 is not text: quote it ('1') "
+        "(in stages[0].blocks[0])"]
+
+
 # -- depthwise convolution ---------------------------------------------------------------------------
 DEPTHWISE = spec("""
 blocks:
