@@ -39,7 +39,7 @@ def block_diagonal(w: torch.Tensor, groups: int, k: int) -> torch.Tensor:
     """The weight of `groups` groups as `groups // k` groups of k times the input channels,
     each original group's kernel on its own diagonal block: the same sums plus products with
     zeros. An Inf or NaN in one group's input would reach the groups merged with it (0 x Inf is
-    NaN), so `OneDNNConv` runs a merged conv whose output is not all finite again unmerged."""
+    NaN), so `OneDNNConv` runs a merged conv unmerged where its input is not all finite."""
     out_g, in_g, *kernel = w.shape[0] // groups, w.shape[1], *w.shape[2:]
     blocks = w.reshape(groups // k, k, out_g, in_g, *kernel)
     wide = w.new_zeros(groups // k, k, out_g, k, in_g, *kernel)
@@ -109,14 +109,15 @@ class OneDNNConv(nn.Conv2d):
         if self.__dict__.get("_packed_key") != key:
             self._packed = self._pack(w, x, self.merge)
             self._packed_key = key
-        y = self._run(x, self.merge)
-        # merged groups mix a group's Inf/NaN into its neighbours (0 x Inf): a non-finite
-        # output (the sum is finite only if every element is; ~3% of the conv) runs unmerged
-        if self.merge > 1 and not torch.isfinite(y.sum()):
+        # merged groups mix a group's Inf/NaN input into its neighbours (0 x Inf = NaN, which
+        # a fused ReLU may turn into 0): an input that is not all finite (its sum is finite
+        # only if every element is; ~3% of the conv) runs unmerged
+        merge = self.merge
+        if merge > 1 and not torch.isfinite(x.sum()):
+            merge = 1
             if 1 not in self._packed:
                 self._packed.update(self._pack(w, x, 1))
-            y = self._run(x, 1)
-        return y
+        return self._run(x, merge)
 
     def _pack(self, w: torch.Tensor, x: torch.Tensor, merge: int) -> dict:
         """{merge: the weight reordered for oneDNN, with `merge` groups run as one}"""
